@@ -1,0 +1,363 @@
+//! rrocker's PKI, generated with rcgen: a root CA signs a server CA and a client CA; the
+//! server CA signs server certificates, the client CA signs client certificates. Every key is
+//! ECDSA P-256. [`Pki::write_dev`] lays out the dev PKI the README's daemon uses;
+//! tests build fresh PKIs with [`Pki::generate`] and issue odd certificates (expired, signed by
+//! the wrong CA, self-signed, unknown organisation) with [`Pki::issue`].
+//!
+//! Layout of a PKI directory (keys 0600, directory 0700):
+//! `root-ca.pem`, `server-ca.pem`, `client-ca.pem` (+ `.key` of each CA),
+//! `<name>.pem` (leaf then its CA) and `<name>.key` for `server`, `client1`, `client2`,
+//! `admin1` and `rogue` (self-signed, trusted by nobody).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+/// What went wrong while making or writing certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused the parameters or failed to sign.
+    #[error("cannot generate certificate {name}: {source}")]
+    Generate {
+        /// Which certificate.
+        name: String,
+        /// rcgen's error.
+        source: rcgen::Error,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Which key signs a leaf certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// The client CA (the normal case for client certificates).
+    ClientCa,
+    /// The server CA (normal for servers; a "wrong CA" for clients).
+    ServerCa,
+    /// The leaf signs itself (a rogue certificate).
+    SelfSigned,
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// TLS server authentication (serverAuth).
+    Server,
+    /// TLS client authentication (clientAuth).
+    Client,
+}
+
+/// A description of a leaf certificate to issue.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    /// Subject common name (the identity for clients).
+    pub common_name: String,
+    /// Subject organisations, in order (the first is the role for clients).
+    pub organizations: Vec<String>,
+    /// DNS names and IP addresses for the subjectAltName.
+    pub subject_alt_names: Vec<String>,
+    /// Server or client authentication.
+    pub usage: Usage,
+    /// Who signs it.
+    pub signer: Signer,
+    /// Validity start.
+    pub not_before: OffsetDateTime,
+    /// Validity end.
+    pub not_after: OffsetDateTime,
+}
+
+impl LeafSpec {
+    /// A client certificate with one organisation, signed by the client CA, valid for a year.
+    pub fn client(organization: &str, common_name: &str) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            common_name: common_name.to_owned(),
+            organizations: vec![organization.to_owned()],
+            subject_alt_names: Vec::new(),
+            usage: Usage::Client,
+            signer: Signer::ClientCa,
+            not_before: now - Duration::hours(1),
+            not_after: now + Duration::days(365),
+        }
+    }
+
+    /// A server certificate for localhost, 127.0.0.1 and ::1, signed by the server CA.
+    pub fn server() -> Self {
+        Self {
+            common_name: "rrockerd".to_owned(),
+            organizations: vec!["rrocker".to_owned()],
+            subject_alt_names: ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec(),
+            usage: Usage::Server,
+            signer: Signer::ServerCa,
+            ..Self::client("rrocker", "rrockerd")
+        }
+    }
+
+    /// The same certificate, but expired since yesterday.
+    #[must_use]
+    pub fn expired(mut self) -> Self {
+        let now = OffsetDateTime::now_utc();
+        self.not_before = now - Duration::days(30);
+        self.not_after = now - Duration::days(1);
+        self
+    }
+
+    /// The same certificate, signed by `signer` instead.
+    #[must_use]
+    pub fn signed_by(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self
+    }
+}
+
+/// A certificate (PEM, leaf first then its issuing CA) with its private key (PEM).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate chain in PEM: the leaf, then the CA that signed it (if not self-signed).
+    pub chain_pem: String,
+    /// The PKCS#8 private key in PEM.
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Writes `<dir>/<name>.pem` and `<dir>/<name>.key` (0600).
+    pub fn write(&self, dir: &Path, name: &str) -> Result<(), CertError> {
+        write_file(&dir.join(format!("{name}.pem")), &self.chain_pem, 0o644)?;
+        write_file(&dir.join(format!("{name}.key")), &self.key_pem, 0o600)
+    }
+}
+
+/// A root CA and the server and client CAs it signed.
+pub struct Pki {
+    root: CertifiedIssuer<'static, KeyPair>,
+    server_ca: CertifiedIssuer<'static, KeyPair>,
+    client_ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").finish_non_exhaustive()
+    }
+}
+
+/// The names of the dev PKI's leaf certificates, as written by [`Pki::write_dev`].
+pub const DEV_IDENTITIES: [(&str, &str); 3] =
+    [("client", "client1"), ("client", "client2"), ("admin", "admin1")];
+
+impl Pki {
+    /// Generates a fresh root CA, server CA and client CA.
+    pub fn generate() -> Result<Self, CertError> {
+        let root = CertifiedIssuer::self_signed(ca_params("rrocker root CA")?, new_key("root")?)
+            .map_err(generate_error("root CA"))?;
+        let server_ca = CertifiedIssuer::signed_by(
+            ca_params("rrocker server CA")?,
+            new_key("server CA")?,
+            &root,
+        )
+        .map_err(generate_error("server CA"))?;
+        let client_ca = CertifiedIssuer::signed_by(
+            ca_params("rrocker client CA")?,
+            new_key("client CA")?,
+            &root,
+        )
+        .map_err(generate_error("client CA"))?;
+        Ok(Self { root, server_ca, client_ca })
+    }
+
+    /// The root CA certificate in PEM.
+    pub fn root_pem(&self) -> String {
+        self.root.pem()
+    }
+
+    /// The server CA certificate in PEM: what clients trust.
+    pub fn server_ca_pem(&self) -> String {
+        self.server_ca.pem()
+    }
+
+    /// The client CA certificate in PEM: what the server trusts.
+    pub fn client_ca_pem(&self) -> String {
+        self.client_ca.pem()
+    }
+
+    /// Issues a leaf certificate as `spec` describes.
+    pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, CertError> {
+        let name = spec.common_name.as_str();
+        let key = new_key(name)?;
+        let mut params =
+            CertificateParams::new(spec.subject_alt_names.clone()).map_err(generate_error(name))?;
+        params.subject_alt_names = spec
+            .subject_alt_names
+            .iter()
+            .map(|san| match san.parse() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => san.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(generate_error(name))?;
+        let mut subject = DistinguishedName::new();
+        for organization in &spec.organizations {
+            subject.push(DnType::OrganizationName, organization.as_str());
+        }
+        subject.push(DnType::CommonName, name);
+        params.distinguished_name = subject;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![match spec.usage {
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        params.not_before = spec.not_before;
+        params.not_after = spec.not_after;
+        params.use_authority_key_identifier_extension = spec.signer != Signer::SelfSigned;
+        let (cert, ca_pem) = match spec.signer {
+            Signer::ClientCa => (params.signed_by(&key, &self.client_ca), self.client_ca.pem()),
+            Signer::ServerCa => (params.signed_by(&key, &self.server_ca), self.server_ca.pem()),
+            Signer::SelfSigned => (params.self_signed(&key), String::new()),
+        };
+        let cert = cert.map_err(generate_error(name))?;
+        Ok(Issued { chain_pem: cert.pem() + &ca_pem, key_pem: key.serialize_pem() })
+    }
+
+    /// Writes the CA certificates and keys into `dir` (created 0700 if needed).
+    pub fn write_authorities(&self, dir: &Path) -> Result<(), CertError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| CertError::Write { path: dir.to_owned(), source })?;
+        for (name, ca) in
+            [("root-ca", &self.root), ("server-ca", &self.server_ca), ("client-ca", &self.client_ca)]
+        {
+            write_file(&dir.join(format!("{name}.pem")), &ca.pem(), 0o644)?;
+            write_file(&dir.join(format!("{name}.key")), &ca.key().serialize_pem(), 0o600)?;
+        }
+        Ok(())
+    }
+
+    /// Generates and writes the whole dev PKI into `dir`: the CAs, `server`, `client1`,
+    /// `client2`, `admin1` and the self-signed `rogue`.
+    pub fn write_dev(dir: &Path) -> Result<Self, CertError> {
+        let pki = Self::generate()?;
+        pki.write_authorities(dir)?;
+        pki.issue(&LeafSpec::server())?.write(dir, "server")?;
+        for (organization, name) in DEV_IDENTITIES {
+            pki.issue(&LeafSpec::client(organization, name))?.write(dir, name)?;
+        }
+        let rogue = LeafSpec::client("admin", "rogue").signed_by(Signer::SelfSigned);
+        pki.issue(&rogue)?.write(dir, "rogue")?;
+        Ok(pki)
+    }
+}
+
+/// Whether `dir` already holds a PKI the daemon can serve with.
+pub fn has_server_pki(dir: &Path) -> bool {
+    ["server.pem", "server.key", "client-ca.pem"].iter().all(|file| dir.join(file).is_file())
+}
+
+fn ca_params(common_name: &str) -> Result<CertificateParams, CertError> {
+    let mut params = CertificateParams::new(Vec::new()).map_err(generate_error(common_name))?;
+    params.distinguished_name.push(DnType::OrganizationName, "rrocker");
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(3650);
+    Ok(params)
+}
+
+fn new_key(name: &str) -> Result<KeyPair, CertError> {
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate_error(name))
+}
+
+fn generate_error(name: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
+    move |source| CertError::Generate { name: name.to_owned(), source }
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
+    let write = || -> std::io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    };
+    write().map_err(|source| CertError::Write { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use x509_parser::pem::Pem;
+
+    fn first_cert_subject(chain_pem: &str) -> (Vec<String>, String, String) {
+        let pem = Pem::iter_from_buffer(chain_pem.as_bytes())
+            .next()
+            .expect("one certificate")
+            .expect("valid pem");
+        let cert = pem.parse_x509().expect("valid certificate");
+        let orgs = cert
+            .subject()
+            .iter_organization()
+            .map(|o| o.as_str().expect("utf8").to_owned())
+            .collect();
+        let cn = cert.subject().iter_common_name().next().expect("cn").as_str().expect("utf8");
+        (orgs, cn.to_owned(), cert.issuer().to_string())
+    }
+
+    #[test]
+    fn dev_pki_has_every_file_with_private_keys_0600() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Pki::write_dev(dir.path()).expect("dev pki");
+        for name in ["root-ca", "server-ca", "client-ca", "server", "client1", "client2", "admin1"]
+        {
+            let key = dir.path().join(format!("{name}.key"));
+            let mode = fs::metadata(&key).expect("key exists").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}.key mode");
+            assert!(dir.path().join(format!("{name}.pem")).is_file(), "{name}.pem");
+        }
+        assert!(has_server_pki(dir.path()));
+    }
+
+    #[test]
+    fn client_leaf_names_role_and_identity_and_is_signed_by_client_ca() {
+        let pki = Pki::generate().expect("pki");
+        let issued = pki.issue(&LeafSpec::client("admin", "admin1")).expect("issue");
+        let (orgs, cn, issuer) = first_cert_subject(&issued.chain_pem);
+        assert_eq!(orgs, ["admin"]);
+        assert_eq!(cn, "admin1");
+        assert!(issuer.contains("rrocker client CA"), "{issuer}");
+        assert_eq!(issued.chain_pem.matches("BEGIN CERTIFICATE").count(), 2);
+    }
+
+    #[test]
+    fn wrong_ca_and_self_signed_leaves_name_their_signer() {
+        let pki = Pki::generate().expect("pki");
+        let wrong = pki
+            .issue(&LeafSpec::client("client", "x").signed_by(Signer::ServerCa))
+            .expect("issue");
+        assert!(first_cert_subject(&wrong.chain_pem).2.contains("server CA"));
+        let rogue = pki
+            .issue(&LeafSpec::client("client", "x").signed_by(Signer::SelfSigned))
+            .expect("issue");
+        assert_eq!(rogue.chain_pem.matches("BEGIN CERTIFICATE").count(), 1);
+    }
+}
