@@ -239,9 +239,11 @@ impl Pki {
             .mode(0o700)
             .create(dir)
             .map_err(|source| CertError::Write { path: dir.to_owned(), source })?;
-        for (name, ca) in
-            [("root-ca", &self.root), ("server-ca", &self.server_ca), ("client-ca", &self.client_ca)]
-        {
+        for (name, ca) in [
+            ("root-ca", &self.root),
+            ("server-ca", &self.server_ca),
+            ("client-ca", &self.client_ca),
+        ] {
             write_file(&dir.join(format!("{name}.pem")), &ca.pem(), 0o644)?;
             write_file(&dir.join(format!("{name}.key")), &ca.key().serialize_pem(), 0o600)?;
         }
@@ -290,12 +292,8 @@ fn generate_error(name: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
     let write = || -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path)?;
+        let mut file =
+            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()
     };
@@ -351,9 +349,8 @@ mod tests {
     #[test]
     fn wrong_ca_and_self_signed_leaves_name_their_signer() {
         let pki = Pki::generate().expect("pki");
-        let wrong = pki
-            .issue(&LeafSpec::client("client", "x").signed_by(Signer::ServerCa))
-            .expect("issue");
+        let wrong =
+            pki.issue(&LeafSpec::client("client", "x").signed_by(Signer::ServerCa)).expect("issue");
         assert!(first_cert_subject(&wrong.chain_pem).2.contains("server CA"));
         let rogue = pki
             .issue(&LeafSpec::client("client", "x").signed_by(Signer::SelfSigned))

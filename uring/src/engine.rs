@@ -1,0 +1,294 @@
+//! The engine thread: a tokio-uring runtime on one dedicated thread that owns every child.
+//! Other threads talk to it only through [`Engine`], which sends [`Command`]s over an mpsc
+//! channel and gets answers on oneshot channels; the engine never blocks on them.
+//!
+//! Per task the engine runs three futures on its own thread: one reads stdout and one stderr
+//! with io_uring reads into the task's [`OutputLog`], one waits for the pidfd to become
+//! readable and reaps with `waitid(P_PIDFD)`. No SIGCHLD handler, no `waitpid(-1)`, no
+//! thread per task, no blocking `read(2)`.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::BytesMut;
+use slab::Slab;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::output::{Chunk, LineChunker, OutputFd, OutputLog};
+use crate::spawn::{self, SpawnSpec};
+use crate::{EngineError, sys};
+
+/// Tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Size of each io_uring read of a task's pipe.
+    pub read_size: usize,
+    /// Largest output chunk kept in a log.
+    pub chunk_limit: usize,
+    /// Pipe buffer size requested with F_SETPIPE_SZ.
+    pub pipe_size: usize,
+    /// io_uring submission queue entries.
+    pub ring_entries: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            read_size: 64 * 1024,
+            chunk_limit: 64 * 1024,
+            pipe_size: 1024 * 1024,
+            ring_entries: 1024,
+        }
+    }
+}
+
+/// How a task's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called exit with this code.
+    Exited(i32),
+    /// A signal of this number killed it.
+    Signaled(i32),
+}
+
+/// The engine's handle on a task: a slab index plus a serial, so a stale key never reaches a
+/// later task that reuses the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskKey {
+    index: usize,
+    serial: u64,
+}
+
+/// A task that the engine started.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The engine's key for later commands.
+    pub key: TaskKey,
+    /// The host pid of the child.
+    pub pid: u32,
+    /// The task's output, filled by the engine.
+    pub output: Arc<OutputLog>,
+    /// Resolves once the child has been reaped (its output may still be draining).
+    pub exit: oneshot::Receiver<ExitStatus>,
+}
+
+enum Command {
+    Spawn { spec: SpawnSpec, reply: oneshot::Sender<Result<Spawned, EngineError>> },
+    Signal { key: TaskKey, signal: i32, reply: oneshot::Sender<Result<(), EngineError>> },
+}
+
+/// The handle other threads use to drive the engine. Dropping it stops the engine thread
+/// (children still running then die with it through PR_SET_PDEATHSIG).
+#[derive(Debug)]
+pub struct Engine {
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine thread.
+    pub fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("rrocker-uring".into())
+            .spawn(move || {
+                let runtime = match tokio_uring::Runtime::new(
+                    tokio_uring::builder().entries(config.ring_entries),
+                ) {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                runtime.block_on(run(receiver, config));
+            })
+            .map_err(EngineError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { commands: Some(commands), thread: Some(thread) }),
+            Ok(Err(error)) => Err(EngineError::Ring(error)),
+            Err(_) => Err(EngineError::Stopped),
+        }
+    }
+
+    /// Starts `spec` and returns once the command has been exec'd.
+    pub async fn spawn(&self, spec: SpawnSpec) -> Result<Spawned, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Spawn { spec, reply })?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Sends `signal` to the task's process. A task that already exited is not an error.
+    pub async fn signal(&self, key: TaskKey, signal: i32) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Signal { key, signal, reply })?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Stops the engine thread and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.commands = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        let commands = self.commands.as_ref().ok_or(EngineError::Stopped)?;
+        commands.send(command).map_err(|_| EngineError::Stopped)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the engine keeps per live task.
+struct Entry {
+    serial: u64,
+    pidfd: Rc<OwnedFd>,
+}
+
+type Tasks = Rc<RefCell<Slab<Entry>>>;
+
+async fn run(mut commands: mpsc::UnboundedReceiver<Command>, config: EngineConfig) {
+    let tasks: Tasks = Rc::new(RefCell::new(Slab::new()));
+    let config = Rc::new(config);
+    let mut serial = 0u64;
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Spawn { spec, reply } => {
+                serial += 1;
+                let task = start_task(Rc::clone(&tasks), Rc::clone(&config), spec, serial, reply);
+                tokio_uring::spawn(task);
+            }
+            Command::Signal { key, signal, reply } => {
+                let _ = reply.send(signal_task(&tasks, key, signal));
+            }
+        }
+    }
+}
+
+fn signal_task(tasks: &Tasks, key: TaskKey, signal: i32) -> Result<(), EngineError> {
+    let tasks = tasks.borrow();
+    let Some(entry) = tasks.get(key.index).filter(|entry| entry.serial == key.serial) else {
+        return Ok(());
+    };
+    match sys::pidfd_send_signal(&entry.pidfd, signal) {
+        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        result => result.map_err(EngineError::Signal),
+    }
+}
+
+async fn start_task(
+    tasks: Tasks,
+    config: Rc<EngineConfig>,
+    spec: SpawnSpec,
+    serial: u64,
+    reply: oneshot::Sender<Result<Spawned, EngineError>>,
+) {
+    let child = match spawn::clone_child(&spec, config.pipe_size) {
+        Ok(child) => child,
+        Err(error) => {
+            let _ = reply.send(Err(error));
+            return;
+        }
+    };
+    let pidfd = Rc::new(child.pidfd);
+    if let Err(error) = spawn::exec_outcome(child.error_pipe, &spec.program).await {
+        // The child reported a failure and is exiting: reap it before answering.
+        let _ = reap(Rc::clone(&pidfd)).await;
+        let _ = reply.send(Err(error));
+        return;
+    }
+    let index = tasks.borrow_mut().insert(Entry { serial, pidfd: Rc::clone(&pidfd) });
+    let key = TaskKey { index, serial };
+    let output = OutputLog::new();
+    let (exit_tx, exit) = oneshot::channel();
+    let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit };
+    if reply.send(Ok(spawned)).is_err() {
+        // Nobody wants the task any more: make sure it does not run unobserved.
+        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+    }
+    let reaper = async {
+        let status = reap(pidfd).await;
+        match status {
+            Ok(status) => {
+                let _ = exit_tx.send(status);
+            }
+            Err(error) => tracing::error!(%error, "cannot reap task"),
+        }
+    };
+    let stdout = pump(child.stdout, OutputFd::Stdout, &output, &config);
+    let stderr = pump(child.stderr, OutputFd::Stderr, &output, &config);
+    tokio::join!(reaper, stdout, stderr);
+    output.close();
+    tasks.borrow_mut().remove(index);
+}
+
+/// Waits for the pidfd to become readable (the child exited) and reaps the child.
+async fn reap(pidfd: Rc<OwnedFd>) -> io::Result<ExitStatus> {
+    // SAFETY: the Rc keeps the pidfd open, and it is never replaced, for the AsyncFd's life.
+    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(io::Error::from)?;
+    loop {
+        let mut ready = pidfd.readable().await?;
+        let options =
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
+        let waited = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(pidfd.get_ref().as_fd()),
+            options,
+        )?;
+        match waited {
+            Some(status) => {
+                return Ok(match (status.exit_status(), status.terminating_signal()) {
+                    (_, Some(signal)) => ExitStatus::Signaled(signal),
+                    (Some(code), None) => ExitStatus::Exited(code),
+                    (None, None) => ExitStatus::Exited(0),
+                });
+            }
+            None => ready.clear_ready(),
+        }
+    }
+}
+
+/// Reads one pipe to its end with io_uring and appends what it reads to `log`.
+async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfig) {
+    let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
+    let mut chunker = LineChunker::new(config.chunk_limit);
+    let mut emit = |data| log.append(Chunk { fd, data });
+    let mut buffer = BytesMut::with_capacity(config.read_size);
+    loop {
+        if buffer.capacity() < config.read_size / 4 {
+            buffer = BytesMut::with_capacity(config.read_size);
+        }
+        let asked = buffer.capacity();
+        let (result, returned) = file.read_at(buffer, 0).await;
+        buffer = returned;
+        match result {
+            Ok(0) => break,
+            Ok(read) => chunker.push(buffer.split().freeze(), read == asked, &mut emit),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                tracing::error!(%error, ?fd, "cannot read task output");
+                break;
+            }
+        }
+    }
+    chunker.finish(&mut emit);
+    let _ = file.close().await;
+}

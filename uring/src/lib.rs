@@ -1,0 +1,81 @@
+//! rrocker's task engine.
+//!
+//! One dedicated thread runs a tokio-uring runtime and owns every child process: it clones
+//! them (`clone3` with `CLONE_PIDFD`), reads their stdout and stderr pipes with io_uring
+//! submissions into per-task [`OutputLog`]s, and reaps them when their pidfd becomes
+//! readable (`waitid(P_PIDFD)`). Per-task engine state lives in a slab keyed by
+//! [`TaskKey`].
+//!
+//! Other threads (the daemon's tokio runtime) drive it through [`Engine`]: commands go over
+//! an mpsc channel with a oneshot for the answer, so callers never block the engine and the
+//! engine never blocks on them. Output flows the other way through shared [`OutputLog`]s,
+//! which any number of [`LogReader`]s follow at their own pace.
+//!
+//! Children are spawned from the engine thread so that `PR_SET_PDEATHSIG` ties their life to
+//! it: if the engine (or the daemon) dies, its children die too.
+
+mod engine;
+mod output;
+mod spawn;
+mod sys;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
+pub use output::{Chunk, LineChunker, LogReader, OutputFd, OutputLog};
+pub use spawn::SpawnSpec;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine thread is gone.
+    #[error("the task engine has stopped")]
+    Stopped,
+    /// The engine thread could not be created.
+    #[error("cannot start the engine thread: {0}")]
+    Thread(io::Error),
+    /// io_uring could not be set up.
+    #[error("cannot set up io_uring: {0}")]
+    Ring(io::Error),
+    /// A pipe could not be created.
+    #[error("cannot create a pipe: {0}")]
+    Pipe(io::Error),
+    /// /dev/null could not be opened for the child's stdin.
+    #[error("cannot open /dev/null: {0}")]
+    DevNull(io::Error),
+    /// `clone3` failed.
+    #[error("cannot create the task's process: {0}")]
+    Clone(io::Error),
+    /// An argument, environment entry or path contains a NUL byte.
+    #[error("the {what} contains a NUL byte")]
+    NulByte {
+        /// Which part of the request.
+        what: &'static str,
+    },
+    /// `execve` of the program failed in the child.
+    #[error("cannot execute {}: {source}", program.display())]
+    Exec {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The working directory could not be entered.
+    #[error("cannot enter the working directory: {source}")]
+    Workdir {
+        /// Why.
+        source: io::Error,
+    },
+    /// Another step of the child's set-up failed.
+    #[error("task set-up failed at step {step}: {source}")]
+    ChildSetup {
+        /// Which step.
+        step: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Sending a signal failed.
+    #[error("cannot signal the task: {0}")]
+    Signal(io::Error),
+}

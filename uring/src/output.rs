@@ -1,0 +1,298 @@
+//! A task's output: [`LineChunker`] cuts the bytes read from a pipe into chunks at newlines
+//! (pure, no I/O), [`OutputLog`] keeps every chunk of a task in order with its fd, and
+//! [`LogReader`] lets any number of subscribers follow the log, each at its own cursor.
+//!
+//! The engine thread is the only writer; readers on other threads take the lock only to
+//! clone a `Bytes` handle, so a slow or vanished reader never holds up the writer or the
+//! other readers. The log never drops or alters a byte.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+/// Which descriptor of the task wrote some output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFd {
+    /// fd 1.
+    Stdout,
+    /// fd 2.
+    Stderr,
+}
+
+/// A piece of output, exactly as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The descriptor it was written to.
+    pub fd: OutputFd,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// Cuts a byte stream into chunks of at most `limit` bytes that end at a newline where
+/// possible. A partial line is held back only while more data is known to be waiting (the
+/// last read filled its buffer); otherwise it is emitted at once, so a prompt without a
+/// newline is never delayed.
+#[derive(Debug)]
+pub struct LineChunker {
+    pending: BytesMut,
+    limit: usize,
+}
+
+impl LineChunker {
+    /// A chunker that emits chunks of at most `limit` bytes (`limit` > 0).
+    pub fn new(limit: usize) -> Self {
+        assert!(limit > 0, "chunk limit must be positive");
+        Self { pending: BytesMut::new(), limit }
+    }
+
+    /// Feeds one read's bytes. `more_waiting` says the read filled its buffer, so more bytes
+    /// probably follow at once. Every byte is emitted by this call or a later one (or
+    /// [`finish`](Self::finish)), in order.
+    pub fn push(&mut self, mut data: Bytes, more_waiting: bool, emit: &mut impl FnMut(Bytes)) {
+        if !self.pending.is_empty() {
+            match memchr_newline(&data) {
+                Some(end) => {
+                    self.pending.extend_from_slice(&data.split_to(end + 1));
+                    let line = self.pending.split().freeze();
+                    self.emit_cut(line, emit);
+                }
+                None => {
+                    self.pending.extend_from_slice(&data);
+                    while self.pending.len() >= self.limit {
+                        emit(self.pending.split_to(self.limit).freeze());
+                    }
+                    if !more_waiting {
+                        self.finish(emit);
+                    }
+                    return;
+                }
+            }
+        }
+        let complete = match memrchr_newline(&data) {
+            Some(last) if more_waiting => data.split_to(last + 1),
+            _ if more_waiting => Bytes::new(),
+            _ => std::mem::take(&mut data),
+        };
+        self.emit_cut(complete, emit);
+        if data.len() >= self.limit {
+            let whole = data.len() - data.len() % self.limit;
+            self.emit_cut(data.split_to(whole), emit);
+        }
+        self.pending.extend_from_slice(&data);
+    }
+
+    /// Emits whatever is held back (at end of stream).
+    pub fn finish(&mut self, emit: &mut impl FnMut(Bytes)) {
+        if !self.pending.is_empty() {
+            emit(self.pending.split().freeze());
+        }
+    }
+
+    /// Emits `data` in pieces of at most `limit`, each ending at its last newline if it has one.
+    fn emit_cut(&self, mut data: Bytes, emit: &mut impl FnMut(Bytes)) {
+        while data.len() > self.limit {
+            let cut = memrchr_newline(&data[..self.limit]).map_or(self.limit, |at| at + 1);
+            emit(data.split_to(cut));
+        }
+        if !data.is_empty() {
+            emit(data);
+        }
+    }
+}
+
+fn memchr_newline(data: &[u8]) -> Option<usize> {
+    data.iter().position(|&byte| byte == b'\n')
+}
+
+fn memrchr_newline(data: &[u8]) -> Option<usize> {
+    data.iter().rposition(|&byte| byte == b'\n')
+}
+
+/// How far a log has got: the number of chunks and whether it is complete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Progress {
+    chunks: usize,
+    closed: bool,
+}
+
+/// Every chunk a task has written, in order. Written by the engine, read by any number of
+/// [`LogReader`]s.
+#[derive(Debug)]
+pub struct OutputLog {
+    chunks: Mutex<Vec<Chunk>>,
+    progress: watch::Sender<Progress>,
+}
+
+impl Default for OutputLog {
+    fn default() -> Self {
+        Self { chunks: Mutex::new(Vec::new()), progress: watch::Sender::new(Progress::default()) }
+    }
+}
+
+impl OutputLog {
+    /// An empty, open log.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Appends a chunk and wakes the readers.
+    pub fn append(&self, chunk: Chunk) {
+        let count = {
+            let mut chunks = self.lock();
+            chunks.push(chunk);
+            chunks.len()
+        };
+        self.progress.send_modify(|progress| progress.chunks = count);
+    }
+
+    /// Marks the log complete: no chunk follows.
+    pub fn close(&self) {
+        self.progress.send_modify(|progress| progress.closed = true);
+    }
+
+    /// Whether the log is complete.
+    pub fn is_closed(&self) -> bool {
+        self.progress.borrow().closed
+    }
+
+    /// Total bytes written so far.
+    pub fn len_bytes(&self) -> u64 {
+        self.lock().iter().map(|chunk| chunk.data.len() as u64).sum()
+    }
+
+    /// A reader positioned at the first byte.
+    pub fn reader(self: &Arc<Self>) -> LogReader {
+        LogReader { log: Arc::clone(self), next: 0, progress: self.progress.subscribe() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Chunk>> {
+        // A panic while holding this lock leaves the Vec consistent (push is atomic for us).
+        self.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One subscriber's cursor into an [`OutputLog`].
+#[derive(Debug)]
+pub struct LogReader {
+    log: Arc<OutputLog>,
+    next: usize,
+    progress: watch::Receiver<Progress>,
+}
+
+impl LogReader {
+    /// The next chunk, waiting for it if needed; `None` once the log is closed and read to
+    /// the end.
+    pub async fn next(&mut self) -> Option<Chunk> {
+        loop {
+            let progress = *self.progress.borrow_and_update();
+            if self.next < progress.chunks {
+                let chunk = self.log.lock()[self.next].clone();
+                self.next += 1;
+                return Some(chunk);
+            }
+            if progress.closed {
+                return None;
+            }
+            // The sender lives in the log we hold, so `changed` cannot fail.
+            let _ = self.progress.changed().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks_of(limit: usize, reads: &[(&[u8], bool)]) -> Vec<Vec<u8>> {
+        let mut chunker = LineChunker::new(limit);
+        let mut out = Vec::new();
+        let mut emit = |bytes: Bytes| out.push(bytes.to_vec());
+        for (read, more) in reads {
+            chunker.push(Bytes::copy_from_slice(read), *more, &mut emit);
+        }
+        chunker.finish(&mut emit);
+        out
+    }
+
+    fn joined(chunks: &[Vec<u8>]) -> Vec<u8> {
+        chunks.concat()
+    }
+
+    #[test]
+    fn short_read_is_emitted_whole_even_without_newline() {
+        assert_eq!(chunks_of(16, &[(b"prompt> ", false)]), [b"prompt> ".to_vec()]);
+    }
+
+    #[test]
+    fn full_read_holds_back_the_partial_line_until_its_newline() {
+        let chunks = chunks_of(16, &[(b"one\ntw", true), (b"o\nthree", false)]);
+        assert_eq!(chunks, [b"one\n".to_vec(), b"two\n".to_vec(), b"three".to_vec()]);
+    }
+
+    #[test]
+    fn long_line_is_split_at_the_limit_and_never_dropped() {
+        let line = vec![b'x'; 40];
+        let chunks = chunks_of(16, &[(&line[..20], true), (&line[20..], true)]);
+        assert!(chunks.iter().all(|chunk| chunk.len() <= 16), "{chunks:?}");
+        assert_eq!(joined(&chunks), line);
+    }
+
+    #[test]
+    fn many_lines_are_cut_at_newlines_within_the_limit() {
+        let data = b"aaaa\nbbbb\ncccc\ndddd\n";
+        let chunks = chunks_of(12, &[(data, false)]);
+        assert_eq!(chunks, [b"aaaa\nbbbb\n".to_vec(), b"cccc\ndddd\n".to_vec()]);
+    }
+
+    #[test]
+    fn every_byte_survives_any_read_pattern() {
+        let data: Vec<u8> =
+            (0..5000u32).map(|i| if i % 37 == 0 { b'\n' } else { (i % 251) as u8 }).collect();
+        for limit in [1, 7, 64, 4096] {
+            for step in [1, 13, 100, 5000] {
+                let reads: Vec<(&[u8], bool)> =
+                    data.chunks(step).map(|piece| (piece, piece.len() == step)).collect();
+                let chunks = chunks_of(limit, &reads);
+                assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= limit));
+                assert_eq!(joined(&chunks), data, "limit {limit} step {step}");
+            }
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn readers_replay_from_the_start_and_end_after_close() {
+        let log = OutputLog::new();
+        log.append(Chunk { fd: OutputFd::Stdout, data: Bytes::from_static(b"a") });
+        let mut early = log.reader();
+        log.append(Chunk { fd: OutputFd::Stderr, data: Bytes::from_static(b"b") });
+        log.close();
+        let mut late = log.reader();
+        rt().block_on(async {
+            for reader in [&mut early, &mut late] {
+                assert_eq!(reader.next().await.map(|c| c.data), Some(Bytes::from_static(b"a")));
+                assert_eq!(reader.next().await.map(|c| c.fd), Some(OutputFd::Stderr));
+                assert_eq!(reader.next().await, None);
+            }
+        });
+        assert_eq!(log.len_bytes(), 2);
+    }
+
+    #[test]
+    fn a_waiting_reader_wakes_on_append() {
+        let log = OutputLog::new();
+        let mut reader = log.reader();
+        let writer = Arc::clone(&log);
+        rt().block_on(async {
+            let wait = tokio::spawn(async move { reader.next().await });
+            tokio::task::yield_now().await;
+            writer.append(Chunk { fd: OutputFd::Stdout, data: Bytes::from_static(b"x") });
+            let chunk = wait.await.expect("join").expect("a chunk");
+            assert_eq!(chunk.data, Bytes::from_static(b"x"));
+        });
+    }
+}

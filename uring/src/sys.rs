@@ -1,0 +1,168 @@
+//! The thin syscall layer of the engine: one short wrapper per call that rustix does not
+//! offer safely (clone3 with a pidfd, pidfd_send_signal) and the async-signal-safe steps a
+//! freshly cloned child takes before `execve`. Nothing here decides anything.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// What `clone3` returned in the calling process.
+#[derive(Debug)]
+pub(crate) enum Cloned {
+    /// We are the child.
+    Child,
+    /// We are the parent of `pid`, reachable through `pidfd`.
+    Parent { pid: u32, pidfd: OwnedFd },
+}
+
+/// `clone3(CLONE_PIDFD | extra_flags)` with SIGCHLD as exit signal: a fork that also returns
+/// a pidfd for the child.
+///
+/// # Safety
+/// The caller is multi-threaded: in the child, only async-signal-safe functions may run
+/// until `execve` or `_exit` (no allocation, no locks, no unwinding).
+pub(crate) unsafe fn clone3_with_pidfd(extra_flags: u64) -> io::Result<Cloned> {
+    let mut pidfd: RawFd = -1;
+    let mut args = libc::clone_args {
+        flags: libc::CLONE_PIDFD as u64 | extra_flags,
+        pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed; without CLONE_VM the child gets
+    // its own copy of the address space, so `pidfd` stays valid in both processes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of_mut!(args),
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Cloned::Child),
+        pid => Ok(Cloned::Parent {
+            pid: u32::try_from(pid).expect("clone3 returns a positive pid to the parent"),
+            // SAFETY: the kernel just created this fd for us (CLONE_PIDFD, close-on-exec) and
+            // nothing else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// `pidfd_send_signal(pidfd, signal)`: signals exactly the process the pidfd refers to, with
+/// no pid-reuse race.
+pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    // SAFETY: the fd is a live pidfd owned by the caller; a null siginfo and zero flags are
+    // the documented defaults.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Raw file descriptors and C strings the child needs, prepared before cloning so the child
+/// never allocates.
+#[derive(Debug)]
+pub(crate) struct ChildPlan<'a> {
+    pub program: &'a CStr,
+    pub argv: &'a [*const libc::c_char],
+    pub envp: &'a [*const libc::c_char],
+    pub workdir: &'a CStr,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    pub error_pipe: RawFd,
+    pub parent_pid: libc::pid_t,
+}
+
+/// Runs in the cloned child: wires fds 0-2, marks every other fd close-on-exec, resets signal
+/// state, dies with the spawning thread, and execs. On failure it writes the step and errno
+/// to `error_pipe` and exits 127. Never returns.
+///
+/// # Safety
+/// Must only be called in the child of [`clone3_with_pidfd`]; every pointer in `plan` must be
+/// valid (they point into the parent's memory, which the child has a copy of).
+pub(crate) unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
+    // SAFETY: each call below is async-signal-safe and gets valid arguments from `plan`.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+            fail(plan.error_pipe, ChildStep::DeathSignal);
+        }
+        if libc::getppid() != plan.parent_pid {
+            libc::_exit(127);
+        }
+        if libc::setsid() == -1 {
+            fail(plan.error_pipe, ChildStep::Session);
+        }
+        for (from, to) in [(plan.stdin, 0), (plan.stdout, 1), (plan.stderr, 2)] {
+            if libc::dup2(from, to) == -1 {
+                fail(plan.error_pipe, ChildStep::Stdio);
+            }
+        }
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) == -1 {
+            fail(plan.error_pipe, ChildStep::CloseFds);
+        }
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        for signal in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+        if libc::chdir(plan.workdir.as_ptr()) == -1 {
+            fail(plan.error_pipe, ChildStep::Workdir);
+        }
+        libc::execve(plan.program.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+        fail(plan.error_pipe, ChildStep::Exec)
+    }
+}
+
+/// The step of the child's set-up that failed, as reported through the error pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ChildStep {
+    DeathSignal = 1,
+    Session = 2,
+    Stdio = 3,
+    CloseFds = 4,
+    Workdir = 5,
+    Exec = 6,
+}
+
+impl ChildStep {
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        [Self::DeathSignal, Self::Session, Self::Stdio, Self::CloseFds, Self::Workdir, Self::Exec]
+            .into_iter()
+            .find(|step| *step as u8 == byte)
+    }
+}
+
+/// Reports `step` and the current errno on `error_pipe` (5 bytes: step, errno LE) and exits.
+///
+/// # Safety
+/// Child-only, like [`exec_child`].
+unsafe fn fail(error_pipe: RawFd, step: ChildStep) -> ! {
+    // SAFETY: errno location is thread-local and valid; write and _exit are async-signal-safe
+    // and the buffer outlives the call.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut message = [0u8; 5];
+        message[0] = step as u8;
+        message[1..].copy_from_slice(&errno.to_le_bytes());
+        libc::write(error_pipe, message.as_ptr().cast(), message.len());
+        libc::_exit(127)
+    }
+}

@@ -1,0 +1,103 @@
+//! The engine against the real kernel: spawn, output, exit status, signals, exec failures.
+
+use std::path::PathBuf;
+
+use rrocker_uring::{Engine, EngineConfig, EngineError, ExitStatus, OutputFd, SpawnSpec};
+
+fn shell(script: &str) -> SpawnSpec {
+    SpawnSpec {
+        program: PathBuf::from("/bin/sh"),
+        argv: vec![b"sh".to_vec(), b"-c".to_vec(), script.as_bytes().to_vec()],
+        env: vec![b"PATH=/usr/bin:/bin".to_vec()],
+        workdir: PathBuf::from("/"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+async fn collect(reader: &mut rrocker_uring::LogReader) -> (Vec<u8>, Vec<u8>) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while let Some(chunk) = reader.next().await {
+        match chunk.fd {
+            OutputFd::Stdout => out.extend_from_slice(&chunk.data),
+            OutputFd::Stderr => err.extend_from_slice(&chunk.data),
+        }
+    }
+    (out, err)
+}
+
+#[test]
+fn output_and_exit_code_arrive() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine.spawn(shell("echo out; echo err >&2; exit 3")).await.expect("spawn");
+        let mut reader = task.output.reader();
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Exited(3));
+        let (out, err) = collect(&mut reader).await;
+        assert_eq!(out, b"out\n");
+        assert_eq!(err, b"err\n");
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn only_stdio_is_inherited() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine.spawn(shell("ls /proc/self/fd")).await.expect("spawn");
+        let mut reader = task.output.reader();
+        let (out, _) = collect(&mut reader).await;
+        // 0, 1, 2 and the directory fd ls itself opens.
+        assert_eq!(String::from_utf8_lossy(&out), "0\n1\n2\n3\n");
+    });
+}
+
+#[test]
+fn signal_kills_and_is_reported() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine.spawn(shell("exec sleep 100")).await.expect("spawn");
+        engine.signal(task.key, libc::SIGKILL).await.expect("signal");
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Signaled(libc::SIGKILL));
+        // Signalling a finished task is not an error.
+        engine.signal(task.key, libc::SIGTERM).await.expect("signal after exit");
+    });
+}
+
+#[test]
+fn missing_program_and_bad_workdir_are_reported_before_the_task_exists() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let mut spec = shell("true");
+        spec.program = PathBuf::from("/nonexistent/binary");
+        match engine.spawn(spec).await {
+            Err(EngineError::Exec { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            }
+            other => panic!("expected an exec error, got {other:?}"),
+        }
+        let mut spec = shell("true");
+        spec.workdir = PathBuf::from("/nonexistent/dir");
+        assert!(matches!(engine.spawn(spec).await, Err(EngineError::Workdir { .. })));
+        let mut spec = shell("true");
+        spec.argv.push(b"a\0b".to_vec());
+        assert!(matches!(engine.spawn(spec).await, Err(EngineError::NulByte { what: "argv" })));
+    });
+}
+
+#[test]
+fn large_binary_output_is_byte_exact() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine
+            .spawn(shell("head -c 3000000 /dev/urandom | tee /dev/stderr | od -An -tx1 | tail -1"))
+            .await
+            .expect("spawn");
+        let mut reader = task.output.reader();
+        let (out, err) = collect(&mut reader).await;
+        assert_eq!(err.len(), 3_000_000);
+        assert!(!out.is_empty());
+    });
+}
