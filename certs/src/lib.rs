@@ -31,6 +31,12 @@ pub enum CertError {
         /// rcgen's error.
         source: rcgen::Error,
     },
+    /// More than two organisations were asked for (rcgen can encode two).
+    #[error("certificate {name}: at most two organizations are supported")]
+    TooManyOrganizations {
+        /// Which certificate.
+        name: String,
+    },
     /// A file or directory could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -66,7 +72,7 @@ pub enum Usage {
 pub struct LeafSpec {
     /// Subject common name (the identity for clients).
     pub common_name: String,
-    /// Subject organisations, in order (the first is the role for clients).
+    /// Subject organisations, in order (the first is the role for clients); at most two.
     pub organizations: Vec<String>,
     /// DNS names and IP addresses for the subjectAltName.
     pub subject_alt_names: Vec<String>,
@@ -209,8 +215,15 @@ impl Pki {
             .collect::<Result<_, _>>()
             .map_err(generate_error(name))?;
         let mut subject = DistinguishedName::new();
-        for organization in &spec.organizations {
-            subject.push(DnType::OrganizationName, organization.as_str());
+        for (index, organization) in spec.organizations.iter().enumerate() {
+            // rcgen keeps one value per attribute type: a second O goes in under its OID
+            // (2.5.4.10) as a custom type, which the certificate then carries after the first.
+            let attribute = match index {
+                0 => DnType::OrganizationName,
+                1 => DnType::CustomDnType(vec![2, 5, 4, 10]),
+                _ => return Err(CertError::TooManyOrganizations { name: name.to_owned() }),
+            };
+            subject.push(attribute, organization.as_str());
         }
         subject.push(DnType::CommonName, name);
         params.distinguished_name = subject;
@@ -263,6 +276,20 @@ impl Pki {
         pki.issue(&rogue)?.write(dir, "rogue")?;
         Ok(pki)
     }
+}
+
+/// The PKI directory used when none is given: `/etc/rrocker/pki` for root, otherwise
+/// `$XDG_CONFIG_HOME/rrocker/pki` (or `~/.config/rrocker/pki`). The daemon and the CLI share
+/// this default so that a CLI run by the same user finds the daemon's dev PKI.
+pub fn default_pki_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/etc/rrocker/pki");
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    config.join("rrocker").join("pki")
 }
 
 /// Whether `dir` already holds a PKI the daemon can serve with.

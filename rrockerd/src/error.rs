@@ -1,0 +1,117 @@
+//! The daemon's one error type, and how each error reaches a client as a gRPC status with
+//! a one-line message the CLI prints as is.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use rrocker_uring::EngineError;
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in rrockerd.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The task does not exist, its id is malformed, or the caller may not see it.
+    #[error("Task '{id}' doesn't exist")]
+    TaskNotFound {
+        /// The id as the caller gave it (shortened if absurdly long).
+        id: String,
+    },
+    /// Stop of a task that has already ended.
+    #[error("Task '{id}' already finished")]
+    AlreadyFinished {
+        /// The task's id.
+        id: String,
+    },
+    /// Removal of a task that still runs.
+    #[error("Task '{id}' is still running; stop it first")]
+    StillRunning {
+        /// The task's id.
+        id: String,
+    },
+    /// The command's program does not exist or cannot be executed.
+    #[error("Binary '{program}' not found in base image.")]
+    BinaryNotFound {
+        /// The program as the caller named it.
+        program: String,
+    },
+    /// A malformed request.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A feature this daemon does not provide yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// The caller's certificate does not grant a role.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The request carried no verified client identity.
+    #[error("no verified client certificate")]
+    Unauthenticated,
+    /// The daemon is stopping and takes no new tasks.
+    #[error("rrockerd is shutting down")]
+    ShuttingDown,
+    /// The engine could not start or signal a task.
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    /// A file or directory could not be used.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The PKI could not be generated.
+    #[error("cannot generate the dev PKI: {0}")]
+    Pki(#[from] rrocker_certs::CertError),
+    /// The TLS configuration was refused.
+    #[error("invalid TLS configuration from {}: {reason}", path.display())]
+    Tls {
+        /// The PKI directory.
+        path: PathBuf,
+        /// What rustls or the PEM parser said.
+        reason: String,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+impl DaemonError {
+    /// The gRPC code that carries this error to a client.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::TaskNotFound { .. } => Code::NotFound,
+            Self::AlreadyFinished { .. } | Self::StillRunning { .. } => Code::FailedPrecondition,
+            Self::BinaryNotFound { .. } | Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::Unsupported(_) => Code::Unimplemented,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::ShuttingDown => Code::Unavailable,
+            Self::Engine(EngineError::Exec { .. } | EngineError::Workdir { .. })
+            | Self::Engine(EngineError::NulByte { .. }) => Code::InvalidArgument,
+            Self::Engine(_)
+            | Self::Io { .. }
+            | Self::Pki(_)
+            | Self::Tls { .. }
+            | Self::Listen { .. }
+            | Self::Serve(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<DaemonError> for Status {
+    fn from(error: DaemonError) -> Self {
+        Status::new(error.code(), error.to_string())
+    }
+}

@@ -1,0 +1,109 @@
+//! rrockerd, the rrocker daemon.
+//!
+//! Runtime shape: a tokio multi-thread runtime serves `rrocker.v1.TaskService` with tonic
+//! over rustls (mutual TLS, [`tls`], [`listener`]); each request carries the caller that
+//! [`authz`] derived from its verified certificate; [`service`] hands requests to the
+//! [`tasks`] registry, which drives the io_uring task engine (`rrocker-uring`) on its own
+//! thread through channels. [`worker`] turns a request into what the engine spawns.
+//!
+//! Lifecycle: [`run`] serves until SIGTERM or SIGINT, then refuses new tasks, stops every
+//! running task (SIGTERM, SIGKILL after the grace period), lets streams deliver their final
+//! status, and returns.
+
+pub mod authz;
+pub mod config;
+pub mod error;
+pub mod listener;
+pub mod service;
+pub mod state;
+pub mod tasks;
+pub mod tls;
+pub mod validate;
+pub mod worker;
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rrocker_proto::v1::task_service_server::TaskServiceServer;
+use rrocker_uring::{Engine, EngineConfig};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::error::DaemonError;
+use crate::tasks::TaskRegistry;
+
+/// How long streams may take to drain once every task has ended at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
+/// once it accepts connections.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let pki_dir = config.pki_dir();
+    if !rrocker_certs::has_server_pki(&pki_dir) {
+        rrocker_certs::Pki::write_dev(&pki_dir)?;
+        tracing::warn!(dir = %pki_dir.display(), "no PKI found: generated a dev PKI (not for production)");
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.state_dir).map_err(
+        |source| DaemonError::Io { action: "create", path: config.state_dir.clone(), source },
+    )?;
+    let acceptor = TlsAcceptor::from(tls::server_config(&pki_dir)?);
+    let mut terminate = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
+        action: "handle SIGTERM for",
+        path: "rrockerd".into(),
+        source,
+    })?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|source| DaemonError::Io {
+        action: "handle SIGINT for",
+        path: "rrockerd".into(),
+        source,
+    })?;
+
+    let engine = Engine::start(EngineConfig::default())?;
+    let registry = Arc::new(TaskRegistry::new(engine, config.stop_grace()));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+    tracing::info!(%addr, pki = %pki_dir.display(), "serving");
+    println!("rrockerd listening on {addr}");
+    let _ = std::io::stdout().flush();
+
+    let drained = tokio::sync::Notify::new();
+    let shutdown = {
+        let registry = Arc::clone(&registry);
+        let grace = config.stop_grace();
+        let drained = &drained;
+        async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+            registry.shutdown(grace).await;
+            drained.notify_one();
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(TaskServiceServer::new(service::Service::new(Arc::clone(&registry))))
+        .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptor), shutdown);
+    tokio::select! {
+        served = server => served?,
+        () = async { drained.notified().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+            tracing::warn!("streams did not drain in time; closing them");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The gRPC face of the registry: each handler takes the caller that the TLS layer
+//! authorised, calls the registry, and converts the answer to `rrocker.v1` messages. No
+//! business logic lives here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::Stream;
+use rrocker_proto::v1::task_service_server::TaskService;
+use rrocker_proto::v1::{
+    self as proto, ListRequest, ListResponse, QueryRequest, RemoveRequest, RemoveResponse,
+    StartRequest, StartResponse, StopRequest, StopResponse, StreamRequest, StreamResponse,
+    stream_response::Event,
+};
+use rrocker_uring::{Chunk, OutputFd};
+use tonic::{Request, Response, Status};
+
+use crate::authz::{Access, Caller};
+use crate::error::DaemonError;
+use crate::listener::Peer;
+use crate::state::{KillReason, TaskState};
+use crate::tasks::{Progress, Task, TaskRegistry};
+
+/// The `rrocker.v1.TaskService` implementation.
+#[derive(Debug, Clone)]
+pub struct Service {
+    registry: Arc<TaskRegistry>,
+}
+
+impl Service {
+    /// A service over `registry`.
+    pub fn new(registry: Arc<TaskRegistry>) -> Self {
+        Self { registry }
+    }
+}
+
+/// The caller of a request, as authorised when its connection was accepted.
+fn caller<T>(request: &Request<T>) -> Result<Caller, DaemonError> {
+    match request.extensions().get::<Peer>().map(|peer| &peer.access) {
+        Some(Access::Granted(caller)) => Ok(caller.clone()),
+        Some(Access::Denied(reason)) => Err(DaemonError::PermissionDenied(reason.clone())),
+        None => Err(DaemonError::Unauthenticated),
+    }
+}
+
+type OutputStream = Pin<Box<dyn Stream<Item = Result<StreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TaskService for Service {
+    async fn start(
+        &self,
+        request: Request<StartRequest>,
+    ) -> Result<Response<StartResponse>, Status> {
+        let caller = caller(&request)?;
+        let task = self.registry.start(&caller, request.into_inner()).await?;
+        Ok(Response::new(StartResponse { task_id: task.id.to_string() }))
+    }
+
+    async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
+        let caller = caller(&request)?;
+        let StopRequest { task_id, grace_ms } = request.into_inner();
+        self.registry.stop(&caller, &task_id, grace_ms).await?;
+        let task = self.registry.find(&caller, &task_id)?;
+        Ok(Response::new(StopResponse { status: Some(status(&task, &task.progress())) }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<proto::TaskStatus>, Status> {
+        let caller = caller(&request)?;
+        let task = self.registry.find(&caller, &request.get_ref().task_id)?;
+        Ok(Response::new(status(&task, &task.progress())))
+    }
+
+    type StreamStream = OutputStream;
+
+    async fn stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<OutputStream>, Status> {
+        let caller = caller(&request)?;
+        let task = self.registry.find(&caller, &request.get_ref().task_id)?;
+        let reader = task.output();
+        let events = futures_util::stream::unfold(Some((reader, task)), |state| async move {
+            let (mut reader, task) = state?;
+            let event = match reader.next().await {
+                Some(chunk) => {
+                    return Some((Ok(output_event(chunk)), Some((reader, task))));
+                }
+                None => Event::Status(status(&task, &task.finished().await)),
+            };
+            Some((Ok(StreamResponse { event: Some(event) }), None))
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let caller = caller(&request)?;
+        let tasks = self.registry.list(&caller);
+        let tasks = tasks.iter().map(|task| status(task, &task.progress())).collect();
+        Ok(Response::new(ListResponse { tasks }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<RemoveRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
+        let caller = caller(&request)?;
+        self.registry.remove(&caller, &request.get_ref().task_id)?;
+        Ok(Response::new(RemoveResponse {}))
+    }
+}
+
+fn output_event(chunk: Chunk) -> StreamResponse {
+    let fd = match chunk.fd {
+        OutputFd::Stdout => proto::Fd::Stdout,
+        OutputFd::Stderr => proto::Fd::Stderr,
+    };
+    StreamResponse { event: Some(Event::Output(proto::Output { fd: fd.into(), data: chunk.data })) }
+}
+
+/// The wire form of a task at some point of its life.
+fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
+    let mut status = proto::TaskStatus {
+        task_id: task.id.to_string(),
+        owner: task.owner.clone(),
+        argv: task.argv.clone(),
+        limits: Some(task.limits.clone()),
+        created_at_ms: unix_ms(task.created_at),
+        finished_at_ms: progress.finished_at.map_or(0, unix_ms),
+        pid: if progress.state.is_final() { 0 } else { task.pid },
+        ..proto::TaskStatus::default()
+    };
+    match &progress.state {
+        TaskState::Running => status.set_state(proto::TaskState::Running),
+        TaskState::Completed { exit_code } => {
+            status.set_state(proto::TaskState::Completed);
+            status.exit_code = Some(*exit_code);
+        }
+        TaskState::Killed { reason, signal, exit_code } => {
+            status.set_state(proto::TaskState::Killed);
+            status.set_reason(match reason {
+                KillReason::Signal => proto::KillReason::Signal,
+                KillReason::Stopped => proto::KillReason::Stopped,
+                KillReason::Shutdown => proto::KillReason::Shutdown,
+            });
+            status.signal = *signal;
+            status.exit_code = *exit_code;
+        }
+        TaskState::Failed { error } => {
+            status.set_state(proto::TaskState::Failed);
+            status.error = error.clone();
+        }
+    }
+    status
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,115 @@
+//! A task's lifecycle as a value: `Running → Completed | Killed | Failed`, and the one
+//! function that decides the final state from how the process ended and whether rrocker
+//! asked it to stop. Pure: no I/O.
+
+use rrocker_uring::ExitStatus;
+
+/// Why a task was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// A signal rrocker did not send (the task killed itself, or something else did).
+    Signal,
+    /// A user stopped it.
+    Stopped,
+    /// The daemon shut down.
+    Shutdown,
+}
+
+/// Who asked a task to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// A Stop request.
+    User,
+    /// The daemon's shutdown.
+    Shutdown,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// The command runs.
+    Running,
+    /// The command exited by itself.
+    Completed {
+        /// Its exit code.
+        exit_code: i32,
+    },
+    /// The command was ended by a signal or a stop.
+    Killed {
+        /// Why.
+        reason: KillReason,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+        /// Its exit code, if it exited by itself after being asked to stop.
+        exit_code: Option<i32>,
+    },
+    /// The task was lost (the engine stopped under it).
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl TaskState {
+    /// Whether the task has ended.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Running)
+    }
+
+    /// The final state of a task whose process ended with `exit`, given whether (and by whom)
+    /// it was asked to stop. A task that was asked to stop is Killed even if it exited
+    /// cleanly on SIGTERM; its exit code is kept.
+    pub fn ended(exit: ExitStatus, stop: Option<StopCause>) -> Self {
+        let reason = stop.map(|cause| match cause {
+            StopCause::User => KillReason::Stopped,
+            StopCause::Shutdown => KillReason::Shutdown,
+        });
+        match (exit, reason) {
+            (ExitStatus::Exited(exit_code), None) => Self::Completed { exit_code },
+            (ExitStatus::Exited(exit_code), Some(reason)) => {
+                Self::Killed { reason, signal: None, exit_code: Some(exit_code) }
+            }
+            (ExitStatus::Signaled(signal), reason) => Self::Killed {
+                reason: reason.unwrap_or(KillReason::Signal),
+                signal: Some(signal),
+                exit_code: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unasked_exit_completes_and_an_unasked_signal_kills() {
+        assert_eq!(
+            TaskState::ended(ExitStatus::Exited(3), None),
+            TaskState::Completed { exit_code: 3 }
+        );
+        assert_eq!(
+            TaskState::ended(ExitStatus::Signaled(9), None),
+            TaskState::Killed { reason: KillReason::Signal, signal: Some(9), exit_code: None }
+        );
+    }
+
+    #[test]
+    fn a_stopped_task_is_killed_whatever_way_it_ended() {
+        assert_eq!(
+            TaskState::ended(ExitStatus::Exited(0), Some(StopCause::User)),
+            TaskState::Killed { reason: KillReason::Stopped, signal: None, exit_code: Some(0) }
+        );
+        assert_eq!(
+            TaskState::ended(ExitStatus::Signaled(15), Some(StopCause::Shutdown)),
+            TaskState::Killed { reason: KillReason::Shutdown, signal: Some(15), exit_code: None }
+        );
+    }
+
+    #[test]
+    fn only_running_is_not_final() {
+        assert!(!TaskState::Running.is_final());
+        assert!(TaskState::Completed { exit_code: 0 }.is_final());
+        assert!(TaskState::Failed { error: String::new() }.is_final());
+    }
+}
