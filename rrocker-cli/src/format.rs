@@ -1,0 +1,200 @@
+//! How statuses are shown: the seed's `Task state:` / `Exit code:` lines, the list table and
+//! the JSON form. Pure: strings in, strings out.
+
+use rrocker_proto::v1::{KillReason, TaskState, TaskStatus};
+use serde_json::{Value, json};
+
+/// The seed's status lines: `Task state: X`, then `Exit code: N` when there is one.
+pub fn state_lines(status: &TaskStatus) -> String {
+    let mut lines = format!("Task state: {}\n", state_name(status.state()));
+    if let Some(code) = status.exit_code {
+        lines.push_str(&format!("Exit code: {code}\n"));
+    }
+    if status.state() == TaskState::Failed && !status.error.is_empty() {
+        lines.push_str(&format!("Error: {}\n", status.error));
+    }
+    lines
+}
+
+/// The state's name as the seed shows it.
+pub fn state_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Unspecified => "Unknown",
+        TaskState::Starting => "Starting",
+        TaskState::Running => "Running",
+        TaskState::Completed => "Completed",
+        TaskState::Killed => "Killed",
+        TaskState::Failed => "Failed",
+    }
+}
+
+fn reason_name(reason: KillReason) -> Option<&'static str> {
+    match reason {
+        KillReason::Unspecified => None,
+        KillReason::Signal => Some("signal"),
+        KillReason::Stopped => Some("stopped"),
+        KillReason::OutOfMemory => Some("out of memory"),
+        KillReason::Shutdown => Some("daemon shutdown"),
+    }
+}
+
+/// The conventional name of a signal number (`SIGTERM`), or `SIG<n>` for others.
+pub fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(signal)
+        .ok()
+        .and_then(|number| number.checked_sub(1))
+        .and_then(|index| NAMES.get(index))
+        .map_or_else(|| format!("SIG{signal}"), |name| (*name).to_owned())
+}
+
+/// The command as one line, arguments separated by spaces (bytes shown lossily).
+pub fn command_line(argv: &[Vec<u8>]) -> String {
+    argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect::<Vec<_>>().join(" ")
+}
+
+/// The full status as JSON.
+pub fn status_json(status: &TaskStatus) -> Value {
+    json!({
+        "id": status.task_id,
+        "state": state_name(status.state()).to_lowercase(),
+        "exit_code": status.exit_code,
+        "signal": status.signal.map(signal_name),
+        "reason": reason_name(status.reason()),
+        "error": (!status.error.is_empty()).then_some(&status.error),
+        "owner": status.owner,
+        "argv": status.argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect::<Vec<_>>(),
+        "pid": (status.pid != 0).then_some(status.pid),
+        "created_at_ms": status.created_at_ms,
+        "finished_at_ms": (status.finished_at_ms != 0).then_some(status.finished_at_ms),
+    })
+}
+
+/// The list as a table: ID, OWNER, STATE, COMMAND.
+pub fn list_table(tasks: &[TaskStatus]) -> String {
+    let mut table = format!("{:<36}  {:<12}  {:<16}  {}\n", "ID", "OWNER", "STATE", "COMMAND");
+    for status in tasks {
+        let mut state = state_name(status.state()).to_owned();
+        match (status.exit_code, status.signal) {
+            (_, Some(signal)) => state.push_str(&format!(" ({})", signal_name(signal))),
+            (Some(code), None) => state.push_str(&format!(" ({code})")),
+            (None, None) => {}
+        }
+        table.push_str(&format!(
+            "{:<36}  {:<12}  {:<16}  {}\n",
+            status.task_id,
+            status.owner,
+            state,
+            command_line(&status.argv)
+        ));
+    }
+    table
+}
+
+/// Parses a duration such as `10`, `10s`, `1.5s`, `500ms` or `2m` (a bare number is seconds).
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let error = || format!("invalid duration '{text}': expected e.g. 10, 10s, 500ms or 2m");
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1.0)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000.0)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60_000.0)
+    } else {
+        (text, 1000.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| error())?;
+    let ms = value * scale;
+    if !ms.is_finite() || ms < 0.0 || ms > 86_400_000.0 {
+        return Err(error());
+    }
+    // Bounded above, so the cast is exact enough and cannot overflow.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(ms.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: TaskState, exit_code: Option<i32>) -> TaskStatus {
+        let mut status = TaskStatus { exit_code, ..TaskStatus::default() };
+        status.set_state(state);
+        status
+    }
+
+    #[test]
+    fn seed_lines() {
+        assert_eq!(state_lines(&status(TaskState::Running, None)), "Task state: Running\n");
+        assert_eq!(
+            state_lines(&status(TaskState::Completed, Some(0))),
+            "Task state: Completed\nExit code: 0\n"
+        );
+        assert_eq!(state_lines(&status(TaskState::Killed, None)), "Task state: Killed\n");
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(40), "SIG40");
+        assert_eq!(signal_name(0), "SIG0");
+    }
+
+    #[test]
+    fn json_carries_signal_and_reason() {
+        let mut killed = status(TaskState::Killed, None);
+        killed.signal = Some(15);
+        killed.set_reason(KillReason::Stopped);
+        let json = status_json(&killed);
+        assert_eq!(json["state"], "killed");
+        assert_eq!(json["signal"], "SIGTERM");
+        assert_eq!(json["reason"], "stopped");
+        assert_eq!(json["exit_code"], Value::Null);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("10"), Ok(10_000));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1500));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert!(parse_duration_ms("-1").is_err());
+        assert!(parse_duration_ms("abc").is_err());
+        assert!(parse_duration_ms("NaN").is_err());
+        assert!(parse_duration_ms("1e30").is_err());
+    }
+}

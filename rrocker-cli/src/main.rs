@@ -1,0 +1,210 @@
+//! `rrocker-cli`: start, stop, query, stream, list and remove rrocker tasks.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rrocker_cli::{CliError, ConnectOptions, format};
+use rrocker_proto::v1::stream_response::Event;
+use rrocker_proto::v1::task_service_client::TaskServiceClient;
+use rrocker_proto::v1::{
+    Fd, ListRequest, QueryRequest, RemoveRequest, StartRequest, StopRequest, StreamRequest,
+};
+use tonic::transport::Channel;
+
+/// Run commands as isolated tasks on an rrockerd host, and control them.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Address of rrockerd.
+    #[arg(long, env = "RROCKER_ADDR", default_value = "127.0.0.1:50051", global = true)]
+    addr: String,
+    /// Directory with server-ca.pem and <identity>.pem/.key
+    /// [default: /etc/rrocker/pki as root, ~/.config/rrocker/pki otherwise].
+    #[arg(long, env = "RROCKER_PKI_DIR", global = true)]
+    pki_dir: Option<PathBuf>,
+    /// Identity whose certificate to use (file name in the PKI directory).
+    #[arg(long, env = "RROCKER_IDENTITY", default_value = "client1", global = true)]
+    identity: String,
+    /// Client certificate chain (PEM), instead of <pki-dir>/<identity>.pem.
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM), instead of <pki-dir>/<identity>.key.
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// CA that signs the daemon's certificate (PEM), instead of <pki-dir>/server-ca.pem.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// The full status as JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a command as a task and print its id.
+    Start {
+        /// Working directory of the command.
+        #[arg(long, short = 'w')]
+        workdir: Option<OsString>,
+        /// Environment entry KEY=VALUE (repeatable); none means a minimal default.
+        #[arg(long = "env", short = 'e')]
+        env: Vec<OsString>,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// Stop a task: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// The task's id.
+        id: String,
+        /// Time between SIGTERM and SIGKILL, e.g. 10s or 500ms [default: the daemon's, 10s].
+        #[arg(long, value_parser = format::parse_duration_ms)]
+        grace: Option<u64>,
+    },
+    /// Print a task's state and exit code.
+    Query {
+        /// The task's id.
+        id: String,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Print a task's output from the start, follow it until the task ends, then its state.
+    Stream {
+        /// The task's id.
+        id: String,
+    },
+    /// List the tasks you can see.
+    #[command(visible_alias = "ps")]
+    List {
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Forget a finished task and its output.
+    Rm {
+        /// The task's id.
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let options = ConnectOptions {
+        addr: cli.addr.clone(),
+        pki_dir: cli.pki_dir.unwrap_or_else(rrocker_certs::default_pki_dir),
+        identity: cli.identity,
+        cert: cli.cert,
+        key: cli.key,
+        ca: cli.ca,
+    };
+    let mut client = rrocker_cli::connect(&options).await?;
+    let rpc_error = |status| CliError::from_status(&cli.addr, status);
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Start { workdir, env, command } => {
+            let request = StartRequest {
+                argv: command.into_iter().map(OsString::into_vec).collect(),
+                env: env.into_iter().map(OsString::into_vec).collect(),
+                workdir: workdir.map(OsString::into_vec).unwrap_or_default(),
+                limits: None,
+            };
+            let started = client.start(request).await.map_err(rpc_error)?.into_inner();
+            writeln!(stdout, "{}", started.task_id)?;
+        }
+        Command::Stop { id, grace } => {
+            let request = StopRequest { task_id: id.clone(), grace_ms: grace };
+            client.stop(request).await.map_err(rpc_error)?;
+            writeln!(stdout, "Killed task {id}")?;
+        }
+        Command::Query { id, output } => {
+            let status = client.query(QueryRequest { task_id: id }).await.map_err(rpc_error)?;
+            let status = status.into_inner();
+            match output {
+                OutputFormat::Text => write!(stdout, "{}", format::state_lines(&status))?,
+                OutputFormat::Json => writeln!(stdout, "{:#}", format::status_json(&status))?,
+            }
+        }
+        Command::Stream { id } => {
+            drop(stdout);
+            stream(&mut client, id).await.map_err(|error| match error {
+                CliError::Status(status) => rpc_error(status),
+                other => other,
+            })?;
+        }
+        Command::List { output } => {
+            let tasks = client.list(ListRequest {}).await.map_err(rpc_error)?.into_inner().tasks;
+            match output {
+                OutputFormat::Text => write!(stdout, "{}", format::list_table(&tasks))?,
+                OutputFormat::Json => {
+                    let all: Vec<_> = tasks.iter().map(format::status_json).collect();
+                    writeln!(stdout, "{:#}", serde_json::Value::Array(all))?;
+                }
+            }
+        }
+        Command::Rm { id } => {
+            client.remove(RemoveRequest { task_id: id.clone() }).await.map_err(rpc_error)?;
+            writeln!(stdout, "Removed task {id}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the task's stdout bytes to stdout and stderr bytes to stderr, unchanged, then the
+/// final state lines on stderr.
+async fn stream(client: &mut TaskServiceClient<Channel>, id: String) -> Result<(), CliError> {
+    let mut events =
+        client.stream(StreamRequest { task_id: id }).await.map_err(CliError::Status)?.into_inner();
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    while let Some(message) = events.message().await.map_err(CliError::Status)? {
+        match message.event {
+            Some(Event::Output(output)) if output.fd() == Fd::Stderr => {
+                stderr.write_all(&output.data)?;
+            }
+            Some(Event::Output(output)) => {
+                stdout.write_all(&output.data)?;
+                stdout.flush()?;
+            }
+            Some(Event::Status(status)) => {
+                stdout.flush()?;
+                write!(stderr, "{}", format::state_lines(&status))?;
+                return Ok(());
+            }
+            None => {}
+        }
+    }
+    Err(CliError::Status(tonic::Status::unavailable(
+        "the stream ended before the task's final status",
+    )))
+}

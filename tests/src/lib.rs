@@ -1,0 +1,235 @@
+//! Test harness for rrocker's end-to-end tests: [`Daemon`] starts the real `rrockerd`
+//! binary with a fresh PKI and state directory on a free port of 127.0.0.1, hands out gRPC
+//! clients and CLI commands for any identity, and stops the daemon (SIGTERM, by pid) when
+//! dropped.
+//!
+//! The binaries are found in `RROCKER_BIN_DIR`, or else next to the test executable's
+//! directory (`target/<profile>/`), which is where `cargo build --workspace --bins` (the
+//! first half of the README's test command) puts them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use rrocker_certs::{Issued, LeafSpec, Pki};
+use rrocker_proto::v1::task_service_client::TaskServiceClient;
+use rrocker_proto::v1::{StartRequest, StreamRequest, TaskStatus, stream_response::Event};
+use tonic::transport::Channel;
+
+/// A gRPC client of the daemon.
+pub type Client = TaskServiceClient<Channel>;
+
+/// Where the workspace's binaries are.
+pub fn bin_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("RROCKER_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let deps = exe.parent().expect("deps dir");
+        deps.parent().expect("profile dir").to_owned()
+    });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build the binaries first (`cargo build --workspace --bins`) or set RROCKER_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+/// A running rrockerd with its own PKI and state directory.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    pki: Pki,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon with a fresh dev PKI and default flags.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a daemon with a fresh dev PKI and extra flags.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
+        let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
+        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
+        let mut child = Command::new(bin_path("rrockerd"))
+            .args(["--listen", "127.0.0.1:0", "--pki-dir"])
+            .arg(dir.path().join("pki"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rrockerd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the daemon's ready line");
+        let addr = line
+            .trim()
+            .strip_prefix("rrockerd listening on ")
+            .unwrap_or_else(|| {
+                let log =
+                    std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+                panic!("rrockerd did not start: {line:?}\n{log}")
+            })
+            .parse()
+            .expect("socket address");
+        Self { child, addr, pki, dir }
+    }
+
+    /// The daemon's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The PKI directory (dev PKI plus anything [`issue`](Self::issue)d).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Issues a certificate from this daemon's PKI and writes it as `<name>.pem/.key`.
+    pub fn issue(&self, name: &str, spec: &LeafSpec) -> Issued {
+        let issued = self.pki.issue(spec).expect("issue certificate");
+        issued.write(&self.pki_dir(), name).expect("write certificate");
+        issued
+    }
+
+    /// The CLI's connection options for `identity`.
+    pub fn options(&self, identity: &str) -> rrocker_cli::ConnectOptions {
+        rrocker_cli::ConnectOptions {
+            addr: self.addr.to_string(),
+            pki_dir: self.pki_dir(),
+            identity: identity.to_owned(),
+            cert: None,
+            key: None,
+            ca: None,
+        }
+    }
+
+    /// A gRPC client authenticated as `identity` (a file name in the PKI directory).
+    pub async fn client(&self, identity: &str) -> Client {
+        rrocker_cli::connect(&self.options(identity)).await.expect("connect to rrockerd")
+    }
+
+    /// A gRPC client with a custom TLS configuration.
+    pub async fn client_with(
+        &self,
+        config: rustls::ClientConfig,
+    ) -> Result<Client, rrocker_cli::CliError> {
+        rrocker_cli::connect_with(&self.addr.to_string(), config).await
+    }
+
+    /// The `rrocker-cli` binary set up to talk to this daemon as `identity`.
+    pub fn cli(&self, identity: &str) -> Command {
+        let mut command = Command::new(bin_path("rrocker-cli"));
+        command
+            .env_remove("RROCKER_ADDR")
+            .args(["--addr", &self.addr.to_string(), "--identity", identity, "--pki-dir"])
+            .arg(self.pki_dir());
+        command
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.child.id(), libc::SIGTERM);
+        self.child.wait().expect("wait for rrockerd")
+    }
+
+    /// Directory for test files.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// Sends `signal` to a process this test started.
+pub fn signal(pid: u32, signal: i32) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill has no memory-safety preconditions; the pid is one of our children.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// A start request for `argv`.
+pub fn command(argv: &[&str]) -> StartRequest {
+    StartRequest {
+        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A start request for `sh -c script`.
+pub fn shell(script: &str) -> StartRequest {
+    command(&["/bin/sh", "-c", script])
+}
+
+/// Starts a task and returns its id.
+pub async fn start(client: &mut Client, request: StartRequest) -> String {
+    client.start(request).await.expect("start").into_inner().task_id
+}
+
+/// Everything a stream delivered: stdout bytes, stderr bytes, and the final status.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    /// The task's stdout.
+    pub stdout: Vec<u8>,
+    /// The task's stderr.
+    pub stderr: Vec<u8>,
+    /// The final status.
+    pub status: Option<TaskStatus>,
+}
+
+/// Streams a task to its end.
+pub async fn stream_all(client: &mut Client, id: &str) -> Streamed {
+    let mut events =
+        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut streamed = Streamed::default();
+    while let Some(message) = events.message().await.expect("stream message") {
+        match message.event.expect("event") {
+            Event::Output(output) if output.fd() == rrocker_proto::v1::Fd::Stderr => {
+                streamed.stderr.extend_from_slice(&output.data)
+            }
+            Event::Output(output) => streamed.stdout.extend_from_slice(&output.data),
+            Event::Status(status) => {
+                assert!(streamed.status.is_none(), "one final status");
+                streamed.status = Some(status);
+            }
+        }
+    }
+    assert!(streamed.status.is_some(), "the stream ends with the final status");
+    streamed
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|byte| format!("{byte:02x}")).collect()
+}

@@ -1,0 +1,160 @@
+//! Authentication at the TLS layer: only a client certificate signed by the client CA, valid
+//! now, over TLS 1.3, gets a session; and a valid certificate with an unknown organisation
+//! gets PERMISSION_DENIED on every call.
+
+use std::sync::Arc;
+
+use rrocker_certs::{LeafSpec, Signer};
+use rrocker_proto::v1::ListRequest;
+use rrocker_tests::{Daemon, command};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::Code;
+
+/// A call over a connection the daemon must refuse: either connecting fails, or the first
+/// RPC fails at the transport (TLS 1.3 lets the client finish its handshake before the
+/// server rejects its certificate). Never an application answer.
+async fn assert_refused(daemon: &Daemon, config: rustls::ClientConfig) {
+    match daemon.client_with(config).await {
+        Err(rrocker_cli::CliError::Connection { .. }) => {}
+        Err(other) => panic!("unexpected error kind: {other}"),
+        Ok(mut client) => {
+            let status = client.list(ListRequest {}).await.expect_err("the call must be refused");
+            assert!(
+                matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled),
+                "a transport failure, not an answer: {status:?}"
+            );
+        }
+    }
+}
+
+fn roots(daemon: &Daemon) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(daemon.pki_dir().join("server-ca.pem")).expect("ca") {
+        roots.add(ca.expect("ca cert")).expect("add ca");
+    }
+    roots
+}
+
+fn config_for(daemon: &Daemon, name: &str) -> rustls::ClientConfig {
+    rrocker_cli::client_config(&daemon.options(name)).expect("client config")
+}
+
+fn builder(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(versions)
+        .expect("versions")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_client_certificate_is_accepted() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    client.list(ListRequest {}).await.expect("list works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_client_certificate_is_refused() {
+    let daemon = Daemon::start();
+    let mut config = builder(&[&rustls::version::TLS13])
+        .with_root_certificates(roots(&daemon))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    assert_refused(&daemon, config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_rogue_certificate_is_refused() {
+    let daemon = Daemon::start();
+    assert_refused(&daemon, config_for(&daemon, "rogue")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_signed_by_the_server_ca_is_refused() {
+    let daemon = Daemon::start();
+    daemon.issue("wrong-ca", &LeafSpec::client("admin", "intruder").signed_by(Signer::ServerCa));
+    assert_refused(&daemon, config_for(&daemon, "wrong-ca")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused() {
+    let daemon = Daemon::start();
+    daemon.issue("expired", &LeafSpec::client("client", "client1").expired());
+    assert_refused(&daemon, config_for(&daemon, "expired")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls12_only_client_is_refused() {
+    let daemon = Daemon::start();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(daemon.pki_dir().join("client1.pem"))
+        .expect("chain")
+        .map(|cert| cert.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(daemon.pki_dir().join("client1.key")).expect("key");
+    let mut config = builder(&[&rustls::version::TLS12])
+        .with_root_certificates(roots(&daemon))
+        .with_client_auth_cert(chain, key)
+        .expect("client auth");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    assert_refused(&daemon, config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_outside_the_server_ca_is_not_trusted_by_the_client() {
+    let daemon = Daemon::start();
+    let other = rrocker_certs::Pki::generate().expect("other pki");
+    let other_dir = daemon.scratch().join("other");
+    other.write_authorities(&other_dir).expect("write other pki");
+    let mut options = daemon.options("client1");
+    options.ca = Some(other_dir.join("server-ca.pem"));
+    let config = rrocker_cli::client_config(&options).expect("config");
+    match daemon.client_with(config).await {
+        Err(rrocker_cli::CliError::Connection { reason, .. }) => {
+            assert!(reason.contains("not trusted"), "{reason}")
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_organization_is_denied_on_every_call() {
+    let daemon = Daemon::start();
+    daemon.issue("guest", &LeafSpec::client("guests", "guest1"));
+    let mut client = daemon.client("guest").await;
+    let id = "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14".to_owned();
+    let codes = [
+        client.list(ListRequest {}).await.map(drop),
+        client.start(command(&["/bin/true"])).await.map(drop),
+        client.query(rrocker_proto::v1::QueryRequest { task_id: id.clone() }).await.map(drop),
+        client
+            .stop(rrocker_proto::v1::StopRequest { task_id: id.clone(), grace_ms: None })
+            .await
+            .map(drop),
+        client.stream(rrocker_proto::v1::StreamRequest { task_id: id.clone() }).await.map(drop),
+        client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.map(drop),
+    ];
+    for result in codes {
+        let status = result.expect_err("denied");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("guests"), "{}", status.message());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_explains_a_refused_certificate_in_one_line() {
+    let daemon = Daemon::start();
+    let output = daemon.cli("rogue").arg("list").output().expect("run cli");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("Cannot talk to rrockerd at {}", daemon.addr())),
+        "{stderr}"
+    );
+    let output = daemon.cli("nobody").arg("list").output().expect("run cli");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("Cannot read the client certificate at "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
