@@ -1,0 +1,122 @@
+//! The seed transcript through the real `rrocker-cli` binary, and its one-line errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Output, Stdio};
+
+use rrocker_tests::Daemon;
+
+fn run(daemon: &Daemon, args: &[&str]) -> Output {
+    daemon.cli("client1").args(args).output().expect("run rrocker-cli")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("utf8")
+}
+
+fn start(daemon: &Daemon, args: &[&str]) -> String {
+    let mut full = vec!["start"];
+    full.extend_from_slice(args);
+    let output = run(daemon, &full);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let id = stdout(&output);
+    assert_eq!(id.len(), 37, "a uuid and a newline: {id:?}");
+    id.trim().to_owned()
+}
+
+#[test]
+fn the_seed_transcript() {
+    let daemon = Daemon::start();
+
+    // start + stream of an endless loop: read two lines, then ^C the CLI.
+    let id = start(&daemon, &["/bin/bash", "-c", "while true; do echo $RANDOM; sleep 1; done"]);
+    let mut streaming =
+        daemon.cli("client1").args(["stream", &id]).stdout(Stdio::piped()).spawn().expect("stream");
+    let mut lines = BufReader::new(streaming.stdout.take().expect("stdout")).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").expect("read");
+        assert!(line.parse::<u16>().is_ok(), "a $RANDOM number: {line:?}");
+    }
+    rrocker_tests::signal(streaming.id(), libc::SIGINT);
+    assert!(!streaming.wait().expect("wait").success());
+
+    let stop = run(&daemon, &["stop", &id]);
+    assert_eq!(stdout(&stop), format!("Killed task {id}\n"));
+    assert_eq!(stdout(&run(&daemon, &["query", &id])), "Task state: Killed\n");
+
+    let missing = run(&daemon, &["stop", "abcdefgh-1234-5678-0987-abcdefgh"]);
+    assert!(!missing.status.success());
+    assert_eq!(stderr(&missing), "Task 'abcdefgh-1234-5678-0987-abcdefgh' doesn't exist\n");
+
+    let again = run(&daemon, &["stop", &id]);
+    assert!(!again.status.success());
+    assert_eq!(stderr(&again), format!("Task '{id}' already finished\n"));
+
+    let sleeper = start(&daemon, &["/bin/sleep", "1"]);
+    assert_eq!(stdout(&run(&daemon, &["query", &sleeper])), "Task state: Running\n");
+    let streamed = run(&daemon, &["stream", &sleeper]);
+    assert_eq!(stderr(&streamed), "Task state: Completed\nExit code: 0\n");
+    assert_eq!(
+        stdout(&run(&daemon, &["query", &sleeper])),
+        "Task state: Completed\nExit code: 0\n"
+    );
+
+    let true_task = start(&daemon, &["/bin/true"]);
+    let streamed = run(&daemon, &["stream", &true_task]);
+    assert!(streamed.status.success());
+    assert_eq!(stdout(&streamed), "");
+    assert_eq!(stderr(&streamed), "Task state: Completed\nExit code: 0\n");
+
+    let missing_binary = run(&daemon, &["start", "/bin/a_binary_that_doesnt_exist", "some", "arg"]);
+    assert!(!missing_binary.status.success());
+    assert_eq!(
+        stderr(&missing_binary),
+        "Binary '/bin/a_binary_that_doesnt_exist' not found in base image.\n"
+    );
+}
+
+#[test]
+fn stream_to_a_file_is_byte_exact_and_status_goes_to_stderr() {
+    let daemon = Daemon::start();
+    let id =
+        start(&daemon, &["/bin/sh", "-c", "printf 'a\\0b\\377\\n'; echo err >&2; printf tail"]);
+    let streamed = run(&daemon, &["stream", &id]);
+    assert!(streamed.status.success());
+    assert_eq!(streamed.stdout, b"a\0b\xff\ntail");
+    assert_eq!(stderr(&streamed), "err\nTask state: Completed\nExit code: 0\n");
+}
+
+#[test]
+fn list_and_rm() {
+    let daemon = Daemon::start();
+    let id = start(&daemon, &["/bin/true"]);
+    let _ = run(&daemon, &["stream", &id]);
+    let listed = stdout(&run(&daemon, &["list"]));
+    assert!(listed.starts_with("ID "), "{listed}");
+    assert!(listed.contains(&id) && listed.contains("Completed (0)"), "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&daemon, &["list", "--output", "json"]).stdout).expect("json");
+    assert_eq!(json[0]["id"], id.as_str());
+    assert_eq!(json[0]["exit_code"], 0);
+    assert_eq!(stdout(&run(&daemon, &["rm", &id])), format!("Removed task {id}\n"));
+    assert_eq!(stderr(&run(&daemon, &["query", &id])), format!("Task '{id}' doesn't exist\n"));
+}
+
+#[test]
+fn an_unreachable_daemon_is_one_plain_sentence() {
+    let daemon = Daemon::start();
+    let output = std::process::Command::new(rrocker_tests::bin_path("rrocker-cli"))
+        .args(["--addr", "127.0.0.1:1", "--pki-dir"])
+        .arg(daemon.pki_dir())
+        .arg("list")
+        .output()
+        .expect("cli");
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr(&output),
+        "Cannot talk to rrockerd at 127.0.0.1:1: connection refused (is rrockerd running there?)\n"
+    );
+}

@@ -1,0 +1,230 @@
+//! A task's life: exit codes, death by signal, stops with and without a grace period,
+//! concurrent stops, removal, and requests for tasks that do not exist.
+
+use rrocker_proto::v1::{
+    KillReason, QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState, TaskStatus,
+    stream_response::Event,
+};
+use rrocker_tests::{Client, Daemon, command, shell, start, stream_all};
+use tonic::Code;
+
+/// Streams a task until its stdout contains `marker` (the task says it is ready), then
+/// returns the open stream so the caller can keep reading.
+async fn wait_for_output(
+    client: &mut Client,
+    id: &str,
+    marker: &str,
+) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
+    let mut events =
+        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut seen = Vec::new();
+    while let Some(message) = events.message().await.expect("message") {
+        if let Some(Event::Output(output)) = message.event {
+            seen.extend_from_slice(&output.data);
+            if String::from_utf8_lossy(&seen).contains(marker) {
+                return events;
+            }
+        }
+    }
+    panic!("the task ended without printing {marker:?}");
+}
+
+async fn final_status(client: &mut Client, id: &str) -> TaskStatus {
+    stream_all(client, id).await.status.expect("final status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_are_reported() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    for code in [0, 1, 3, 255] {
+        let id = start(&mut client, shell(&format!("exit {code}"))).await;
+        let status = final_status(&mut client, &id).await;
+        assert_eq!(status.state(), TaskState::Completed);
+        assert_eq!(status.exit_code, Some(code));
+        assert_eq!(status.signal, None);
+        let queried = client.query(QueryRequest { task_id: id }).await.expect("query").into_inner();
+        assert_eq!(queried, status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn death_by_signal_is_killed_with_the_signal() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("kill -KILL $$")).await;
+    let status = final_status(&mut client, &id).await;
+    assert_eq!(status.state(), TaskState::Killed);
+    assert_eq!(status.signal, Some(libc::SIGKILL));
+    assert_eq!(status.reason(), KillReason::Signal);
+    assert_eq!(status.exit_code, None);
+
+    let output =
+        daemon.cli("client1").args(["query", &id, "--output", "json"]).output().expect("cli");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(json["state"], "killed");
+    assert_eq!(json["signal"], "SIGKILL");
+    assert_eq!(json["reason"], "signal");
+    assert_eq!(json["owner"], "client1");
+    assert_eq!(json["argv"], serde_json::json!(["/bin/sh", "-c", "kill -KILL $$"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_traps_sigterm_exits_cleanly_on_stop() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let script = "trap 'echo cleaning up; exit 0' TERM; echo ready; while :; do sleep 0.05; done";
+    let id = start(&mut client, shell(script)).await;
+    let _ready = wait_for_output(&mut client, &id, "ready").await;
+    let stopped = client
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(60_000) })
+        .await
+        .expect("stop")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(stopped.state(), TaskState::Killed);
+    assert_eq!(stopped.reason(), KillReason::Stopped);
+    assert_eq!(stopped.exit_code, Some(0), "it exited by itself within the grace period");
+    assert_eq!(stopped.signal, None);
+    let streamed = stream_all(&mut client, &id).await;
+    assert_eq!(streamed.stdout, b"ready\ncleaning up\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id =
+        start(&mut client, shell("trap '' TERM; echo ready; while :; do sleep 0.05; done")).await;
+    let _ready = wait_for_output(&mut client, &id, "ready").await;
+    let stopped = client
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(300) })
+        .await
+        .expect("stop")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(stopped.state(), TaskState::Killed);
+    assert_eq!(stopped.signal, Some(libc::SIGKILL));
+    assert_eq!(stopped.reason(), KillReason::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stops_one_kills_the_others_find_it_finished() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id =
+        start(&mut client, shell("trap '' TERM; echo ready; while :; do sleep 0.05; done")).await;
+    let _ready = wait_for_output(&mut client, &id, "ready").await;
+    let stops = (0..4).map(|_| {
+        let mut client = client.clone();
+        let task_id = id.clone();
+        tokio::spawn(async move { client.stop(StopRequest { task_id, grace_ms: Some(200) }).await })
+    });
+    let results = futures_util::future::join_all(stops).await;
+    let (ok, refused): (Vec<_>, Vec<_>) =
+        results.into_iter().map(|joined| joined.expect("join")).partition(Result::is_ok);
+    assert_eq!(ok.len(), 1, "exactly one stop kills the task");
+    for result in refused {
+        let status = result.expect_err("refused");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), format!("Task '{id}' already finished"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_malformed_ids_are_not_found() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    for id in ["0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14", "abcdefgh-1234-5678-0987-abcdefgh", ""] {
+        let expected = format!("Task '{id}' doesn't exist");
+        let task_id = id.to_owned();
+        let query =
+            client.query(QueryRequest { task_id: task_id.clone() }).await.expect_err("query");
+        let stop = client
+            .stop(StopRequest { task_id: task_id.clone(), grace_ms: None })
+            .await
+            .expect_err("stop");
+        let stream =
+            client.stream(StreamRequest { task_id: task_id.clone() }).await.expect_err("stream");
+        let remove = client.remove(RemoveRequest { task_id }).await.expect_err("rm");
+        for status in [query, stop, stream, remove] {
+            assert_eq!(status.code(), Code::NotFound);
+            assert_eq!(status.message(), expected);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_start_requests_are_refused_and_create_nothing() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let cases = [
+        (command(&[]), "argv must not be empty"),
+        (
+            command(&["/bin/a_binary_that_doesnt_exist", "some", "arg"]),
+            "Binary '/bin/a_binary_that_doesnt_exist' not found in base image.",
+        ),
+        (command(&["/etc/passwd"]), "Binary '/etc/passwd' not found in base image."),
+        (command(&["/bin/echo", "a\0b"]), "argv[1] contains a NUL byte"),
+    ];
+    for (request, message) in cases {
+        let status = client.start(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), message);
+    }
+    let mut outside_workdir = command(&["/bin/true"]);
+    outside_workdir.workdir = b"/nonexistent".to_vec();
+    let status = client.start(outside_workdir).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let listed = client.list(rrocker_proto::v1::ListRequest {}).await.expect("list").into_inner();
+    assert!(listed.tasks.is_empty(), "nothing was created: {:?}", listed.tasks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_finished_tasks_can_be_removed() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("exec sleep 600")).await;
+    let refused = client.remove(RemoveRequest { task_id: id.clone() }).await.expect_err("running");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    client.stop(StopRequest { task_id: id.clone(), grace_ms: Some(0) }).await.expect("stop");
+    client.remove(RemoveRequest { task_id: id.clone() }).await.expect("rm");
+    let gone = client.query(QueryRequest { task_id: id }).await.expect_err("gone");
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_shutdown_stops_tasks_and_streams_get_the_final_status() {
+    let mut daemon = Daemon::start_with(&["--stop-grace-ms", "300"]);
+    let mut client = daemon.client("client1").await;
+    let polite =
+        start(&mut client, shell("trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done"))
+            .await;
+    let stubborn =
+        start(&mut client, shell("trap '' TERM; echo ready; while :; do sleep 0.05; done")).await;
+    let polite_pid =
+        client.query(QueryRequest { task_id: polite.clone() }).await.expect("q").into_inner().pid;
+    let mut streams = Vec::new();
+    for id in [&polite, &stubborn] {
+        streams.push(wait_for_output(&mut client, id, "ready").await);
+    }
+    let status = daemon.terminate();
+    assert!(status.success(), "rrockerd exits cleanly: {status:?}\n{}", daemon.log());
+    for mut events in streams {
+        let mut last = None;
+        while let Ok(Some(message)) = events.message().await {
+            last = message.event;
+        }
+        match last {
+            Some(Event::Status(status)) => {
+                assert_eq!(status.state(), TaskState::Killed);
+                assert_eq!(status.reason(), KillReason::Shutdown);
+            }
+            other => panic!("expected a final status, got {other:?}"),
+        }
+    }
+    let alive = std::path::Path::new(&format!("/proc/{polite_pid}")).exists();
+    assert!(!alive, "the task's process is gone");
+}
