@@ -137,7 +137,7 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     };
     let value: f64 = number.trim().parse().map_err(|_| error())?;
     let ms = value * scale;
-    if !ms.is_finite() || ms < 0.0 || ms > 86_400_000.0 {
+    if !ms.is_finite() || !(0.0..=86_400_000.0).contains(&ms) {
         return Err(error());
     }
     // Bounded above, so the cast is exact enough and cannot overflow.

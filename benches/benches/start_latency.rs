@@ -1,0 +1,70 @@
+//! Start latency of `/bin/true`: rrocker over a real mTLS connection (time to the Start reply,
+//! and to the final status on the stream) against fork+exec of the same binary, in the same
+//! run. Run: `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench start_latency`.
+
+use std::time::{Duration, Instant};
+
+use rrocker_benches::{Summary, quick, write_result};
+use rrocker_tests::{Daemon, command, stream_all};
+
+fn main() {
+    let iterations = if quick() { 20 } else { 500 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let mut fork_exec = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let begin = Instant::now();
+        let status = std::process::Command::new("/bin/true").status().expect("fork+exec");
+        fork_exec.push(begin.elapsed());
+        assert!(status.success());
+    }
+
+    let daemon = Daemon::start();
+    let (mut to_reply, mut to_end) = (Vec::new(), Vec::new());
+    runtime.block_on(async {
+        let mut client = daemon.client("client1").await;
+        for _ in 0..iterations {
+            let begin = Instant::now();
+            let id =
+                client.start(command(&["/bin/true"])).await.expect("start").into_inner().task_id;
+            to_reply.push(begin.elapsed());
+            stream_all(&mut client, &id).await;
+            to_end.push(begin.elapsed());
+            client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
+        }
+    });
+
+    let rows = [
+        ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
+        ("rrocker Start reply", Summary::of(&mut to_reply)),
+        ("rrocker Start to final status", Summary::of(&mut to_end)),
+    ];
+    let ms = |duration: Duration| format!("{:.3}", duration.as_secs_f64() * 1e3);
+    println!("start_latency, {iterations} iterations (ms)");
+    println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>10}", "", "min", "p50", "p90", "p99", "p50 ratio");
+    let baseline = rows[0].1.p50.as_secs_f64();
+    for (name, summary) in &rows {
+        println!(
+            "{name:<32} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
+            ms(summary.min),
+            ms(summary.p50),
+            ms(summary.p90),
+            ms(summary.p99),
+            summary.p50.as_secs_f64() / baseline
+        );
+    }
+    let result = serde_json::json!({
+        "iterations": iterations,
+        "fork_exec": rows[0].1.to_json(),
+        "start_reply": rows[1].1.to_json(),
+        "start_to_final_status": rows[2].1.to_json(),
+    });
+    match write_result("start_latency", &result) {
+        Ok(path) => println!("result: {}", path.display()),
+        Err(error) => eprintln!("cannot write the result file: {error}"),
+    }
+}
