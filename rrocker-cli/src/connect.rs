@@ -15,6 +15,11 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::CliError;
 
+/// HTTP/2 flow-control window per stream (bytes the daemon may send before we acknowledge).
+const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+/// HTTP/2 flow-control window per connection.
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// Where the daemon is and who we are to it.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -90,7 +95,11 @@ pub async fn connect_with(
     };
     let connector = TlsConnector::from(Arc::new(config));
     let endpoint = Endpoint::from_shared(format!("http://{socket}"))
-        .map_err(|error| CliError::Address { addr: addr.to_owned(), reason: error.to_string() })?;
+        .map_err(|error| CliError::Address { addr: addr.to_owned(), reason: error.to_string() })?
+        // Output streams are bulk transfers: HTTP/2's default 64 KiB window would cap them
+        // at one window per round trip.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
     let channel = endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();

@@ -39,6 +39,11 @@ use crate::tasks::TaskRegistry;
 /// How long streams may take to drain once every task has ended at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// HTTP/2 flow-control window per stream: large, so clients' requests never wait on it.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+/// HTTP/2 flow-control window per connection.
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -96,6 +101,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     };
     let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(TaskServiceServer::new(service::Service::new(Arc::clone(&registry))))
         .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptor), shutdown);
     tokio::select! {
