@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         rrocker_certs::Pki::write_dev(&pki_dir)?;
         tracing::warn!(dir = %pki_dir.display(), "no PKI found: generated a dev PKI (not for production)");
     }
+    let created_state_dir = !config.state_dir.exists();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.state_dir).map_err(
         |source| DaemonError::Io { action: "create", path: config.state_dir.clone(), source },
     )?;
@@ -110,6 +111,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         () = async { drained.notified().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
             tracing::warn!("streams did not drain in time; closing them");
         }
+    }
+    if created_state_dir {
+        // Ours and, with every task gone, empty: leave nothing behind.
+        let _ = std::fs::remove_dir(&config.state_dir);
     }
     tracing::info!("stopped");
     Ok(())

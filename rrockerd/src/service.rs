@@ -60,9 +60,8 @@ impl TaskService for Service {
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
         let caller = caller(&request)?;
         let StopRequest { task_id, grace_ms } = request.into_inner();
-        self.registry.stop(&caller, &task_id, grace_ms).await?;
-        let task = self.registry.find(&caller, &task_id)?;
-        Ok(Response::new(StopResponse { status: Some(status(&task, &task.progress())) }))
+        let (task, progress) = self.registry.stop(&caller, &task_id, grace_ms).await?;
+        Ok(Response::new(StopResponse { status: Some(status(&task, &progress)) }))
     }
 
     async fn query(

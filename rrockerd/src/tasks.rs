@@ -160,10 +160,11 @@ impl TaskRegistry {
         caller: &Caller,
         id: &str,
         grace_ms: Option<u64>,
-    ) -> Result<Progress, DaemonError> {
+    ) -> Result<(Arc<Task>, Progress), DaemonError> {
         let task = self.find(caller, id)?;
         let grace = validate::grace(grace_ms, self.default_grace)?;
-        self.stop_task(&task, grace, StopCause::User).await
+        let progress = self.stop_task(&task, grace, StopCause::User).await?;
+        Ok((task, progress))
     }
 
     /// Forgets a finished task and its output.

@@ -227,4 +227,5 @@ async fn daemon_shutdown_stops_tasks_and_streams_get_the_final_status() {
     }
     let alive = std::path::Path::new(&format!("/proc/{polite_pid}")).exists();
     assert!(!alive, "the task's process is gone");
+    assert!(!daemon.state_dir().exists(), "the state dir the daemon made is removed");
 }

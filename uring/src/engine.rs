@@ -211,7 +211,7 @@ async fn start_task(
     let pidfd = Rc::new(child.pidfd);
     if let Err(error) = spawn::exec_outcome(child.error_pipe, &spec.program).await {
         // The child reported a failure and is exiting: reap it before answering.
-        let _ = reap(Rc::clone(&pidfd)).await;
+        let _ = reap(Rc::clone(&pidfd), child.pid).await;
         let _ = reply.send(Err(error));
         return;
     }
@@ -225,7 +225,7 @@ async fn start_task(
         let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
     }
     let reaper = async {
-        let status = reap(pidfd).await;
+        let status = reap(pidfd, child.pid).await;
         match status {
             Ok(status) => {
                 let _ = exit_tx.send(status);
@@ -240,30 +240,49 @@ async fn start_task(
     tasks.borrow_mut().remove(index);
 }
 
-/// Waits for the pidfd to become readable (the child exited) and reaps the child.
-async fn reap(pidfd: Rc<OwnedFd>) -> io::Result<ExitStatus> {
+/// Waits for the pidfd to become readable (the child exited), kills what is left of the
+/// child's process group (its session, made by `setsid` in the child), and reaps the child.
+/// The group is killed before the reap, while the zombie leader still holds its number.
+async fn reap(pidfd: Rc<OwnedFd>, pid: u32) -> io::Result<ExitStatus> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
     // SAFETY: the Rc keeps the pidfd open, and it is never replaced, for the AsyncFd's life.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(io::Error::from)?;
+    let wait = |options| {
+        waitid(
+            WaitId::PidFd(pidfd.get_ref().as_fd()),
+            options | WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        )
+    };
     loop {
         let mut ready = pidfd.readable().await?;
-        let options =
-            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG;
-        let waited = rustix::process::waitid(
-            rustix::process::WaitId::PidFd(pidfd.get_ref().as_fd()),
-            options,
-        )?;
-        match waited {
-            Some(status) => {
-                return Ok(match (status.exit_status(), status.terminating_signal()) {
-                    (_, Some(signal)) => ExitStatus::Signaled(signal),
-                    (Some(code), None) => ExitStatus::Exited(code),
-                    (None, None) => ExitStatus::Exited(0),
-                });
-            }
-            None => ready.clear_ready(),
+        // Peek first (NOWAIT): only a child that has really exited has its group killed.
+        if wait(WaitIdOptions::NOWAIT)?.is_none() {
+            ready.clear_ready();
+            continue;
         }
+        match sys::kill_process_group(pid) {
+            Err(error) if error.raw_os_error() != Some(libc::ESRCH) => {
+                tracing::warn!(%error, pid, "cannot kill the task's process group");
+            }
+            _ => {}
+        }
+        let status = wait(WaitIdOptions::empty())?
+            .ok_or_else(|| io::Error::other("an exited child could not be reaped"))?;
+        return Ok(match (status.exit_status(), status.terminating_signal()) {
+            (_, Some(signal)) => ExitStatus::Signaled(signal),
+            (Some(code), None) => ExitStatus::Exited(code),
+            (None, None) => ExitStatus::Exited(0),
+        });
     }
+}
+
+/// How many bytes wait unread in a pipe (0 if the kernel will not say).
+fn bytes_waiting(pipe: &tokio_uring::fs::File) -> u64 {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the fd belongs to `pipe`, which stays open for this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(pipe.as_raw_fd()) };
+    rustix::io::ioctl_fionread(fd).unwrap_or(0)
 }
 
 /// Reads one pipe to its end with io_uring and appends what it reads to `log`.
@@ -281,7 +300,12 @@ async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfi
         buffer = returned;
         match result {
             Ok(0) => break,
-            Ok(read) => chunker.push(buffer.split().freeze(), read == asked, &mut emit),
+            Ok(read) => {
+                // A partial line is held back only if more bytes are already in the pipe
+                // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
+                let more_waiting = read == asked && bytes_waiting(&file) > 0;
+                chunker.push(buffer.split().freeze(), more_waiting, &mut emit);
+            }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => {
                 tracing::error!(%error, ?fd, "cannot read task output");

@@ -74,6 +74,18 @@ pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> 
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// `kill(-pgid, SIGKILL)`: kills a process group. Only safe while the group's leader is
+/// unreaped (a zombie still holds the number, so it cannot name anyone else's group).
+pub(crate) fn kill_process_group(pgid: u32) -> io::Result<()> {
+    let pgid =
+        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill has no memory-safety preconditions; a negative pid names a process group.
+    if unsafe { libc::kill(-pgid, libc::SIGKILL) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Raw file descriptors and C strings the child needs, prepared before cloning so the child
 /// never allocates.
 #[derive(Debug)]

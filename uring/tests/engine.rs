@@ -101,3 +101,44 @@ fn large_binary_output_is_byte_exact() {
         assert!(!out.is_empty());
     });
 }
+
+#[test]
+fn a_partial_line_is_delivered_while_the_task_waits() {
+    // Small reads so that one 64 KiB write (cat) fills several whole buffers; after its only
+    // newline (the first byte) the burst is one partial line, and the task then waits, so
+    // only the chunker can deliver the tail.
+    let config = EngineConfig { read_size: 4096, chunk_limit: 4096, ..EngineConfig::default() };
+    let engine = Engine::start(config).expect("engine");
+    runtime().block_on(async {
+        let task = engine
+            .spawn(shell(
+                "f=$(mktemp); { echo; head -c 65535 /dev/zero | tr '\\0' x; } > $f; \
+                 cat $f; rm $f; exec sleep 600",
+            ))
+            .await
+            .expect("spawn");
+        let mut reader = task.output.reader();
+        let mut received = 0;
+        while received < 65536 {
+            received += reader.next().await.expect("output while the task runs").data.len();
+        }
+        assert_eq!(received, 65536);
+        engine.signal(task.key, libc::SIGKILL).await.expect("kill");
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Signaled(libc::SIGKILL));
+    });
+}
+
+#[test]
+fn background_processes_die_with_the_task() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine.spawn(shell("sleep 600 & echo $!")).await.expect("spawn");
+        let mut reader = task.output.reader();
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Exited(0));
+        // The log closes only once every holder of the pipe is gone: the background sleep too.
+        let (out, _) = collect(&mut reader).await;
+        let pid = String::from_utf8(out).expect("utf8").trim().to_owned();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(state.is_empty() || state.contains(") Z "), "sleep {pid} still alive: {state}");
+    });
+}
