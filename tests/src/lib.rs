@@ -173,9 +173,10 @@ impl Drop for Daemon {
 
 /// Sends `signal` to a process this test started.
 pub fn signal(pid: u32, signal: i32) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill has no memory-safety preconditions; the pid is one of our children.
-    unsafe { libc::kill(pid, signal) };
+    let pid =
+        i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw).expect("a valid pid");
+    let signal = rustix::process::Signal::from_named_raw(signal).expect("a named signal");
+    let _ = rustix::process::kill_process(pid, signal);
 }
 
 /// A start request for `argv`.

@@ -16,8 +16,6 @@ use std::thread::JoinHandle;
 
 use bytes::BytesMut;
 use slab::Slab;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::output::{Chunk, LineChunker, OutputFd, OutputLog};
@@ -245,9 +243,7 @@ async fn start_task(
 /// The group is killed before the reap, while the zombie leader still holds its number.
 async fn reap(pidfd: Rc<OwnedFd>, pid: u32) -> io::Result<ExitStatus> {
     use rustix::process::{WaitId, WaitIdOptions, waitid};
-    // SAFETY: the Rc keeps the pidfd open, and it is never replaced, for the AsyncFd's life.
-    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(io::Error::from)?;
+    let pidfd = sys::watch_pidfd(pidfd)?;
     let wait = |options| {
         waitid(
             WaitId::PidFd(pidfd.get_ref().as_fd()),
@@ -277,14 +273,6 @@ async fn reap(pidfd: Rc<OwnedFd>, pid: u32) -> io::Result<ExitStatus> {
     }
 }
 
-/// How many bytes wait unread in a pipe (0 if the kernel will not say).
-fn bytes_waiting(pipe: &tokio_uring::fs::File) -> u64 {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the fd belongs to `pipe`, which stays open for this call.
-    let fd = unsafe { BorrowedFd::borrow_raw(pipe.as_raw_fd()) };
-    rustix::io::ioctl_fionread(fd).unwrap_or(0)
-}
-
 /// Reads one pipe to its end with io_uring and appends what it reads to `log`.
 async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfig) {
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
@@ -303,7 +291,7 @@ async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfi
             Ok(read) => {
                 // A partial line is held back only if more bytes are already in the pipe
                 // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
-                let more_waiting = read == asked && bytes_waiting(&file) > 0;
+                let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
                 chunker.push(buffer.split().freeze(), more_waiting, &mut emit);
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

@@ -5,14 +5,14 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
 use crate::EngineError;
-use crate::sys::{self, ChildPlan, ChildStep, Cloned};
+use crate::sys::{self, ChildPlan, ChildStep};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -44,8 +44,6 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     let workdir = c_string(spec.workdir.as_os_str().as_bytes(), "working directory")?;
     let argv = c_strings(&spec.argv, "argv")?;
     let envp = c_strings(&spec.env, "env")?;
-    let argv_ptrs = null_terminated(&argv);
-    let envp_ptrs = null_terminated(&envp);
 
     let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| EngineError::Pipe(e.into()));
     let (stdout_read, stdout_write) = pipe()?;
@@ -57,32 +55,10 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
         let _ = rustix::pipe::fcntl_setpipe_size(reader, pipe_size);
     }
     let dev_null = std::fs::File::open("/dev/null").map_err(EngineError::DevNull)?;
-
-    let plan = ChildPlan {
-        program: &program,
-        argv: &argv_ptrs,
-        envp: &envp_ptrs,
-        workdir: &workdir,
-        stdin: dev_null.as_raw_fd(),
-        stdout: stdout_write.as_raw_fd(),
-        stderr: stderr_write.as_raw_fd(),
-        error_pipe: error_write.as_raw_fd(),
-        // SAFETY: getpid has no preconditions.
-        parent_pid: unsafe { libc::getpid() },
-    };
-    // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the
-    // prepared plan, whose pointers stay valid in the child's copy of our memory.
-    match unsafe { sys::clone3_with_pidfd(0) }.map_err(EngineError::Clone)? {
-        // SAFETY: we are the freshly cloned child.
-        Cloned::Child => unsafe { sys::exec_child(&plan) },
-        Cloned::Parent { pid, pidfd } => Ok(Cloning {
-            pid,
-            pidfd,
-            stdout: stdout_read,
-            stderr: stderr_read,
-            error_pipe: error_read,
-        }),
-    }
+    let stdio = [dev_null.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
+    let plan = ChildPlan::new(&program, &argv, &envp, &workdir, stdio, error_write.as_fd());
+    let (pid, pidfd) = sys::spawn_child(&plan).map_err(EngineError::Clone)?;
+    Ok(Cloning { pid, pidfd, stdout: stdout_read, stderr: stderr_read, error_pipe: error_read })
 }
 
 /// Waits (through io_uring) until the child exec'd or reported a failed step.
@@ -116,8 +92,4 @@ fn c_string(bytes: &[u8], what: &'static str) -> Result<CString, EngineError> {
 
 fn c_strings(items: &[Vec<u8>], what: &'static str) -> Result<Vec<CString>, EngineError> {
     items.iter().map(|item| c_string(item, what)).collect()
-}
-
-fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }

@@ -2,13 +2,17 @@
 //! offer safely (clone3 with a pidfd, pidfd_send_signal) and the async-signal-safe steps a
 //! freshly cloned child takes before `execve`. Nothing here decides anything.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// What `clone3` returned in the calling process.
 #[derive(Debug)]
-pub(crate) enum Cloned {
+enum Cloned {
     /// We are the child.
     Child,
     /// We are the parent of `pid`, reachable through `pidfd`.
@@ -21,7 +25,7 @@ pub(crate) enum Cloned {
 /// # Safety
 /// The caller is multi-threaded: in the child, only async-signal-safe functions may run
 /// until `execve` or `_exit` (no allocation, no locks, no unwinding).
-pub(crate) unsafe fn clone3_with_pidfd(extra_flags: u64) -> io::Result<Cloned> {
+unsafe fn clone3_with_pidfd(extra_flags: u64) -> io::Result<Cloned> {
     let mut pidfd: RawFd = -1;
     let mut args = libc::clone_args {
         flags: libc::CLONE_PIDFD as u64 | extra_flags,
@@ -74,6 +78,19 @@ pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> 
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// Registers a pidfd with the current tokio reactor, to await its readability (exit).
+pub(crate) fn watch_pidfd(pidfd: Rc<OwnedFd>) -> io::Result<AsyncFd<Rc<OwnedFd>>> {
+    // SAFETY: the Rc keeps the pidfd open, and nothing replaces it, for the AsyncFd's life.
+    unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }.map_err(io::Error::from)
+}
+
+/// How many bytes wait unread in a pipe (FIONREAD; 0 if the kernel will not say).
+pub(crate) fn bytes_waiting(pipe: &impl AsRawFd) -> u64 {
+    // SAFETY: the fd belongs to `pipe`, which the caller keeps open for this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(pipe.as_raw_fd()) };
+    rustix::io::ioctl_fionread(fd).unwrap_or(0)
+}
+
 /// `kill(-pgid, SIGKILL)`: kills a process group. Only safe while the group's leader is
 /// unreaped (a zombie still holds the number, so it cannot name anyone else's group).
 pub(crate) fn kill_process_group(pgid: u32) -> io::Result<()> {
@@ -86,19 +103,54 @@ pub(crate) fn kill_process_group(pgid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Raw file descriptors and C strings the child needs, prepared before cloning so the child
-/// never allocates.
+/// Everything the child needs, prepared before cloning so that the child never allocates:
+/// the C strings are borrowed from the caller, the pointer arrays are built here.
 #[derive(Debug)]
 pub(crate) struct ChildPlan<'a> {
-    pub program: &'a CStr,
-    pub argv: &'a [*const libc::c_char],
-    pub envp: &'a [*const libc::c_char],
-    pub workdir: &'a CStr,
-    pub stdin: RawFd,
-    pub stdout: RawFd,
-    pub stderr: RawFd,
-    pub error_pipe: RawFd,
-    pub parent_pid: libc::pid_t,
+    program: &'a CStr,
+    workdir: &'a CStr,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    stdio: [BorrowedFd<'a>; 3],
+    error_pipe: BorrowedFd<'a>,
+    parent_pid: libc::pid_t,
+}
+
+impl<'a> ChildPlan<'a> {
+    /// A plan to exec `program` with `argv` and `env` in `workdir`, with `stdio` as fds 0-2,
+    /// reporting a failed step on `error_pipe`.
+    pub(crate) fn new(
+        program: &'a CStr,
+        argv: &'a [CString],
+        env: &'a [CString],
+        workdir: &'a CStr,
+        stdio: [BorrowedFd<'a>; 3],
+        error_pipe: BorrowedFd<'a>,
+    ) -> Self {
+        let pointers = |strings: &'a [CString]| {
+            strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+        };
+        Self {
+            program,
+            workdir,
+            argv: pointers(argv),
+            envp: pointers(env),
+            stdio,
+            error_pipe,
+            parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
+        }
+    }
+}
+
+/// Clones a child that runs `plan` (see [`exec_child`]) and returns its pid and pidfd.
+pub(crate) fn spawn_child(plan: &ChildPlan<'_>) -> io::Result<(u32, OwnedFd)> {
+    // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the plan,
+    // whose pointers stay valid in the child's copy of our memory.
+    match unsafe { clone3_with_pidfd(0) }? {
+        // SAFETY: we are the freshly cloned child.
+        Cloned::Child => unsafe { exec_child(plan) },
+        Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
+    }
 }
 
 /// Runs in the cloned child: wires fds 0-2, marks every other fd close-on-exec, resets signal
@@ -106,27 +158,27 @@ pub(crate) struct ChildPlan<'a> {
 /// to `error_pipe` and exits 127. Never returns.
 ///
 /// # Safety
-/// Must only be called in the child of [`clone3_with_pidfd`]; every pointer in `plan` must be
-/// valid (they point into the parent's memory, which the child has a copy of).
-pub(crate) unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
+/// Must only be called in the child of [`clone3_with_pidfd`].
+unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
     // SAFETY: each call below is async-signal-safe and gets valid arguments from `plan`.
     unsafe {
+        let error_pipe = plan.error_pipe.as_raw_fd();
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-            fail(plan.error_pipe, ChildStep::DeathSignal);
+            fail(error_pipe, ChildStep::DeathSignal);
         }
         if libc::getppid() != plan.parent_pid {
             libc::_exit(127);
         }
         if libc::setsid() == -1 {
-            fail(plan.error_pipe, ChildStep::Session);
+            fail(error_pipe, ChildStep::Session);
         }
-        for (from, to) in [(plan.stdin, 0), (plan.stdout, 1), (plan.stderr, 2)] {
-            if libc::dup2(from, to) == -1 {
-                fail(plan.error_pipe, ChildStep::Stdio);
+        for (to, from) in (0..).zip(&plan.stdio) {
+            if libc::dup2(from.as_raw_fd(), to) == -1 {
+                fail(error_pipe, ChildStep::Stdio);
             }
         }
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) == -1 {
-            fail(plan.error_pipe, ChildStep::CloseFds);
+            fail(error_pipe, ChildStep::CloseFds);
         }
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut all);
@@ -135,10 +187,10 @@ pub(crate) unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
             libc::signal(signal, libc::SIG_DFL);
         }
         if libc::chdir(plan.workdir.as_ptr()) == -1 {
-            fail(plan.error_pipe, ChildStep::Workdir);
+            fail(error_pipe, ChildStep::Workdir);
         }
         libc::execve(plan.program.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-        fail(plan.error_pipe, ChildStep::Exec)
+        fail(error_pipe, ChildStep::Exec)
     }
 }
 
