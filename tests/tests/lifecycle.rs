@@ -29,6 +29,12 @@ async fn wait_for_output(
     panic!("the task ended without printing {marker:?}");
 }
 
+/// Stops a task with a grace period and returns the status the stop reports.
+async fn stop(client: &mut Client, id: &str, grace_ms: u64) -> TaskStatus {
+    let request = StopRequest { task_id: id.to_owned(), grace_ms: Some(grace_ms) };
+    client.stop(request).await.expect("stop").into_inner().status.expect("status")
+}
+
 async fn final_status(client: &mut Client, id: &str) -> TaskStatus {
     stream_all(client, id).await.status.expect("final status")
 }
@@ -76,13 +82,7 @@ async fn a_task_that_traps_sigterm_exits_cleanly_on_stop() {
     let script = "trap 'echo cleaning up; exit 0' TERM; echo ready; while :; do sleep 0.05; done";
     let id = start(&mut client, shell(script)).await;
     let _ready = wait_for_output(&mut client, &id, "ready").await;
-    let stopped = client
-        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(60_000) })
-        .await
-        .expect("stop")
-        .into_inner()
-        .status
-        .expect("status");
+    let stopped = stop(&mut client, &id, 60_000).await;
     assert_eq!(stopped.state(), TaskState::Killed);
     assert_eq!(stopped.reason(), KillReason::Stopped);
     assert_eq!(stopped.exit_code, Some(0), "it exited by itself within the grace period");
@@ -98,13 +98,7 @@ async fn a_task_ignoring_sigterm_is_killed_after_the_grace_period() {
     let id =
         start(&mut client, shell("trap '' TERM; echo ready; while :; do sleep 0.05; done")).await;
     let _ready = wait_for_output(&mut client, &id, "ready").await;
-    let stopped = client
-        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(300) })
-        .await
-        .expect("stop")
-        .into_inner()
-        .status
-        .expect("status");
+    let stopped = stop(&mut client, &id, 300).await;
     assert_eq!(stopped.state(), TaskState::Killed);
     assert_eq!(stopped.signal, Some(libc::SIGKILL));
     assert_eq!(stopped.reason(), KillReason::Stopped);
