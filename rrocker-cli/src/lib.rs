@@ -69,11 +69,9 @@ impl CliError {
     /// the daemon's own answers stay as they are.
     pub fn from_status(addr: &str, status: tonic::Status) -> Self {
         use std::error::Error;
+        // Only transport failures carry a source error; the daemon's own answers do not.
         match status.source() {
             Some(source) if is_transport(status.code()) => Self::connection(addr, source),
-            _ if is_transport(status.code()) && status.message().contains("error") => {
-                Self::Connection { addr: addr.to_owned(), reason: status.message().to_owned() }
-            }
             _ => Self::Status(status),
         }
     }

@@ -21,6 +21,10 @@ pub struct Config {
     /// Directory for runtime state (task roots, spilled output).
     #[arg(long, env = "RROCKERD_STATE_DIR", default_value = "/run/rrocker")]
     pub state_dir: PathBuf,
+    /// Host uid/gid range that root inside tasks maps to, as FIRST:COUNT (ignored when
+    /// rrockerd runs unprivileged: its own uid and gid then map to root, one id).
+    #[arg(long, default_value = "100000:65536", value_parser = parse_id_range)]
+    pub uid_range: (u32, u32),
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,
@@ -29,7 +33,34 @@ pub struct Config {
 /// The longest grace period a stop may ask for (one day).
 pub const MAX_GRACE_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Parses FIRST:COUNT; refuses ranges that include host root or overflow.
+fn parse_id_range(text: &str) -> Result<(u32, u32), String> {
+    let invalid = || format!("invalid id range '{text}': expected FIRST:COUNT, e.g. 100000:65536");
+    let (first, count) = text.split_once(':').ok_or_else(invalid)?;
+    let first: u32 = first.parse().map_err(|_| invalid())?;
+    let count: u32 = count.parse().map_err(|_| invalid())?;
+    if first == 0 || count == 0 || first.checked_add(count).is_none() {
+        return Err(format!(
+            "{}: the range must not include uid 0 and must fit in 32 bits",
+            invalid()
+        ));
+    }
+    Ok((first, count))
+}
+
 impl Config {
+    /// The id map for tasks: the configured range as root, or the daemon's own ids if it is
+    /// not root.
+    pub fn id_map(&self) -> rrocker_uring::IdMap {
+        let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
+        if uid.is_root() {
+            let (first, count) = self.uid_range;
+            rrocker_uring::IdMap { first_uid: first, first_gid: first, count }
+        } else {
+            rrocker_uring::IdMap { first_uid: uid.as_raw(), first_gid: gid.as_raw(), count: 1 }
+        }
+    }
+
     /// The PKI directory in use.
     pub fn pki_dir(&self) -> PathBuf {
         self.pki_dir.clone().unwrap_or_else(rrocker_certs::default_pki_dir)
@@ -38,5 +69,20 @@ impl Config {
     /// The default stop grace period.
     pub fn stop_grace(&self) -> Duration {
         Duration::from_millis(self.stop_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_ranges() {
+        assert_eq!(parse_id_range("100000:65536"), Ok((100_000, 65_536)));
+        assert!(parse_id_range("0:65536").is_err());
+        assert!(parse_id_range("100000:0").is_err());
+        assert!(parse_id_range("4294967295:2").is_err());
+        assert!(parse_id_range("100000").is_err());
+        assert!(parse_id_range("a:b").is_err());
     }
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use rrocker_uring::EngineError;
+
+use crate::init::InitStep;
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in rrockerd.
@@ -53,6 +55,14 @@ pub enum DaemonError {
     /// The engine could not start or signal a task.
     #[error("{0}")]
     Engine(#[from] EngineError),
+    /// A step of the task's set-up inside its namespaces failed.
+    #[error("Task set-up failed: cannot {step}: {source}")]
+    Setup {
+        /// What init was doing.
+        step: &'static str,
+        /// Why.
+        source: io::Error,
+    },
     /// A file or directory could not be used.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -88,6 +98,20 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
+    /// A spawn failure, with init's own set-up steps named.
+    pub fn from_spawn(error: EngineError) -> Self {
+        match error {
+            EngineError::InitSetup { step, source } => match InitStep::from_byte(step) {
+                Some(InitStep::Exec) => {
+                    Self::InvalidArgument(format!("Cannot execute the command: {source}"))
+                }
+                Some(step) => Self::Setup { step: step.describe(), source },
+                None => Self::Engine(EngineError::InitSetup { step, source }),
+            },
+            other => Self::Engine(other),
+        }
+    }
+
     /// The gRPC code that carries this error to a client.
     pub fn code(&self) -> Code {
         match self {
@@ -101,6 +125,7 @@ impl DaemonError {
             Self::Engine(EngineError::Exec { .. } | EngineError::Workdir { .. })
             | Self::Engine(EngineError::NulByte { .. }) => Code::InvalidArgument,
             Self::Engine(_)
+            | Self::Setup { .. }
             | Self::Io { .. }
             | Self::Pki(_)
             | Self::Tls { .. }

@@ -13,6 +13,7 @@
 pub mod authz;
 pub mod config;
 pub mod error;
+pub mod init;
 pub mod listener;
 pub mod service;
 pub mod state;
@@ -76,7 +77,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     })?;
 
     let engine = Engine::start(EngineConfig::default())?;
-    let registry = Arc::new(TaskRegistry::new(engine, config.stop_grace()));
+    let isolator = worker::Isolator::new(config.id_map())?;
+    let registry = Arc::new(TaskRegistry::new(engine, isolator, config.stop_grace()));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;

@@ -19,7 +19,8 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::error::DaemonError;
 use crate::state::{StopCause, TaskState};
-use crate::{validate, worker};
+use crate::validate;
+use crate::worker::Isolator;
 
 /// A task's state and when it reached it.
 #[derive(Debug, Clone)]
@@ -84,6 +85,7 @@ impl Task {
 #[derive(Debug)]
 pub struct TaskRegistry {
     engine: Engine,
+    isolator: Isolator,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
     closing: AtomicBool,
@@ -91,8 +93,9 @@ pub struct TaskRegistry {
 
 impl TaskRegistry {
     /// A registry whose tasks run on `engine`.
-    pub fn new(engine: Engine, default_grace: Duration) -> Self {
-        Self { engine, tasks: Mutex::default(), default_grace, closing: AtomicBool::new(false) }
+    pub fn new(engine: Engine, isolator: Isolator, default_grace: Duration) -> Self {
+        let tasks = Mutex::default();
+        Self { engine, isolator, tasks, default_grace, closing: AtomicBool::new(false) }
     }
 
     /// Starts a task for `caller`; returns once its command runs.
@@ -106,10 +109,12 @@ impl TaskRegistry {
         }
         validate::start_request(&request)?;
         let StartRequest { argv, env, workdir, limits } = request;
-        let spec = worker::spawn_spec(argv.clone(), env, &workdir)?;
-        let spawned = self.engine.spawn(spec).await?;
+        let id = Uuid::new_v4();
+        let hostname = &id.to_string()[..12];
+        let spec = self.isolator.spawn_spec(hostname, argv.clone(), env, &workdir)?;
+        let spawned = self.engine.spawn(spec).await.map_err(DaemonError::from_spawn)?;
         let task = Arc::new(Task {
-            id: Uuid::new_v4(),
+            id,
             owner: caller.identity.clone(),
             argv,
             limits: limits.unwrap_or_default(),

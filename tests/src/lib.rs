@@ -17,6 +17,25 @@ use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{StartRequest, StreamRequest, TaskStatus, stream_response::Event};
 use tonic::transport::Channel;
 
+/// Skips a test that needs root when not root, loudly; fails it instead under `CI=true`.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!("this test needs root, and CI=true forbids skipping it");
+            }
+            eprintln!("SKIPPED {}: needs root (run the tests as root)", module_path!());
+            return;
+        }
+    };
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// A gRPC client of the daemon.
 pub type Client = TaskServiceClient<Channel>;
 

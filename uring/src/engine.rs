@@ -207,12 +207,17 @@ async fn start_task(
         }
     };
     let pidfd = Rc::new(child.pidfd);
-    if let Err(error) = spawn::exec_outcome(child.error_pipe, &spec.program).await {
-        // The child reported a failure and is exiting: reap it before answering.
-        let _ = reap(Rc::clone(&pidfd), child.pid).await;
-        let _ = reply.send(Err(error));
-        return;
-    }
+    let report = spawn::ReportPipe::new(child.error_pipe);
+    let isolated = spec.isolation.is_some();
+    let final_report = match spawn::exec_outcome(report, &spec.program, isolated).await {
+        Ok(final_report) => final_report,
+        Err(error) => {
+            // The child reported a failure and is exiting: reap it before answering.
+            let _ = reap(Rc::clone(&pidfd), child.pid).await;
+            let _ = reply.send(Err(error));
+            return;
+        }
+    };
     let index = tasks.borrow_mut().insert(Entry { serial, pidfd: Rc::clone(&pidfd) });
     let key = TaskKey { index, serial };
     let output = OutputLog::new();
@@ -223,12 +228,19 @@ async fn start_task(
         let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
     }
     let reaper = async {
-        let status = reap(pidfd, child.pid).await;
-        match status {
-            Ok(status) => {
+        let reported = async {
+            match final_report {
+                Some(report) => spawn::final_status(report).await,
+                None => None,
+            }
+        };
+        let (reaped, reported) = tokio::join!(reap(pidfd, child.pid), reported);
+        // An init's report of its command wins over init's own exit.
+        match (reported, reaped) {
+            (Some(status), _) | (None, Ok(status)) => {
                 let _ = exit_tx.send(status);
             }
-            Err(error) => tracing::error!(%error, "cannot reap task"),
+            (None, Err(error)) => tracing::error!(%error, "cannot reap task"),
         }
     };
     let stdout = pump(child.stdout, OutputFd::Stdout, &output, &config);

@@ -16,6 +16,7 @@
 
 mod engine;
 mod output;
+pub mod report;
 mod spawn;
 mod sys;
 
@@ -24,7 +25,7 @@ use std::path::PathBuf;
 
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputFd, OutputLog};
-pub use spawn::SpawnSpec;
+pub use spawn::{IdMap, Isolation, Program, SpawnSpec};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,20 @@ pub enum EngineError {
     ChildSetup {
         /// Which step.
         step: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The isolated program (an init) reported a failed set-up step of its own.
+    #[error("task set-up failed at init step {step}: {source}")]
+    InitSetup {
+        /// The init's step number.
+        step: u8,
+        /// Why.
+        source: io::Error,
+    },
+    /// The child's user namespace could not be given its id maps.
+    #[error("cannot write the task's uid/gid maps: {source}")]
+    IdMap {
         /// Why.
         source: io::Error,
     },

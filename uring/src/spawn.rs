@@ -7,24 +7,70 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
 use crate::EngineError;
-use crate::sys::{self, ChildPlan, ChildStep};
+use crate::engine::ExitStatus;
+use crate::report::{self, Record};
+use crate::sys::{self, ChildPlan, ChildStep, ExecTarget};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
 pub struct SpawnSpec {
-    /// Absolute path of the executable.
-    pub program: PathBuf,
+    /// The executable.
+    pub program: Program,
     /// The argument vector, argv[0] first.
     pub argv: Vec<Vec<u8>>,
     /// `KEY=VALUE` environment entries.
     pub env: Vec<Vec<u8>>,
     /// Working directory of the command.
     pub workdir: PathBuf,
+    /// New namespaces and identity for the child; `None` runs it in the daemon's.
+    pub isolation: Option<Isolation>,
+}
+
+/// The executable of a spawn.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// An absolute path.
+    Path(PathBuf),
+    /// An open executable file, run with `execveat(AT_EMPTY_PATH)`.
+    File(Arc<OwnedFd>),
+}
+
+impl Program {
+    /// How the program is shown in errors.
+    pub fn display(&self) -> PathBuf {
+        match self {
+            Self::Path(path) => path.clone(),
+            Self::File(_) => PathBuf::from("rrocker init"),
+        }
+    }
+}
+
+/// How a child is isolated. The program is an init that reports its own set-up on fd 3 (one
+/// byte naming the step that failed, then the errno as 4 little-endian bytes; closing fd 3
+/// without writing means success).
+#[derive(Debug, Clone, Copy)]
+pub struct Isolation {
+    /// CLONE_NEW* flags.
+    pub namespaces: u64,
+    /// The uid/gid range root inside maps to, if a user namespace is made.
+    pub id_map: Option<IdMap>,
+}
+
+/// Maps ids `0..count` inside a user namespace to `first..first+count` outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// The first host uid.
+    pub first_uid: u32,
+    /// The first host gid.
+    pub first_gid: u32,
+    /// How many ids.
+    pub count: u32,
 }
 
 /// A child that was cloned but may not have exec'd yet.
@@ -38,9 +84,18 @@ pub(crate) struct Cloning {
 }
 
 /// Clones a child that execs `spec` with stdin on /dev/null and stdout/stderr on fresh pipes
-/// of `pipe_size` bytes.
+/// of `pipe_size` bytes; with isolation, in new namespaces whose id maps are written here
+/// before the child may go on.
 pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning, EngineError> {
-    let program = c_string(spec.program.as_os_str().as_bytes(), "program path")?;
+    let program_path = match &spec.program {
+        Program::Path(path) => Some(c_string(path.as_os_str().as_bytes(), "program path")?),
+        Program::File(_) => None,
+    };
+    let target = match (&spec.program, &program_path) {
+        (Program::File(file), _) => ExecTarget::File(file.as_fd()),
+        (Program::Path(_), Some(path)) => ExecTarget::Path(path),
+        (Program::Path(_), None) => unreachable!("a path program has a C path"),
+    };
     let workdir = c_string(spec.workdir.as_os_str().as_bytes(), "working directory")?;
     let argv = c_strings(&spec.argv, "argv")?;
     let envp = c_strings(&spec.env, "env")?;
@@ -49,6 +104,7 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
+    let (sync_read, sync_write) = pipe()?;
     for reader in [&stdout_read, &stderr_read] {
         // A bigger pipe lets a chatty task run ahead of our reads; the kernel may refuse a
         // size above pipe-max-size, which only costs throughput.
@@ -56,33 +112,97 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     }
     let dev_null = std::fs::File::open("/dev/null").map_err(EngineError::DevNull)?;
     let stdio = [dev_null.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
-    let plan = ChildPlan::new(&program, &argv, &envp, &workdir, stdio, error_write.as_fd());
+    let mut plan = ChildPlan::new(target, &argv, &envp, &workdir, stdio, error_write.as_fd());
+    let id_map = spec.isolation.and_then(|isolation| isolation.id_map);
+    if let Some(isolation) = spec.isolation {
+        plan.namespaces = isolation.namespaces;
+        plan.report_fd = true;
+    }
+    if id_map.is_some() {
+        plan.sync = Some((sync_read.as_fd(), sync_write.as_fd()));
+        plan.become_root = true;
+        plan.drop_groups = rustix::process::geteuid().is_root();
+    }
     let (pid, pidfd) = sys::spawn_child(&plan).map_err(EngineError::Clone)?;
+    if let Some(map) = id_map {
+        if let Err(source) = write_id_maps(pid, map) {
+            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            return Err(EngineError::IdMap { source });
+        }
+        rustix::io::write(&sync_write, &[1])
+            .map_err(|e| EngineError::IdMap { source: e.into() })?;
+    }
     Ok(Cloning { pid, pidfd, stdout: stdout_read, stderr: stderr_read, error_pipe: error_read })
 }
 
-/// Waits (through io_uring) until the child exec'd or reported a failed step.
-pub(crate) async fn exec_outcome(error_pipe: OwnedFd, program: &Path) -> Result<(), EngineError> {
-    let file = tokio_uring::fs::File::from_std(std::fs::File::from(error_pipe));
-    let (result, report) = file.read_at(Vec::with_capacity(5), 0).await;
-    let _ = file.close().await;
-    match result {
-        Ok(0) => Ok(()),
-        Ok(5) => {
-            let step = ChildStep::from_byte(report[0]);
-            let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+/// Writes the child's uid_map and gid_map: `0 first count`.
+fn write_id_maps(pid: u32, map: IdMap) -> io::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        // An unprivileged writer may map its own gid only with setgroups disabled.
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
+    }
+    std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {} {}\n", map.first_uid, map.count))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 {} {}\n", map.first_gid, map.count))
+}
+
+/// The engine's end of a child's report pipe, read through io_uring.
+#[derive(Debug)]
+pub(crate) struct ReportPipe {
+    file: tokio_uring::fs::File,
+}
+
+impl ReportPipe {
+    pub(crate) fn new(pipe: OwnedFd) -> Self {
+        Self { file: tokio_uring::fs::File::from_std(std::fs::File::from(pipe)) }
+    }
+
+    /// The next record (or the end of the pipe).
+    pub(crate) async fn next(&self) -> io::Result<Record> {
+        let (result, bytes) = self.file.read_at(Vec::with_capacity(report::RECORD_LEN), 0).await;
+        result?;
+        report::decode(&bytes)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed report record"))
+    }
+}
+
+/// Waits until the child runs its command or reports a failed step. A plain child's command
+/// runs once its exec closed the pipe; an isolated child's init says READY and keeps the pipe
+/// for the command's end, which is returned for [`final_status`].
+pub(crate) async fn exec_outcome(
+    report: ReportPipe,
+    program: &Program,
+    isolated: bool,
+) -> Result<Option<ReportPipe>, EngineError> {
+    let record = report
+        .next()
+        .await
+        .map_err(|source| EngineError::ChildSetup { step: "report".into(), source })?;
+    match record {
+        Record::End if !isolated => Ok(None),
+        Record::Ready if isolated => Ok(Some(report)),
+        Record::Failed { step, errno } => {
             let source = io::Error::from_raw_os_error(errno);
-            Err(match step {
-                Some(ChildStep::Exec) => EngineError::Exec { program: program.to_owned(), source },
+            Err(match ChildStep::from_byte(step) {
+                Some(ChildStep::Exec) => EngineError::Exec { program: program.display(), source },
                 Some(ChildStep::Workdir) => EngineError::Workdir { source },
-                _ => EngineError::ChildSetup { step: format!("{step:?}"), source },
+                Some(step) => EngineError::ChildSetup { step: format!("{step:?}"), source },
+                None => EngineError::InitSetup { step, source },
             })
         }
-        Ok(_) => Err(EngineError::ChildSetup {
+        other => Err(EngineError::ChildSetup {
             step: "report".into(),
-            source: io::Error::new(io::ErrorKind::InvalidData, "truncated error report"),
+            source: io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?}")),
         }),
-        Err(source) => Err(EngineError::ChildSetup { step: "report".into(), source }),
+    }
+}
+
+/// How an isolated child's command ended, as its init reported it; `None` if init ended
+/// without saying (it was killed).
+pub(crate) async fn final_status(report: ReportPipe) -> Option<ExitStatus> {
+    match report.next().await {
+        Ok(Record::Exited(code)) => Some(ExitStatus::Exited(code)),
+        Ok(Record::Signaled(signal)) => Some(ExitStatus::Signaled(signal)),
+        _ => None,
     }
 }
 

@@ -103,24 +103,47 @@ pub(crate) fn kill_process_group(pgid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// What the child executes: a path, or an open file (execveat with AT_EMPTY_PATH), which
+/// keeps working whatever happens to the path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExecTarget<'a> {
+    /// A path.
+    Path(&'a CStr),
+    /// An open executable.
+    File(BorrowedFd<'a>),
+}
+
 /// Everything the child needs, prepared before cloning so that the child never allocates:
 /// the C strings are borrowed from the caller, the pointer arrays are built here.
 #[derive(Debug)]
 pub(crate) struct ChildPlan<'a> {
-    program: &'a CStr,
-    workdir: &'a CStr,
+    pub target: ExecTarget<'a>,
+    pub workdir: &'a CStr,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
-    stdio: [BorrowedFd<'a>; 3],
-    error_pipe: BorrowedFd<'a>,
+    pub stdio: [BorrowedFd<'a>; 3],
+    pub error_pipe: BorrowedFd<'a>,
+    /// Hand `error_pipe` to the program as fd 3 (an init that reports its own set-up).
+    pub report_fd: bool,
+    /// CLONE_NEW* flags for clone3.
+    pub namespaces: u64,
+    /// A pipe to wait on before anything else (read end, and the write end to close first):
+    /// the parent writes one byte once it has set the child up from outside (id maps).
+    pub sync: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
+    /// After the sync, become uid/gid 0 of the new user namespace (and, if `drop_groups`,
+    /// shed supplementary groups), so that exec gives the program that namespace's
+    /// capabilities.
+    pub become_root: bool,
+    /// Clear supplementary groups (impossible, and needless, for an unprivileged daemon).
+    pub drop_groups: bool,
     parent_pid: libc::pid_t,
 }
 
 impl<'a> ChildPlan<'a> {
-    /// A plan to exec `program` with `argv` and `env` in `workdir`, with `stdio` as fds 0-2,
-    /// reporting a failed step on `error_pipe`.
+    /// A plan to exec `target` with `argv` and `env` in `workdir`, with `stdio` as fds 0-2,
+    /// reporting a failed step on `error_pipe`; the other options start off.
     pub(crate) fn new(
-        program: &'a CStr,
+        target: ExecTarget<'a>,
         argv: &'a [CString],
         env: &'a [CString],
         workdir: &'a CStr,
@@ -131,12 +154,17 @@ impl<'a> ChildPlan<'a> {
             strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
         };
         Self {
-            program,
+            target,
             workdir,
             argv: pointers(argv),
             envp: pointers(env),
             stdio,
             error_pipe,
+            report_fd: false,
+            namespaces: 0,
+            sync: None,
+            become_root: false,
+            drop_groups: false,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
     }
@@ -146,7 +174,7 @@ impl<'a> ChildPlan<'a> {
 pub(crate) fn spawn_child(plan: &ChildPlan<'_>) -> io::Result<(u32, OwnedFd)> {
     // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the plan,
     // whose pointers stay valid in the child's copy of our memory.
-    match unsafe { clone3_with_pidfd(0) }? {
+    match unsafe { clone3_with_pidfd(plan.namespaces) }? {
         // SAFETY: we are the freshly cloned child.
         Cloned::Child => unsafe { exec_child(plan) },
         Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
@@ -166,8 +194,28 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
             fail(error_pipe, ChildStep::DeathSignal);
         }
-        if libc::getppid() != plan.parent_pid {
+        // In a new PID namespace getppid() is 0; the sync pipe then tells of a dead parent.
+        if plan.namespaces & libc::CLONE_NEWPID as u64 == 0 && libc::getppid() != plan.parent_pid {
             libc::_exit(127);
+        }
+        if let Some((read_end, write_end)) = plan.sync {
+            libc::close(write_end.as_raw_fd());
+            let mut byte = 0u8;
+            if libc::read(read_end.as_raw_fd(), std::ptr::addr_of_mut!(byte).cast(), 1) != 1 {
+                libc::_exit(127);
+            }
+        }
+        // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
+        if plan.drop_groups
+            && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1
+        {
+            fail(error_pipe, ChildStep::Identity);
+        }
+        if plan.become_root
+            && (libc::syscall(libc::SYS_setresgid, 0, 0, 0) == -1
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) == -1)
+        {
+            fail(error_pipe, ChildStep::Identity);
         }
         if libc::setsid() == -1 {
             fail(error_pipe, ChildStep::Session);
@@ -177,7 +225,20 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 fail(error_pipe, ChildStep::Stdio);
             }
         }
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) == -1 {
+        let mut first_closed = 3u32;
+        if plan.report_fd {
+            let moved = if error_pipe == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(error_pipe, 3)
+            };
+            if moved == -1 {
+                fail(error_pipe, ChildStep::Stdio);
+            }
+            first_closed = 4;
+        }
+        let close_from_exec = libc::CLOSE_RANGE_CLOEXEC;
+        if libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, close_from_exec) == -1 {
             fail(error_pipe, ChildStep::CloseFds);
         }
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -189,7 +250,21 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
         if libc::chdir(plan.workdir.as_ptr()) == -1 {
             fail(error_pipe, ChildStep::Workdir);
         }
-        libc::execve(plan.program.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+        match plan.target {
+            ExecTarget::Path(path) => {
+                libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            }
+            ExecTarget::File(file) => {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    file.as_raw_fd(),
+                    c"".as_ptr(),
+                    plan.argv.as_ptr(),
+                    plan.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+            }
+        }
         fail(error_pipe, ChildStep::Exec)
     }
 }
@@ -204,17 +279,27 @@ pub(crate) enum ChildStep {
     CloseFds = 4,
     Workdir = 5,
     Exec = 6,
+    Identity = 7,
 }
 
 impl ChildStep {
     pub(crate) fn from_byte(byte: u8) -> Option<Self> {
-        [Self::DeathSignal, Self::Session, Self::Stdio, Self::CloseFds, Self::Workdir, Self::Exec]
-            .into_iter()
-            .find(|step| *step as u8 == byte)
+        [
+            Self::DeathSignal,
+            Self::Session,
+            Self::Stdio,
+            Self::CloseFds,
+            Self::Workdir,
+            Self::Exec,
+            Self::Identity,
+        ]
+        .into_iter()
+        .find(|step| *step as u8 == byte)
     }
 }
 
-/// Reports `step` and the current errno on `error_pipe` (5 bytes: step, errno LE) and exits.
+/// Reports `step` and the current errno on `error_pipe` (a [`crate::report`] record) and
+/// exits.
 ///
 /// # Safety
 /// Child-only, like [`exec_child`].
@@ -222,10 +307,7 @@ unsafe fn fail(error_pipe: RawFd, step: ChildStep) -> ! {
     // SAFETY: errno location is thread-local and valid; write and _exit are async-signal-safe
     // and the buffer outlives the call.
     unsafe {
-        let errno = *libc::__errno_location();
-        let mut message = [0u8; 5];
-        message[0] = step as u8;
-        message[1..].copy_from_slice(&errno.to_le_bytes());
+        let message = crate::report::encode(step as u8, *libc::__errno_location());
         libc::write(error_pipe, message.as_ptr().cast(), message.len());
         libc::_exit(127)
     }

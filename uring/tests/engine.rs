@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use rrocker_uring::{Engine, EngineConfig, EngineError, ExitStatus, OutputFd, SpawnSpec};
+use rrocker_uring::{Engine, EngineConfig, EngineError, ExitStatus, OutputFd, Program, SpawnSpec};
 
 fn shell(script: &str) -> SpawnSpec {
     SpawnSpec {
-        program: PathBuf::from("/bin/sh"),
+        program: Program::Path(PathBuf::from("/bin/sh")),
         argv: vec![b"sh".to_vec(), b"-c".to_vec(), script.as_bytes().to_vec()],
         env: vec![b"PATH=/usr/bin:/bin".to_vec()],
         workdir: PathBuf::from("/"),
+        isolation: None,
     }
 }
 
@@ -84,7 +85,7 @@ fn missing_program_and_bad_workdir_are_reported_before_the_task_exists() {
     let engine = Engine::start(EngineConfig::default()).expect("engine");
     runtime().block_on(async {
         let mut spec = shell("true");
-        spec.program = PathBuf::from("/nonexistent/binary");
+        spec.program = Program::Path(PathBuf::from("/nonexistent/binary"));
         match engine.spawn(spec).await {
             Err(EngineError::Exec { source, .. }) => {
                 assert_eq!(source.kind(), std::io::ErrorKind::NotFound)

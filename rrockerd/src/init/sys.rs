@@ -1,0 +1,65 @@
+//! The few calls of init that nix does not wrap: the report fd it inherits as fd 3,
+//! bringing `lo` up with SIOCSIFFLAGS, and no_new_privs.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+
+use super::InitStep;
+
+/// The report pipe the engine handed over as fd 3.
+pub fn report_fd() -> OwnedFd {
+    // SAFETY: the engine dup'ed the report pipe to fd 3 for this process and nothing else in
+    // init owns fd 3.
+    unsafe { OwnedFd::from_raw_fd(3) }
+}
+
+/// Sends a report record to the engine.
+pub fn send(report: &OwnedFd, tag: u8, value: i32) {
+    let _ = nix::unistd::write(report, &rrocker_uring::report::encode(tag, value));
+}
+
+/// Reports a failed step and its errno, and exits 127.
+pub fn fail(report: &OwnedFd, step: InitStep, errno: i32) -> ! {
+    send(report, step as u8, errno);
+    std::process::exit(127)
+}
+
+/// Marks every fd above stderr close-on-exec (the report pipe among them), so that only
+/// 0, 1 and 2 reach the command and a successful exec closes the report pipe.
+pub fn only_stdio_on_exec() -> Result<(), Errno> {
+    // SAFETY: close_range takes plain integers; CLOSE_RANGE_CLOEXEC only sets flags.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    Errno::result(ret).map(drop)
+}
+
+/// `ifconfig lo up`: sets IFF_UP on the loopback device of this network namespace.
+pub fn loopback_up() -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = libc::c_char::from_ne_bytes([*byte]);
+    }
+    // SAFETY: the socket is open and `request` is a valid ifreq naming "lo".
+    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) })?;
+    let up = libc::c_short::try_from(libc::IFF_UP).expect("IFF_UP fits the flags field");
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { request.ifr_ifru.ifru_flags |= up };
+    // SAFETY: as above, with the flags to set.
+    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) })?;
+    Ok(())
+}
+
+/// PR_SET_NO_NEW_PRIVS: neither the command nor anything it runs gains privileges.
+pub fn no_new_privs() -> Result<(), Errno> {
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes plain integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}

@@ -1,0 +1,146 @@
+//! Isolation, against the real kernel: each task in its own user, PID, mount, network, UTS,
+//! IPC and cgroup namespaces, as root of a user namespace mapped to an unprivileged range.
+
+use rrocker_proto::v1::QueryRequest;
+use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all};
+
+/// Runs a shell script as a task and returns its stdout (asserting it completed with 0).
+async fn run(client: &mut Client, script: &str) -> String {
+    let id = start(client, shell(script)).await;
+    let streamed = stream_all(client, &id).await;
+    let status = streamed.status.expect("status");
+    assert_eq!(
+        status.exit_code,
+        Some(0),
+        "{script}: {}",
+        String::from_utf8_lossy(&streamed.stderr)
+    );
+    String::from_utf8(streamed.stdout).expect("utf8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_sees_only_its_own_processes() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let out = run(&mut client, "echo $$; ls /proc | grep -c '^[0-9]'").await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "2", "the command is PID 2 under init");
+    let visible: u32 = lines[1].parse().expect("count");
+    assert!(visible <= 4, "only init, sh, ls and grep are visible: {visible}");
+    // The daemon's pid does not exist in there, and cannot be signalled.
+    let daemon_pid = daemon.pid();
+    let out = run(
+        &mut client,
+        &format!("kill -0 {daemon_pid} 2>/dev/null && echo reachable || echo unreachable"),
+    )
+    .await;
+    assert_eq!(out, "unreachable\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_inside_is_an_unprivileged_uid_outside() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    assert_eq!(run(&mut client, "id -u; id -g").await, "0\n0\n");
+    assert_eq!(
+        run(&mut client, "cat /proc/self/uid_map").await.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    let id = start(&mut client, shell("exec sleep 600")).await;
+    let pid =
+        client.query(QueryRequest { task_id: id.clone() }).await.expect("query").into_inner().pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("init status");
+    let uids = status.lines().find(|line| line.starts_with("Uid:")).expect("Uid line");
+    assert_eq!(uids.split_whitespace().skip(1).collect::<Vec<_>>(), ["100000"; 4], "{uids}");
+    // Host files owned by root stay out of reach of root inside.
+    let out =
+        run(&mut client, "touch /etc/rrocker-probe 2>/dev/null && echo wrote || echo refused")
+            .await;
+    assert_eq!(out, "refused\n");
+    assert!(!std::path::Path::new("/etc/rrocker-probe").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostname_is_the_task_id_prefix() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("hostname")).await;
+    let streamed = stream_all(&mut client, &id).await;
+    assert_eq!(String::from_utf8_lossy(&streamed.stdout), format!("{}\n", &id[..12]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_loopback_is_there_and_it_is_up() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let out = run(&mut client, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").await;
+    assert_eq!(out, "lo\n");
+    // Up: a connection to a closed port is refused (down would be "unreachable").
+    let script = "exec 3<>/dev/tcp/127.0.0.1/9 2>/dev/null; echo $?";
+    let id = start(&mut client, rrocker_tests::command(&["/bin/bash", "-c", script])).await;
+    let refused = stream_all(&mut client, &id).await;
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "1\n");
+    // A listener on the host's loopback is not reachable from the task.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected || echo isolated");
+    let id = start(&mut client, rrocker_tests::command(&["/bin/bash", "-c", &script])).await;
+    let streamed = stream_all(&mut client, &id).await;
+    assert_eq!(String::from_utf8_lossy(&streamed.stdout), "isolated\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_sysv_ipc_objects_are_invisible() {
+    require_root!();
+    // A shared memory segment on the host, removed again at the end of the test.
+    // SAFETY: shmget and shmctl take plain arguments; IPC_PRIVATE makes a fresh segment.
+    let segment = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+    assert!(segment >= 0, "shmget");
+    let host_view = std::fs::read_to_string("/proc/sysvipc/shm").expect("host view");
+    assert!(
+        host_view
+            .lines()
+            .skip(1)
+            .any(|line| line.split_whitespace().nth(1) == Some(&segment.to_string()))
+    );
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let out = run(&mut client, "tail -n +2 /proc/sysvipc/shm | wc -l").await;
+    // SAFETY: removes the segment this test made.
+    unsafe { libc::shmctl(segment, libc::IPC_RMID, std::ptr::null_mut()) };
+    assert_eq!(out.trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_stdio_reaches_the_command() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    // 0, 1, 2 and the directory fd of ls itself.
+    let out = run(&mut client, "ls /proc/self/fd").await;
+    assert_eq!(out, "0\n1\n2\n3\n");
+    let out = run(&mut client, "grep NoNewPrivs /proc/self/status").await;
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["NoNewPrivs:", "1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_cannot_see_or_signal_each_other() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let other = start(&mut client, shell("exec sleep 600")).await;
+    let other_pid =
+        client.query(QueryRequest { task_id: other.clone() }).await.expect("q").into_inner().pid;
+    let out = run(
+        &mut client,
+        &format!("kill -KILL {other_pid} 2>/dev/null && echo killed || echo refused"),
+    )
+    .await;
+    assert_eq!(out, "refused\n");
+    let status = client.query(QueryRequest { task_id: other }).await.expect("q").into_inner();
+    assert_eq!(status.state(), rrocker_proto::v1::TaskState::Running);
+}
