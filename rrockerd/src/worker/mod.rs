@@ -16,6 +16,8 @@ use rrocker_uring::{IdMap, Isolation, Program, SpawnSpec};
 use crate::error::DaemonError;
 use crate::init;
 
+pub mod image;
+
 /// PATH used when the request's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
