@@ -21,6 +21,14 @@ pub struct Config {
     /// Directory for runtime state (task roots, spilled output).
     #[arg(long, env = "RROCKERD_STATE_DIR", default_value = "/run/rrocker")]
     pub state_dir: PathBuf,
+    /// Root filesystem tree every task's root is a private writable view of (a debootstrap
+    /// tree, an exported container filesystem...). Default: an image built on first run
+    /// from the host's binaries, in the images directory.
+    #[arg(long, env = "RROCKERD_IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Directory of built images and their per-range copies.
+    #[arg(long, env = "RROCKERD_IMAGES_DIR", default_value = "/var/lib/rrocker/images")]
+    pub images_dir: PathBuf,
     /// Host uid/gid range that root inside tasks maps to, as FIRST:COUNT (ignored when
     /// rrockerd runs unprivileged: its own uid and gid then map to root, one id).
     #[arg(long, default_value = "100000:65536", value_parser = parse_id_range)]

@@ -105,6 +105,9 @@ impl DaemonError {
                 Some(InitStep::Exec) => {
                     Self::InvalidArgument(format!("Cannot execute the command: {source}"))
                 }
+                Some(InitStep::Workdir) => {
+                    Self::InvalidArgument(format!("Cannot enter the working directory: {source}"))
+                }
                 Some(step) => Self::Setup { step: step.describe(), source },
                 None => Self::Engine(EngineError::InitSetup { step, source }),
             },

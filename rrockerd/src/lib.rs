@@ -52,6 +52,30 @@ pub fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// The image tasks' roots are overlays of: the configured one (or the default, built on
+/// first run), as a copy owned by the mapped root when the daemon is root.
+fn task_image(config: &Config) -> Result<std::path::PathBuf, DaemonError> {
+    let images_dir = &config.images_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(images_dir)
+        .map_err(|source| DaemonError::Io { action: "create", path: images_dir.clone(), source })?;
+    let image = match &config.image {
+        Some(image) => image.clone(),
+        None => worker::image::ensure_default(&images_dir.join("default"))?,
+    };
+    let id_map = config.id_map();
+    if !rustix::process::geteuid().is_root() {
+        return Ok(image);
+    }
+    let name = image
+        .file_name()
+        .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
+    let copy = images_dir.join(format!("{name}.{}", id_map.first_uid));
+    worker::image::shifted_copy(&image, &copy, id_map.first_uid)
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
 /// once it accepts connections.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -77,8 +101,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     })?;
 
     let engine = Engine::start(EngineConfig::default())?;
-    let isolator = worker::Isolator::new(config.id_map())?;
-    let registry = Arc::new(TaskRegistry::new(engine, isolator, config.stop_grace()));
+    let isolator = worker::Isolator::new(task_image(&config)?, config.id_map())?;
+    let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
+    let registry = Arc::new(TaskRegistry::new(engine, isolator, tasks_dir, config.stop_grace()));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
@@ -114,8 +139,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             tracing::warn!("streams did not drain in time; closing them");
         }
     }
+    // Every task is gone, and its directory with it: leave nothing behind.
+    let _ = std::fs::remove_dir(config.state_dir.join("tasks"));
     if created_state_dir {
-        // Ours and, with every task gone, empty: leave nothing behind.
         let _ = std::fs::remove_dir(&config.state_dir);
     }
     tracing::info!("stopped");

@@ -7,6 +7,7 @@
 //! by a per-task async lock, so a second stop waits and then finds the task finished.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -21,6 +22,7 @@ use crate::error::DaemonError;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
 use crate::worker::Isolator;
+use crate::worker::rootfs::TaskDir;
 
 /// A task's state and when it reached it.
 #[derive(Debug, Clone)]
@@ -86,6 +88,7 @@ impl Task {
 pub struct TaskRegistry {
     engine: Engine,
     isolator: Isolator,
+    tasks_dir: PathBuf,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
     closing: AtomicBool,
@@ -93,9 +96,17 @@ pub struct TaskRegistry {
 
 impl TaskRegistry {
     /// A registry whose tasks run on `engine`.
-    pub fn new(engine: Engine, isolator: Isolator, default_grace: Duration) -> Self {
+    /// A registry whose tasks run on `engine`, isolated by `isolator`, with their
+    /// directories in `tasks_dir`.
+    pub fn new(
+        engine: Engine,
+        isolator: Isolator,
+        tasks_dir: PathBuf,
+        default_grace: Duration,
+    ) -> Self {
         let tasks = Mutex::default();
-        Self { engine, isolator, tasks, default_grace, closing: AtomicBool::new(false) }
+        let closing = AtomicBool::new(false);
+        Self { engine, isolator, tasks_dir, tasks, default_grace, closing }
     }
 
     /// Starts a task for `caller`; returns once its command runs.
@@ -111,8 +122,24 @@ impl TaskRegistry {
         let StartRequest { argv, env, workdir, limits } = request;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
-        let spec = self.isolator.spawn_spec(hostname, argv.clone(), env, &workdir)?;
-        let spawned = self.engine.spawn(spec).await.map_err(DaemonError::from_spawn)?;
+        let task_dir = TaskDir::create(&self.tasks_dir, id, self.isolator.root_owner())?;
+        let spawned = match self.isolator.spawn_spec(
+            hostname,
+            task_dir.path(),
+            argv.clone(),
+            env,
+            &workdir,
+        ) {
+            Ok(spec) => self.engine.spawn(spec).await.map_err(DaemonError::from_spawn),
+            Err(error) => Err(error),
+        };
+        let spawned = match spawned {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                task_dir.remove();
+                return Err(error);
+            }
+        };
         let task = Arc::new(Task {
             id,
             owner: caller.identity.clone(),
@@ -135,6 +162,8 @@ impl TaskRegistry {
                 Ok(exit) => TaskState::ended(exit, watched.stop_cause()),
                 Err(_) => TaskState::Failed { error: "the task engine stopped".into() },
             };
+            // Every process of the task is gone with its init: drop its files.
+            let _ = tokio::task::spawn_blocking(move || task_dir.remove()).await;
             tracing::info!(task = %watched.id, ?state, "task ended");
             watched.progress.send_replace(Progress { state, finished_at: Some(SystemTime::now()) });
         });

@@ -41,18 +41,27 @@ pub type Client = TaskServiceClient<Channel>;
 
 /// Where the workspace's binaries are.
 pub fn bin_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("RROCKER_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let deps = exe.parent().expect("deps dir");
-        deps.parent().expect("profile dir").to_owned()
-    });
-    let path = dir.join(name);
+    let path = bin_dir().join(name);
     assert!(
         path.is_file(),
         "{} not found: build the binaries first (`cargo build --workspace --bins`) or set RROCKER_BIN_DIR",
         path.display()
     );
     path
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("RROCKER_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let deps = exe.parent().expect("deps dir");
+        deps.parent().expect("profile dir").to_owned()
+    })
+}
+
+/// Where test daemons keep base images: shared by every test (built once, then reused) and
+/// kept out of the system's /var/lib.
+pub fn images_dir() -> PathBuf {
+    bin_dir().join("rrocker-test-images")
 }
 
 /// A running rrockerd with its own PKI and state directory.
@@ -80,6 +89,8 @@ impl Daemon {
             .arg(dir.path().join("pki"))
             .arg("--state-dir")
             .arg(dir.path().join("state"))
+            .arg("--images-dir")
+            .arg(images_dir())
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

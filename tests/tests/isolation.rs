@@ -1,7 +1,9 @@
 //! Isolation, against the real kernel: each task in its own user, PID, mount, network, UTS,
 //! IPC and cgroup namespaces, as root of a user namespace mapped to an unprivileged range.
 
-use rrocker_proto::v1::QueryRequest;
+use std::os::unix::fs::MetadataExt;
+
+use rrocker_proto::v1::{QueryRequest, StopRequest, StreamRequest, stream_response::Event};
 use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all};
 
 /// Runs a shell script as a task and returns its stdout (asserting it completed with 0).
@@ -54,12 +56,66 @@ async fn root_inside_is_an_unprivileged_uid_outside() {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("init status");
     let uids = status.lines().find(|line| line.starts_with("Uid:")).expect("Uid line");
     assert_eq!(uids.split_whitespace().skip(1).collect::<Vec<_>>(), ["100000"; 4], "{uids}");
-    // Host files owned by root stay out of reach of root inside.
-    let out =
-        run(&mut client, "touch /etc/rrocker-probe 2>/dev/null && echo wrote || echo refused")
+    // Root inside may write anywhere in its own root, and the file belongs to the mapped
+    // uid on the host, in the task's upper layer only.
+    let script = "echo hi > /etc/rrocker-probe && echo ready && exec sleep 600";
+    let id = start(&mut client, shell(script)).await;
+    let _ready = wait_for_output(&mut client, &id, "ready").await;
+    let upper = daemon.state_dir().join("tasks").join(&id).join("upper/etc/rrocker-probe");
+    let metadata = std::fs::metadata(&upper).expect("the file is in the task's upper dir");
+    assert_eq!((metadata.uid(), metadata.gid()), (100_000, 100_000));
+    assert!(!std::path::Path::new("/etc/rrocker-probe").exists(), "the host's /etc is untouched");
+}
+
+/// Streams a task until its stdout contains `marker`, and keeps the stream open.
+async fn wait_for_output(
+    client: &mut Client,
+    id: &str,
+    marker: &str,
+) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
+    let mut events =
+        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut seen = Vec::new();
+    while let Some(message) = events.message().await.expect("message") {
+        if let Some(Event::Output(output)) = message.event {
+            seen.extend_from_slice(&output.data);
+            if String::from_utf8_lossy(&seen).contains(marker) {
+                return events;
+            }
+        }
+    }
+    panic!("the task ended without printing {marker:?}: {}", String::from_utf8_lossy(&seen));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_filesystem_is_invisible_and_writes_stay_private() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let pki = daemon.pki_dir();
+    let script = format!(
+        "for p in {} /home /root/.cargo /var/lib/rrocker /work; do test -e $p && echo visible $p; done; echo checked",
+        pki.display()
+    );
+    assert_eq!(run(&mut client, &script).await, "checked\n");
+    // A file one task writes is seen neither by the next task nor in the image.
+    let first =
+        start(&mut client, shell("echo secret > /etc/written && echo ready && exec sleep 600"))
             .await;
-    assert_eq!(out, "refused\n");
-    assert!(!std::path::Path::new("/etc/rrocker-probe").exists());
+    let _ready = wait_for_output(&mut client, &first, "ready").await;
+    assert_eq!(
+        run(&mut client, "test -e /etc/written && echo leaked || echo private").await,
+        "private\n"
+    );
+    let image = rrocker_tests::images_dir();
+    let in_images = std::fs::read_dir(&image)
+        .expect("images")
+        .any(|entry| entry.expect("entry").path().join("etc/written").exists());
+    assert!(!in_images, "the base image never changes");
+    let task_dir = daemon.state_dir().join("tasks").join(&first);
+    assert!(task_dir.join("upper/etc/written").exists());
+    client.stop(StopRequest { task_id: first, grace_ms: Some(0) }).await.expect("stop");
+    assert!(!task_dir.exists(), "the task's directory is removed when it ends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,10 +168,13 @@ async fn bad_start_requests_are_refused_and_create_nothing() {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), message);
     }
-    let mut outside_workdir = command(&["/bin/true"]);
-    outside_workdir.workdir = b"/nonexistent".to_vec();
-    let status = client.start(outside_workdir).await.expect_err("refused");
-    assert_eq!(status.code(), Code::InvalidArgument);
+    for workdir in ["/nonexistent", "/proc/self/fd/0", "/proc/self/fd/3", "/etc/passwd"] {
+        let mut request = command(&["/bin/true"]);
+        request.workdir = workdir.as_bytes().to_vec();
+        let status = client.start(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{workdir}: {status:?}");
+        assert!(status.message().starts_with("Cannot enter the working directory"), "{status:?}");
+    }
     let listed = client.list(rrocker_proto::v1::ListRequest {}).await.expect("list").into_inner();
     assert!(listed.tasks.is_empty(), "nothing was created: {:?}", listed.tasks);
 }

@@ -26,40 +26,82 @@ pub use setup::InitStep;
 /// The name the engine gives the init process (its argv[0]).
 pub const ARGV0: &str = "rrocker-init";
 
-/// What init needs to know, from its argv: `rrocker-init HOSTNAME PROGRAM -- ARGV...`.
-#[derive(Debug)]
-struct InitArgs {
-    hostname: OsString,
+/// What init needs to know, passed as its argv:
+/// `rrocker-init HOSTNAME IMAGE TASK_DIR WORKDIR PROGRAM -- ARGV...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitPlan {
+    /// The task's hostname.
+    pub hostname: Vec<u8>,
+    /// The image directory, the overlay's lower layer.
+    pub image: Vec<u8>,
+    /// The task's directory (upper/, work/, root/).
+    pub task_dir: Vec<u8>,
+    /// The command's working directory inside the task.
+    pub workdir: Vec<u8>,
+    /// The command's executable, as the task sees it.
+    pub program: Vec<u8>,
+    /// The command's argv.
+    pub argv: Vec<Vec<u8>>,
+}
+
+impl InitPlan {
+    /// The argv the engine starts init with.
+    pub fn to_argv(&self) -> Vec<Vec<u8>> {
+        let head = [
+            ARGV0.as_bytes(),
+            &self.hostname,
+            &self.image,
+            &self.task_dir,
+            &self.workdir,
+            &self.program,
+            b"--",
+        ];
+        head.iter().map(|item| item.to_vec()).chain(self.argv.iter().cloned()).collect()
+    }
+
+    /// Parses init's argv; `None` if malformed.
+    pub fn from_argv(args: Vec<OsString>) -> Option<Self> {
+        let mut args = args.into_iter().skip(1).map(OsString::into_vec);
+        let mut next = || args.next();
+        let (hostname, image, task_dir, workdir, program) =
+            (next()?, next()?, next()?, next()?, next()?);
+        if next()? != b"--" {
+            return None;
+        }
+        let argv: Vec<Vec<u8>> = args.collect();
+        Some(Self { hostname, image, task_dir, workdir, program, argv })
+    }
+}
+
+/// The plan with C strings for exec.
+struct Command {
     program: CString,
     argv: Vec<CString>,
+    workdir: CString,
 }
 
-/// The argv the daemon gives init to run `program` with `argv` on `hostname`.
-pub fn init_argv(hostname: &str, program: &[u8], argv: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut all = vec![ARGV0.as_bytes().to_vec(), hostname.as_bytes().to_vec(), program.to_vec()];
-    all.push(b"--".to_vec());
-    all.extend(argv.iter().cloned());
-    all
-}
-
-fn parse(args: Vec<OsString>) -> Option<InitArgs> {
-    let mut args = args.into_iter().skip(1);
-    let hostname = args.next()?;
-    let program = CString::new(args.next()?.into_vec()).ok()?;
-    if args.next()? != "--" {
-        return None;
+impl Command {
+    fn of(plan: &InitPlan) -> Option<Self> {
+        Some(Self {
+            program: CString::new(plan.program.clone()).ok()?,
+            argv: plan
+                .argv
+                .iter()
+                .map(|arg| CString::new(arg.clone()).ok())
+                .collect::<Option<_>>()?,
+            workdir: CString::new(plan.workdir.clone()).ok()?,
+        })
     }
-    let argv = args.map(|arg| CString::new(arg.into_vec()).ok()).collect::<Option<Vec<_>>>()?;
-    Some(InitArgs { hostname, program, argv })
 }
 
 /// Runs init; never returns.
 pub fn main() -> ! {
     let report = sys::report_fd();
-    let Some(args) = parse(std::env::args_os().collect()) else {
+    let plan = InitPlan::from_argv(std::env::args_os().collect());
+    let Some((plan, command)) = plan.and_then(|plan| Command::of(&plan).map(|c| (plan, c))) else {
         sys::fail(&report, InitStep::Arguments, libc::EINVAL);
     };
-    if let Err((step, errno)) = setup::run(&args.hostname) {
+    if let Err((step, errno)) = setup::run(&plan) {
         sys::fail(&report, step, errno as i32);
     }
     let forwarded = [
@@ -77,14 +119,14 @@ pub fn main() -> ! {
     if let Err(errno) = waited.thread_block() {
         sys::fail(&report, InitStep::Signals, errno as i32);
     }
-    let command = start_command(&args, &report);
+    let command = start_command(&command, &report);
     sys::send(&report, report::READY, 0);
     supervise(command, &waited, &report)
 }
 
 /// Forks and execs the command; returns once its exec succeeded. An exec failure is reported
 /// (and init exits).
-fn start_command(args: &InitArgs, report: &OwnedFd) -> Pid {
+fn start_command(command: &Command, report: &OwnedFd) -> Pid {
     let env: Vec<CString> = std::env::vars_os()
         .filter_map(|(key, value)| {
             let mut entry = key.into_vec();
@@ -106,7 +148,11 @@ fn start_command(args: &InitArgs, report: &OwnedFd) -> Pid {
                 std::process::exit(127)
             }
             let _ = SigSet::all().thread_unblock();
-            let errno = execve(&args.program, &args.argv, &env).err().map_or(0, |e| e as i32);
+            if let Err(errno) = nix::unistd::chdir(command.workdir.as_c_str()) {
+                let _ = nix::unistd::write(&exec_write, &(-(errno as i32)).to_le_bytes());
+                std::process::exit(127)
+            }
+            let errno = execve(&command.program, &command.argv, &env).err().map_or(0, |e| e as i32);
             let _ = nix::unistd::write(&exec_write, &errno.to_le_bytes());
             std::process::exit(127)
         }
@@ -116,7 +162,11 @@ fn start_command(args: &InitArgs, report: &OwnedFd) -> Pid {
             // The exec closes the child's end: end of file means the command runs.
             if let Ok(4) = nix::unistd::read(&exec_read, &mut errno) {
                 let _ = waitpid(child, None);
-                sys::fail(report, InitStep::Exec, i32::from_le_bytes(errno));
+                // A negative errno is the working directory's.
+                match i32::from_le_bytes(errno) {
+                    errno if errno < 0 => sys::fail(report, InitStep::Workdir, -errno),
+                    errno => sys::fail(report, InitStep::Exec, errno),
+                }
             }
             child
         }
@@ -157,20 +207,31 @@ fn supervise(command: Pid, waited: &SigSet, report: &OwnedFd) -> ! {
 mod tests {
     use super::*;
 
+    fn plan() -> InitPlan {
+        InitPlan {
+            hostname: b"abc".to_vec(),
+            image: b"/img".to_vec(),
+            task_dir: b"/run/t".to_vec(),
+            workdir: b"/".to_vec(),
+            program: b"/bin/sh".to_vec(),
+            argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"--".to_vec()],
+        }
+    }
+
     #[test]
     fn argv_round_trips() {
-        let argv = init_argv("abc", b"/bin/sh", &[b"sh".to_vec(), b"-c".to_vec(), b"--".to_vec()]);
-        let parsed = parse(argv.into_iter().map(OsString::from_vec).collect()).expect("parses");
-        assert_eq!(parsed.hostname, "abc");
-        assert_eq!(parsed.program.as_bytes(), b"/bin/sh");
-        let argv: Vec<&[u8]> = parsed.argv.iter().map(|a| a.as_bytes()).collect();
-        assert_eq!(argv, [&b"sh"[..], b"-c", b"--"]);
+        let argv = plan().to_argv();
+        let parsed = InitPlan::from_argv(argv.into_iter().map(OsString::from_vec).collect());
+        assert_eq!(parsed, Some(plan()));
     }
 
     #[test]
     fn malformed_argv_is_refused() {
         let argv = |items: &[&str]| items.iter().map(OsString::from).collect();
-        assert!(parse(argv(&["rrocker-init"])).is_none());
-        assert!(parse(argv(&["rrocker-init", "h", "/bin/sh", "x"])).is_none());
+        assert!(InitPlan::from_argv(argv(&["rrocker-init"])).is_none());
+        assert!(
+            InitPlan::from_argv(argv(&["rrocker-init", "h", "/i", "/t", "/", "/bin/sh", "x"]))
+                .is_none()
+        );
     }
 }

@@ -89,7 +89,16 @@ pub fn ensure_default(dest: &Path) -> Result<PathBuf, DaemonError> {
     if dest.join("bin/sh").exists() || dest.join("usr/bin/sh").exists() {
         return Ok(dest.to_owned());
     }
-    let building = dest.with_extension("building");
+    publish(dest, |building| build(Path::new("/"), building))?;
+    tracing::info!(image = %dest.display(), "built the default base image from host binaries");
+    Ok(dest.to_owned())
+}
+
+/// Makes `dest` by running `make` on a private directory beside it, then renaming that into
+/// place: readers never see a half-made tree, and of several daemons racing to make the same
+/// one, the first rename wins and the others discard their copy.
+fn publish(dest: &Path, make: impl FnOnce(&Path) -> io::Result<()>) -> Result<(), DaemonError> {
+    let building = dest.with_extension(format!("building.{}", std::process::id()));
     let io_error = |action, path: &Path| {
         let path = path.to_owned();
         move |source| DaemonError::Io { action, path, source }
@@ -97,10 +106,18 @@ pub fn ensure_default(dest: &Path) -> Result<PathBuf, DaemonError> {
     if building.exists() {
         fs::remove_dir_all(&building).map_err(io_error("remove", &building))?;
     }
-    build(Path::new("/"), &building).map_err(io_error("build the default image in", &building))?;
-    fs::rename(&building, dest).map_err(io_error("rename the image to", dest))?;
-    tracing::info!(image = %dest.display(), "built the default base image from host binaries");
-    Ok(dest.to_owned())
+    make(&building).map_err(io_error("build", &building))?;
+    if let Err(error) = fs::rename(&building, dest) {
+        let _ = fs::remove_dir_all(&building);
+        if !dest.exists() {
+            return Err(DaemonError::Io {
+                action: "publish",
+                path: dest.to_owned(),
+                source: error,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Builds an image at `dest` from the tools of `host` (a root directory, `/` in production).
@@ -218,16 +235,7 @@ pub fn shifted_copy(image: &Path, dest: &Path, first: u32) -> Result<PathBuf, Da
     if dest.exists() {
         return Ok(dest.to_owned());
     }
-    let building = dest.with_extension("building");
-    let io_error = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| DaemonError::Io { action, path, source }
-    };
-    if building.exists() {
-        fs::remove_dir_all(&building).map_err(io_error("remove", &building))?;
-    }
-    copy_shifted(image, &building, first).map_err(io_error("copy the image into", &building))?;
-    fs::rename(&building, dest).map_err(io_error("rename the image copy to", dest))?;
+    publish(dest, |building| copy_shifted(image, building, first))?;
     Ok(dest.to_owned())
 }
 

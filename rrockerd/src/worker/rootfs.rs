@@ -1,0 +1,155 @@
+//! The host side of a task's root filesystem. Each task gets a directory in the state dir
+//! with `upper/` and `work/` (the writable layer of its overlay, owned by the task's root)
+//! and `root/` (where init mounts the overlay inside the task's mount namespace, so no mount
+//! of a task ever exists in the host's namespace). The directory is removed when the task
+//! ends. Lookups inside the image never follow a symlink out of it (openat2
+//! RESOLVE_IN_ROOT).
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use uuid::Uuid;
+
+use crate::error::DaemonError;
+
+/// A task's directory in the state dir.
+#[derive(Debug, Clone)]
+pub struct TaskDir {
+    path: PathBuf,
+}
+
+impl TaskDir {
+    /// Creates `<tasks_dir>/<id>` with `upper/`, `work/` and `root/`, owned by `owner`.
+    pub fn create(tasks_dir: &Path, id: Uuid, owner: (u32, u32)) -> Result<Self, DaemonError> {
+        let path = tasks_dir.join(id.to_string());
+        let io_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| DaemonError::Io { action: "create", path, source }
+        };
+        let task_dir = Self { path: path.clone() };
+        for dir in [&path, &path.join("upper"), &path.join("work"), &path.join("root")] {
+            fs::DirBuilder::new().mode(0o700).create(dir).map_err(io_error(dir))?;
+            std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error(dir))?;
+        }
+        Ok(task_dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the directory and everything the task wrote (symlinks are removed, never
+    /// followed).
+    pub fn remove(&self) {
+        match fs::remove_dir_all(&self.path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(%error, dir = %self.path.display(), "cannot remove a task directory");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Creates the directory that holds task directories (traversable by tasks' unprivileged
+/// owners, listable by nobody but root) and removes what a crashed run left in it.
+pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
+    let tasks_dir = state_dir.join("tasks");
+    let io_error = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| DaemonError::Io { action, path, source }
+    };
+    if tasks_dir.exists() {
+        fs::remove_dir_all(&tasks_dir).map_err(io_error("clean up", &tasks_dir))?;
+    }
+    fs::DirBuilder::new().mode(0o711).create(&tasks_dir).map_err(io_error("create", &tasks_dir))?;
+    for dir in [state_dir, &tasks_dir] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+            .map_err(io_error("chmod", dir))?;
+    }
+    Ok(tasks_dir)
+}
+
+/// Finds the executable `name` refers to inside the image `root`: itself if it contains a
+/// slash (relative to `workdir`), otherwise the first executable regular file named so in
+/// `search_path`. Returns the path as the task sees it.
+pub fn resolve_program(
+    root: &Path,
+    name: &[u8],
+    search_path: &[u8],
+    workdir: &Path,
+) -> Option<PathBuf> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let root =
+        rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ok()?;
+    let name = Path::new(OsStr::from_bytes(name));
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        let candidate = workdir.join(name);
+        return is_executable_in(&root, &candidate).then_some(candidate);
+    }
+    search_path
+        .split(|&byte| byte == b':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(name))
+        .find(|candidate| is_executable_in(&root, candidate))
+}
+
+/// Whether `path` names an executable regular file inside `root`, resolving every component
+/// (symlinks and `..` included) as if `root` were `/`.
+fn is_executable_in(root: &OwnedFd, path: &Path) -> bool {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let Ok(file) = rustix::fs::openat2(root, relative, flags, Mode::empty(), ResolveFlags::IN_ROOT)
+    else {
+        return false;
+    };
+    rustix::fs::fstat(&file).is_ok_and(|stat| {
+        let mode = stat.st_mode;
+        mode & libc::S_IFMT == libc::S_IFREG && mode & 0o111 != 0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_resolve_inside_the_root_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        fs::create_dir_all(root.join("usr/bin")).expect("dirs");
+        fs::write(root.join("usr/bin/tool"), "#!/bin/sh\n").expect("tool");
+        fs::set_permissions(root.join("usr/bin/tool"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        fs::write(root.join("usr/bin/data"), "").expect("data");
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).expect("bin link");
+        // An absolute symlink that would leave the root if followed on the host.
+        std::os::unix::fs::symlink("/usr/bin/env", root.join("usr/bin/escape")).expect("escape");
+        let slash = Path::new("/");
+        assert_eq!(
+            resolve_program(root, b"tool", b"/bin", slash),
+            Some(PathBuf::from("/bin/tool"))
+        );
+        assert_eq!(
+            resolve_program(root, b"/usr/bin/tool", b"", slash),
+            Some("/usr/bin/tool".into())
+        );
+        assert_eq!(resolve_program(root, b"data", b"/usr/bin", slash), None, "not executable");
+        assert_eq!(
+            resolve_program(root, b"escape", b"/usr/bin", slash),
+            None,
+            "resolved in the root"
+        );
+        assert_eq!(
+            resolve_program(root, b"/../../usr/bin/tool", b"", slash),
+            Some("/../../usr/bin/tool".into())
+        );
+        assert_eq!(resolve_program(root, b"missing", b"/usr/bin:/bin", slash), None);
+    }
+}
