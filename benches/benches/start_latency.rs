@@ -1,6 +1,6 @@
-//! Start latency of `/bin/true`: rrocker over a real mTLS connection (time to the Start reply,
-//! and to the final status on the stream) against fork+exec of the same binary, in the same
-//! run. Run: `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench start_latency`.
+//! Start latency of `/bin/true`: rrocker over a real mTLS connection, fully isolated (time to
+//! the Start reply, and to the final status on the stream) against fork+exec of the same
+//! binary and `unshare -Upmn --fork` of it, in the same run. Run: `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench start_latency`.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,18 @@ fn main() {
         assert!(status.success());
     }
 
+    // unshare(1) creating user, pid, mount and net namespaces: what isolation costs at least.
+    let mut unshare = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let begin = Instant::now();
+        let status = std::process::Command::new("unshare")
+            .args(["-Upmn", "--fork", "/bin/true"])
+            .status()
+            .expect("unshare");
+        unshare.push(begin.elapsed());
+        assert!(status.success());
+    }
+
     let daemon = Daemon::start();
     let (mut to_reply, mut to_end) = (Vec::new(), Vec::new());
     runtime.block_on(async {
@@ -40,6 +52,7 @@ fn main() {
 
     let rows = [
         ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
+        ("unshare -Upmn --fork /bin/true", Summary::of(&mut unshare)),
         ("rrocker Start reply", Summary::of(&mut to_reply)),
         ("rrocker Start to final status", Summary::of(&mut to_end)),
     ];
@@ -60,8 +73,9 @@ fn main() {
     let result = serde_json::json!({
         "iterations": iterations,
         "fork_exec": rows[0].1.to_json(),
-        "start_reply": rows[1].1.to_json(),
-        "start_to_final_status": rows[2].1.to_json(),
+        "unshare": rows[1].1.to_json(),
+        "start_reply": rows[2].1.to_json(),
+        "start_to_final_status": rows[3].1.to_json(),
     });
     match write_result("start_latency", &result) {
         Ok(path) => println!("result: {}", path.display()),
