@@ -200,3 +200,78 @@ async fn tasks_cannot_see_or_signal_each_other() {
     let status = client.query(QueryRequest { task_id: other }).await.expect("q").into_inner();
     assert_eq!(status.state(), rrocker_proto::v1::TaskState::Running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_runs_with_a_reduced_bounding_set() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let out = run(&mut client, "grep CapBnd /proc/self/status").await;
+    // chown, dac_override, fowner, fsetid, kill, setgid, setuid, setpcap, net_bind_service,
+    // net_raw, sys_chroot, mknod, audit_write, setfcap.
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["CapBnd:", "00000000a80425fb"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_binary_and_the_host_root_stay_out_of_reach() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let binary = std::fs::read(rrocker_tests::bin_path("rrockerd")).expect("daemon binary");
+    let script = "echo x >> /proc/1/exe 2>/dev/null && echo wrote; cat /proc/1/exe > /dev/null 2>&1 && echo read; \
+                  umount -l / 2>/dev/null; umount -l /proc 2>/dev/null; for p in /work /home /var/lib/rrocker; do test -e $p && echo visible $p; done; echo done";
+    assert_eq!(run(&mut client, script).await, "done\n");
+    assert_eq!(std::fs::read(rrocker_tests::bin_path("rrockerd")).expect("binary"), binary);
+}
+
+#[test]
+fn a_custom_image_is_used_as_given() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("custom");
+    let default = rrocker_tests::images_dir().join("default");
+    // The default image, plus a marker: a stand-in for any exported root filesystem.
+    let status =
+        std::process::Command::new("cp").arg("-a").arg(&default).arg(&image).status().expect("cp");
+    assert!(status.success());
+    std::fs::write(image.join("etc/marker"), "custom image\n").expect("marker");
+    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    runtime.block_on(async {
+        let mut client = daemon.client("client1").await;
+        assert_eq!(run(&mut client, "cat /etc/marker").await, "custom image\n");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tasks_leave_nothing_behind() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    // Warm up: the first task may open lazily created daemon resources.
+    run(&mut client, "true").await;
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).expect("fds").count();
+    let mounts = || std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let children = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+            .expect("threads")
+            .filter_map(|thread| std::fs::read_to_string(thread.ok()?.path().join("children")).ok())
+            .flat_map(|list| list.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect()
+    };
+    let tasks_dir = daemon.state_dir().join("tasks");
+    let (fds_before, mounts_before) = (fds(), mounts());
+    for _ in 0..1000 {
+        let id = start(&mut client, shell("true")).await;
+        stream_all(&mut client, &id).await;
+        client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
+    }
+    assert_eq!(fds(), fds_before, "daemon fds");
+    assert_eq!(mounts(), mounts_before, "host mounts");
+    assert_eq!(children(), Vec::<String>::new(), "no child (or zombie) of the daemon is left");
+    assert_eq!(std::fs::read_dir(&tasks_dir).expect("tasks dir").count(), 0, "task directories");
+}

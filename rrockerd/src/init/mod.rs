@@ -21,7 +21,7 @@ use std::os::fd::OwnedFd;
 use nix::unistd::{ForkResult, Pid, execve, fork};
 use rrocker_uring::report;
 
-pub use setup::InitStep;
+pub use setup::{InitStep, kept_capability_mask};
 
 /// The name the engine gives the init process (its argv[0]).
 pub const ARGV0: &str = "rrocker-init";

@@ -37,6 +37,10 @@ pub enum InitStep {
     Loopback,
     /// Setting no_new_privs.
     NoNewPrivs,
+    /// Dropping capabilities from the bounding set.
+    Capabilities,
+    /// Making init non-dumpable.
+    NonDumpable,
     /// Blocking the forwarded signals.
     Signals,
     /// Forking the command.
@@ -48,7 +52,7 @@ pub enum InitStep {
 }
 
 impl InitStep {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 16] = [
         Self::Arguments,
         Self::PrivateMounts,
         Self::Overlay,
@@ -59,6 +63,8 @@ impl InitStep {
         Self::Hostname,
         Self::Loopback,
         Self::NoNewPrivs,
+        Self::Capabilities,
+        Self::NonDumpable,
         Self::Signals,
         Self::Fork,
         Self::Workdir,
@@ -83,6 +89,8 @@ impl InitStep {
             Self::Hostname => "set the hostname",
             Self::Loopback => "bring up loopback",
             Self::NoNewPrivs => "set no_new_privs",
+            Self::Capabilities => "drop capabilities",
+            Self::NonDumpable => "make init non-dumpable",
             Self::Signals => "block the forwarded signals",
             Self::Fork => "fork the command",
             Self::Workdir => "enter the working directory",
@@ -93,6 +101,31 @@ impl InitStep {
 
 /// Device nodes a task gets, bind-mounted from the host's /dev.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Capabilities the command may hold (as root of its user namespace): what a process
+/// manager's root usually needs, the same set container runtimes keep by default. Everything
+/// else (modules, raw I/O, ptrace, admin, ...) leaves the bounding set.
+const KEPT_CAPABILITIES: [u32; 14] = [
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    13, // CAP_NET_RAW
+    18, // CAP_SYS_CHROOT
+    27, // CAP_MKNOD
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
+/// The bounding set the command runs with, as /proc/PID/status shows it (CapBnd).
+pub fn kept_capability_mask() -> u64 {
+    KEPT_CAPABILITIES.iter().fold(0, |mask, cap| mask | 1 << cap)
+}
 
 /// Runs every step in order; the first failure names its step.
 pub fn run(plan: &InitPlan) -> Result<(), (InitStep, Errno)> {
@@ -114,6 +147,8 @@ pub fn run(plan: &InitPlan) -> Result<(), (InitStep, Errno)> {
         .map_err(step(InitStep::Hostname))?;
     sys::loopback_up().map_err(step(InitStep::Loopback))?;
     sys::no_new_privs().map_err(step(InitStep::NoNewPrivs))?;
+    sys::limit_bounding_set(&KEPT_CAPABILITIES).map_err(step(InitStep::Capabilities))?;
+    sys::non_dumpable().map_err(step(InitStep::NonDumpable))?;
     Ok(())
 }
 

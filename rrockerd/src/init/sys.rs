@@ -63,3 +63,24 @@ pub fn no_new_privs() -> Result<(), Errno> {
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes plain integer arguments.
     Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
+
+/// Drops every capability but `kept` from the bounding set (up to the kernel's last one).
+pub fn limit_bounding_set(kept: &[u32]) -> Result<(), Errno> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(63);
+    for capability in (0..=last).filter(|cap| !kept.contains(cap)) {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number; no memory is passed.
+        Errno::result(unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(capability), 0, 0, 0)
+        })?;
+    }
+    Ok(())
+}
+
+/// PR_SET_DUMPABLE 0: init's memory and /proc entries are out of the command's reach.
+pub fn non_dumpable() -> Result<(), Errno> {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
+}
