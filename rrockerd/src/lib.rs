@@ -63,7 +63,7 @@ fn task_image(config: &Config) -> Result<std::path::PathBuf, DaemonError> {
         .map_err(|source| DaemonError::Io { action: "create", path: images_dir.clone(), source })?;
     let image = match &config.image {
         Some(image) => image.clone(),
-        None => worker::image::ensure_default(&images_dir.join("default"))?,
+        None => worker::image::ensure_default(&images_dir.join(worker::image::DEFAULT_IMAGE))?,
     };
     let id_map = config.id_map();
     if !rustix::process::geteuid().is_root() {

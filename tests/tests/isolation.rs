@@ -229,7 +229,9 @@ fn a_custom_image_is_used_as_given() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     let image = dir.path().join("custom");
-    let default = rrocker_tests::images_dir().join("default");
+    // A daemon with defaults makes sure the default image exists.
+    drop(Daemon::start());
+    let default = rrocker_tests::images_dir().join("default-v1");
     // The default image, plus a marker: a stand-in for any exported root filesystem.
     let status =
         std::process::Command::new("cp").arg("-a").arg(&default).arg(&image).status().expect("cp");

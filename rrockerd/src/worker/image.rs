@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::DaemonError;
 
+/// Name of the default image in the images directory; the suffix changes whenever what the
+/// builder puts in it changes, so an image built by an older daemon is never reused.
+pub const DEFAULT_IMAGE: &str = "default-v1";
+
 /// Commands the default image carries when the host has them.
 pub const DEFAULT_TOOLS: &[&str] = &[
     "bash",
