@@ -52,9 +52,21 @@ pub fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Where the daemon's own mounts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mounts {
+    /// The daemon has a private mount namespace: it may attach mounts there.
+    Private,
+    /// The daemon shares the host's mount namespace: it attaches nothing.
+    Host,
+}
+
 /// The image tasks' roots are overlays of: the configured one (or the default, built on
-/// first run), as a copy owned by the mapped root when the daemon is root.
-fn task_image(config: &Config) -> Result<std::path::PathBuf, DaemonError> {
+/// first run), seen owned by the tasks' root: an idmapped read-only mount of it in the
+/// daemon's private mount namespace, or else (no private namespace, or a kernel or file
+/// system without idmapped mounts) a copy with shifted owners. An unprivileged daemon uses
+/// the image as it is (its own files are its tasks' root's).
+fn task_image(config: &Config, mounts: Mounts) -> Result<std::path::PathBuf, DaemonError> {
     let images_dir = &config.images_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -69,6 +81,20 @@ fn task_image(config: &Config) -> Result<std::path::PathBuf, DaemonError> {
     if !rustix::process::geteuid().is_root() {
         return Ok(image);
     }
+    if mounts == Mounts::Private {
+        let target = config.state_dir.join("image");
+        let attached = std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&target)
+            .or_else(|error| if target.is_dir() { Ok(()) } else { Err(error) })
+            .and_then(|()| worker::idmap::attach_idmapped_image(&image, id_map, &target));
+        match attached {
+            Ok(()) => return Ok(target),
+            Err(error) => {
+                tracing::warn!(%error, "cannot make an idmapped mount of the image; copying it")
+            }
+        }
+    }
     let name = image
         .file_name()
         .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
@@ -78,7 +104,7 @@ fn task_image(config: &Config) -> Result<std::path::PathBuf, DaemonError> {
 
 /// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
 /// once it accepts connections.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
     let pki_dir = config.pki_dir();
     if !rrocker_certs::has_server_pki(&pki_dir) {
         rrocker_certs::Pki::write_dev(&pki_dir)?;
@@ -101,7 +127,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     })?;
 
     let engine = Engine::start(EngineConfig::default())?;
-    let isolator = worker::Isolator::new(task_image(&config)?, config.id_map())?;
+    let isolator = worker::Isolator::new(task_image(&config, mounts)?, config.id_map())?;
     let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
     let registry = Arc::new(TaskRegistry::new(engine, isolator, tasks_dir, config.stop_grace()));
     let listener = TcpListener::bind(config.listen)
@@ -141,6 +167,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     // Every task is gone, and its directory with it: leave nothing behind.
     let _ = std::fs::remove_dir(config.state_dir.join("tasks"));
+    let image_mount = config.state_dir.join("image");
+    if image_mount.exists() {
+        let _ = rustix::mount::unmount(&image_mount, rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir(&image_mount);
+    }
     if created_state_dir {
         let _ = std::fs::remove_dir(&config.state_dir);
     }

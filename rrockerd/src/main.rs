@@ -10,8 +10,25 @@ fn main() -> ExitCode {
     if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::init::ARGV0) {
         rrockerd::init::main();
     }
+    if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::worker::idmap::HOLDER_ARGV0)
+    {
+        rrockerd::worker::idmap::hold();
+    }
     let config = rrockerd::config::Config::parse();
     rrockerd::init_logging();
+    // While still single-threaded: a mount namespace of our own, so that the mounts the
+    // daemon makes (the idmapped image) never show in the host's and die with it.
+    let mounts = if rustix::process::geteuid().is_root() {
+        match rrockerd::worker::idmap::enter_private_mount_namespace() {
+            Ok(()) => rrockerd::Mounts::Private,
+            Err(error) => {
+                tracing::warn!(%error, "cannot make a private mount namespace; images will be copied");
+                rrockerd::Mounts::Host
+            }
+        }
+    } else {
+        rrockerd::Mounts::Host
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -19,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(rrockerd::run(config)) {
+    match runtime.block_on(rrockerd::run(config, mounts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("rrockerd: {error}");

@@ -257,7 +257,12 @@ async fn a_thousand_tasks_leave_nothing_behind() {
     // Warm up: the first task may open lazily created daemon resources.
     run(&mut client, "true").await;
     let fds = || std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).expect("fds").count();
-    let mounts = || std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    // The host's mounts and the daemon's own (private) mount namespace.
+    let mounts = || {
+        let host = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        host + &std::fs::read_to_string(format!("/proc/{}/mountinfo", daemon.pid()))
+            .expect("daemon's")
+    };
     let children = || -> Vec<String> {
         std::fs::read_dir(format!("/proc/{}/task", daemon.pid()))
             .expect("threads")
@@ -276,4 +281,20 @@ async fn a_thousand_tasks_leave_nothing_behind() {
     assert_eq!(mounts(), mounts_before, "host mounts");
     assert_eq!(children(), Vec::<String>::new(), "no child (or zombie) of the daemon is left");
     assert_eq!(std::fs::read_dir(&tasks_dir).expect("tasks dir").count(), 0, "task directories");
+}
+
+#[test]
+fn the_image_is_an_idmapped_mount_private_to_the_daemon() {
+    require_root!();
+    let daemon = Daemon::start();
+    let image = daemon.state_dir().join("image");
+    let daemon_mounts =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", daemon.pid())).expect("mountinfo");
+    let line = daemon_mounts
+        .lines()
+        .find(|line| line.split_whitespace().nth(4) == image.to_str())
+        .expect("the image is mounted in the daemon's namespace");
+    assert!(line.contains("ro,") && line.contains("idmapped"), "{line}");
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!host_mounts.contains(image.to_str().expect("utf8")), "not in the host's namespace");
 }

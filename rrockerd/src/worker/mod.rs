@@ -16,6 +16,7 @@ use rrocker_uring::{IdMap, Isolation, Program, SpawnSpec};
 use crate::error::DaemonError;
 use crate::init;
 
+pub mod idmap;
 pub mod image;
 pub mod rootfs;
 

@@ -31,8 +31,15 @@ impl TaskDir {
             move |source| DaemonError::Io { action: "create", path, source }
         };
         let task_dir = Self { path: path.clone() };
-        for dir in [&path, &path.join("upper"), &path.join("work"), &path.join("root")] {
-            fs::DirBuilder::new().mode(0o700).create(dir).map_err(io_error(dir))?;
+        // upper/ becomes the mode of the task's `/`: 0755, like any root directory.
+        let dirs = [
+            (&path, 0o700),
+            (&path.join("upper"), 0o755),
+            (&path.join("work"), 0o700),
+            (&path.join("root"), 0o700),
+        ];
+        for (dir, mode) in dirs {
+            fs::DirBuilder::new().mode(mode).create(dir).map_err(io_error(dir))?;
             std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error(dir))?;
         }
         Ok(task_dir)
