@@ -69,7 +69,7 @@ pub fn images_dir() -> PathBuf {
 pub struct Daemon {
     child: Child,
     addr: SocketAddr,
-    pki: Pki,
+    pki: Option<Pki>,
     dir: tempfile::TempDir,
 }
 
@@ -83,15 +83,31 @@ impl Daemon {
     pub fn start_with(extra_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
         let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
+        let mut command = Command::new(bin_path("rrockerd"));
+        command.arg("--images-dir").arg(images_dir()).args(extra_args);
+        Self::spawn(command, dir, Some(pki))
+    }
+
+    /// Starts a daemon as an unprivileged user (`nobody`), with its own images directory and
+    /// the dev PKI it generates itself. Needs root.
+    pub fn start_unprivileged() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let mut command = Command::new(bin_path("rrockerd"));
+        command.arg("--images-dir").arg(dir.path().join("images")).uid(65534).gid(65534);
+        Self::spawn(command, dir, None)
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir, pki: Option<Pki>) -> Self {
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
-        let mut child = Command::new(bin_path("rrockerd"))
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--pki-dir"])
             .arg(dir.path().join("pki"))
             .arg("--state-dir")
             .arg(dir.path().join("state"))
-            .arg("--images-dir")
-            .arg(images_dir())
-            .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -141,7 +157,8 @@ impl Daemon {
 
     /// Issues a certificate from this daemon's PKI and writes it as `<name>.pem/.key`.
     pub fn issue(&self, name: &str, spec: &LeafSpec) -> Issued {
-        let issued = self.pki.issue(spec).expect("issue certificate");
+        let pki = self.pki.as_ref().expect("a PKI made by the test");
+        let issued = pki.issue(spec).expect("issue certificate");
         issued.write(&self.pki_dir(), name).expect("write certificate");
         issued
     }

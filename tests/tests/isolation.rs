@@ -298,3 +298,14 @@ fn the_image_is_an_idmapped_mount_private_to_the_daemon() {
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!host_mounts.contains(image.to_str().expect("utf8")), "not in the host's namespace");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprivileged_daemon_maps_its_own_uid_to_root() {
+    require_root!();
+    let daemon = Daemon::start_unprivileged();
+    let mut client = daemon.client("client1").await;
+    let out =
+        run(&mut client, "id -u; cat /proc/self/uid_map; echo hi > /etc/x && cat /etc/x").await;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "65534", "1", "hi"], "{out}");
+}
