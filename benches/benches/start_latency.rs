@@ -35,6 +35,27 @@ fn main() {
         assert!(status.success());
     }
 
+    // The engine alone, un-isolated (the spawn path before isolation): clone3, exec, reap.
+    let engine =
+        rrocker_uring::Engine::start(rrocker_uring::EngineConfig::default()).expect("engine");
+    let mut engine_plain = Vec::with_capacity(iterations);
+    runtime.block_on(async {
+        for _ in 0..iterations {
+            let spec = rrocker_uring::SpawnSpec {
+                program: rrocker_uring::Program::Path("/bin/true".into()),
+                argv: vec![b"/bin/true".to_vec()],
+                env: Vec::new(),
+                workdir: "/".into(),
+                isolation: None,
+            };
+            let begin = Instant::now();
+            let task = engine.spawn(spec).await.expect("spawn");
+            task.exit.await.expect("exit");
+            engine_plain.push(begin.elapsed());
+        }
+    });
+    engine.shutdown();
+
     let daemon = Daemon::start();
     let (mut to_reply, mut to_end) = (Vec::new(), Vec::new());
     runtime.block_on(async {
@@ -53,6 +74,7 @@ fn main() {
     let rows = [
         ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
         ("unshare -Upmn --fork /bin/true", Summary::of(&mut unshare)),
+        ("engine spawn, not isolated", Summary::of(&mut engine_plain)),
         ("rrocker Start reply", Summary::of(&mut to_reply)),
         ("rrocker Start to final status", Summary::of(&mut to_end)),
     ];
@@ -74,8 +96,9 @@ fn main() {
         "iterations": iterations,
         "fork_exec": rows[0].1.to_json(),
         "unshare": rows[1].1.to_json(),
-        "start_reply": rows[2].1.to_json(),
-        "start_to_final_status": rows[3].1.to_json(),
+        "engine_not_isolated": rows[2].1.to_json(),
+        "start_reply": rows[3].1.to_json(),
+        "start_to_final_status": rows[4].1.to_json(),
     });
     match write_result("start_latency", &result) {
         Ok(path) => println!("result: {}", path.display()),
