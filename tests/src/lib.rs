@@ -276,6 +276,27 @@ pub async fn stream_all(client: &mut Client, id: &str) -> Streamed {
     streamed
 }
 
+/// Streams a task until its stdout contains `marker` (the task says it is ready), then
+/// returns the open stream so the caller can keep reading.
+pub async fn wait_for_output(
+    client: &mut Client,
+    id: &str,
+    marker: &str,
+) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
+    let mut events =
+        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut seen = Vec::new();
+    while let Some(message) = events.message().await.expect("message") {
+        if let Some(Event::Output(output)) = message.event {
+            seen.extend_from_slice(&output.data);
+            if String::from_utf8_lossy(&seen).contains(marker) {
+                return events;
+            }
+        }
+    }
+    panic!("the task ended without printing {marker:?}: {}", String::from_utf8_lossy(&seen));
+}
+
 /// Hex sha256 of some bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

@@ -3,8 +3,8 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use rrocker_proto::v1::{QueryRequest, StopRequest, StreamRequest, stream_response::Event};
-use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all};
+use rrocker_proto::v1::{QueryRequest, StopRequest};
+use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all, wait_for_output};
 
 /// Runs a shell script as a task and returns its stdout (asserting it completed with 0).
 async fn run(client: &mut Client, script: &str) -> String {
@@ -65,26 +65,6 @@ async fn root_inside_is_an_unprivileged_uid_outside() {
     let metadata = std::fs::metadata(&upper).expect("the file is in the task's upper dir");
     assert_eq!((metadata.uid(), metadata.gid()), (100_000, 100_000));
     assert!(!std::path::Path::new("/etc/rrocker-probe").exists(), "the host's /etc is untouched");
-}
-
-/// Streams a task until its stdout contains `marker`, and keeps the stream open.
-async fn wait_for_output(
-    client: &mut Client,
-    id: &str,
-    marker: &str,
-) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
-    let mut events =
-        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
-    let mut seen = Vec::new();
-    while let Some(message) = events.message().await.expect("message") {
-        if let Some(Event::Output(output)) = message.event {
-            seen.extend_from_slice(&output.data);
-            if String::from_utf8_lossy(&seen).contains(marker) {
-                return events;
-            }
-        }
-    }
-    panic!("the task ended without printing {marker:?}: {}", String::from_utf8_lossy(&seen));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

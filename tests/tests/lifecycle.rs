@@ -5,29 +5,8 @@ use rrocker_proto::v1::{
     KillReason, QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState, TaskStatus,
     stream_response::Event,
 };
-use rrocker_tests::{Client, Daemon, command, shell, start, stream_all};
+use rrocker_tests::{Client, Daemon, command, shell, start, stream_all, wait_for_output};
 use tonic::Code;
-
-/// Streams a task until its stdout contains `marker` (the task says it is ready), then
-/// returns the open stream so the caller can keep reading.
-async fn wait_for_output(
-    client: &mut Client,
-    id: &str,
-    marker: &str,
-) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
-    let mut events =
-        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
-    let mut seen = Vec::new();
-    while let Some(message) = events.message().await.expect("message") {
-        if let Some(Event::Output(output)) = message.event {
-            seen.extend_from_slice(&output.data);
-            if String::from_utf8_lossy(&seen).contains(marker) {
-                return events;
-            }
-        }
-    }
-    panic!("the task ended without printing {marker:?}");
-}
 
 /// Stops a task with a grace period and returns the status the stop reports.
 async fn stop(client: &mut Client, id: &str, grace_ms: u64) -> TaskStatus {
