@@ -177,6 +177,9 @@ async fn tasks_cannot_see_or_signal_each_other() {
     )
     .await;
     assert_eq!(out, "refused\n");
+    // Nothing to ptrace or open either: the other task's processes do not exist in here.
+    let probe = format!("ls /proc/{other_pid} >/dev/null 2>&1 && echo visible || echo absent");
+    assert_eq!(run(&mut client, &probe).await, "absent\n");
     let status = client.query(QueryRequest { task_id: other }).await.expect("q").into_inner();
     assert_eq!(status.state(), rrocker_proto::v1::TaskState::Running);
 }
