@@ -122,24 +122,11 @@ impl TaskRegistry {
         let StartRequest { argv, env, workdir, limits } = request;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
-        let task_dir = TaskDir::create(&self.tasks_dir, id, self.isolator.root_owner())?;
-        let spawned = match self.isolator.spawn_spec(
-            hostname,
-            task_dir.path(),
-            argv.clone(),
-            env,
-            &workdir,
-        ) {
-            Ok(spec) => self.engine.spawn(spec).await.map_err(DaemonError::from_spawn),
-            Err(error) => Err(error),
-        };
-        let spawned = match spawned {
-            Ok(spawned) => spawned,
-            Err(error) => {
-                task_dir.remove();
-                return Err(error);
-            }
-        };
+        let dir = TaskDir::path_for(&self.tasks_dir, id);
+        let spec = self.isolator.spawn_spec(hostname, &dir, argv.clone(), env, &workdir)?;
+        // Removed again when dropped: on any failure below, or if this request is cancelled.
+        let task_dir = TaskDir::create(dir, self.isolator.root_owner())?;
+        let spawned = self.engine.spawn(spec).await.map_err(DaemonError::from_spawn)?;
         let task = Arc::new(Task {
             id,
             owner: caller.identity.clone(),
@@ -163,7 +150,7 @@ impl TaskRegistry {
                 Err(_) => TaskState::Failed { error: "the task engine stopped".into() },
             };
             // Every process of the task is gone with its init: drop its files.
-            let _ = tokio::task::spawn_blocking(move || task_dir.remove()).await;
+            let _ = tokio::task::spawn_blocking(move || drop(task_dir)).await;
             tracing::info!(task = %watched.id, ?state, "task ended");
             watched.progress.send_replace(Progress { state, finished_at: Some(SystemTime::now()) });
         });

@@ -156,6 +156,8 @@ async fn bad_start_requests_are_refused_and_create_nothing() {
     }
     let listed = client.list(rrocker_proto::v1::ListRequest {}).await.expect("list").into_inner();
     assert!(listed.tasks.is_empty(), "nothing was created: {:?}", listed.tasks);
+    let task_dirs = std::fs::read_dir(daemon.state_dir().join("tasks")).expect("tasks dir").count();
+    assert_eq!(task_dirs, 0, "no task directory is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

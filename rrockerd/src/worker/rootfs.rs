@@ -16,43 +16,42 @@ use uuid::Uuid;
 
 use crate::error::DaemonError;
 
-/// A task's directory in the state dir.
-#[derive(Debug, Clone)]
+/// A task's directory in the state dir, removed with everything the task wrote when this
+/// value is dropped (symlinks are removed, never followed).
+#[derive(Debug)]
 pub struct TaskDir {
     path: PathBuf,
 }
 
 impl TaskDir {
-    /// Creates `<tasks_dir>/<id>` with `upper/`, `work/` and `root/`, owned by `owner`.
-    pub fn create(tasks_dir: &Path, id: Uuid, owner: (u32, u32)) -> Result<Self, DaemonError> {
-        let path = tasks_dir.join(id.to_string());
+    /// Where the directory of task `id` lives.
+    pub fn path_for(tasks_dir: &Path, id: Uuid) -> PathBuf {
+        tasks_dir.join(id.to_string())
+    }
+
+    /// Creates `path` with `upper/`, `work/` and `root/`, owned by `owner`.
+    pub fn create(path: PathBuf, owner: (u32, u32)) -> Result<Self, DaemonError> {
         let io_error = |path: &Path| {
             let path = path.to_owned();
             move |source| DaemonError::Io { action: "create", path, source }
         };
-        let task_dir = Self { path: path.clone() };
+        fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_error(&path))?;
+        let task_dir = Self { path };
         // upper/ becomes the mode of the task's `/`: 0755, like any root directory.
-        let dirs = [
-            (&path, 0o700),
-            (&path.join("upper"), 0o755),
-            (&path.join("work"), 0o700),
-            (&path.join("root"), 0o700),
-        ];
-        for (dir, mode) in dirs {
-            fs::DirBuilder::new().mode(mode).create(dir).map_err(io_error(dir))?;
-            std::os::unix::fs::chown(dir, Some(owner.0), Some(owner.1)).map_err(io_error(dir))?;
+        for (name, mode) in [("upper", 0o755), ("work", 0o700), ("root", 0o700)] {
+            let dir = task_dir.path.join(name);
+            fs::DirBuilder::new().mode(mode).create(&dir).map_err(io_error(&dir))?;
+        }
+        for name in ["", "upper", "work", "root"] {
+            let dir = task_dir.path.join(name);
+            std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).map_err(io_error(&dir))?;
         }
         Ok(task_dir)
     }
+}
 
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Removes the directory and everything the task wrote (symlinks are removed, never
-    /// followed).
-    pub fn remove(&self) {
+impl Drop for TaskDir {
+    fn drop(&mut self) {
         match fs::remove_dir_all(&self.path) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => {
                 tracing::warn!(%error, dir = %self.path.display(), "cannot remove a task directory");
