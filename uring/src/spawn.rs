@@ -104,7 +104,9 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
-    let (sync_read, sync_write) = pipe()?;
+    let id_map = spec.isolation.and_then(|isolation| isolation.id_map);
+    // Only a child whose id maps we write from outside has to wait for us.
+    let sync = id_map.map(|_| pipe()).transpose()?;
     for reader in [&stdout_read, &stderr_read] {
         // A bigger pipe lets a chatty task run ahead of our reads; the kernel may refuse a
         // size above pipe-max-size, which only costs throughput.
@@ -113,24 +115,25 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     let dev_null = std::fs::File::open("/dev/null").map_err(EngineError::DevNull)?;
     let stdio = [dev_null.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
     let mut plan = ChildPlan::new(target, &argv, &envp, &workdir, stdio, error_write.as_fd());
-    let id_map = spec.isolation.and_then(|isolation| isolation.id_map);
     if let Some(isolation) = spec.isolation {
         plan.namespaces = isolation.namespaces;
         plan.report_fd = true;
     }
-    if id_map.is_some() {
+    if let Some((sync_read, sync_write)) = &sync {
         plan.sync = Some((sync_read.as_fd(), sync_write.as_fd()));
         plan.become_root = true;
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
     let (pid, pidfd) = sys::spawn_child(&plan).map_err(EngineError::Clone)?;
-    if let Some(map) = id_map {
-        if let Err(source) = write_id_maps(pid, map) {
+    if let (Some(map), Some((_, sync_write))) = (id_map, &sync) {
+        let released = write_id_maps(pid, map)
+            .and_then(|()| rustix::io::write(sync_write, &[1]).map(drop).map_err(io::Error::from));
+        if let Err(source) = released {
+            // The child still waits on the sync pipe: kill it and reap it, leaving no zombie.
             let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            let _ = sys::wait_exited(&pidfd);
             return Err(EngineError::IdMap { source });
         }
-        rustix::io::write(&sync_write, &[1])
-            .map_err(|e| EngineError::IdMap { source: e.into() })?;
     }
     Ok(Cloning { pid, pidfd, stdout: stdout_read, stderr: stderr_read, error_pipe: error_read })
 }

@@ -4,7 +4,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use tokio::io::Interest;
@@ -100,6 +100,14 @@ pub(crate) fn kill_process_group(pgid: u32) -> io::Result<()> {
     if unsafe { libc::kill(-pgid, libc::SIGKILL) } == -1 {
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Blocks until the child behind `pidfd` has exited and reaps it. Only for a child that was
+/// just killed, so the wait is short.
+pub(crate) fn wait_exited(pidfd: &OwnedFd) -> io::Result<()> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED)?;
     Ok(())
 }
 
