@@ -207,28 +207,61 @@ async fn the_daemon_binary_and_the_host_root_stay_out_of_reach() {
     assert_eq!(std::fs::read(rrocker_tests::bin_path("rrockerd")).expect("binary"), binary);
 }
 
-#[test]
-fn a_custom_image_is_used_as_given() {
-    require_root!();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("custom");
+/// A copy of the default image in `dir` (a stand-in for any exported root filesystem), and a
+/// runtime to drive a daemon that uses it from a plain `#[test]`.
+fn custom_image(dir: &std::path::Path) -> (std::path::PathBuf, tokio::runtime::Runtime) {
+    let image = dir.join("custom");
     // A daemon with defaults makes sure the default image exists.
     drop(Daemon::start());
     let default = rrocker_tests::images_dir().join("default-v1");
-    // The default image, plus a marker: a stand-in for any exported root filesystem.
     let status =
         std::process::Command::new("cp").arg("-a").arg(&default).arg(&image).status().expect("cp");
     assert!(status.success());
-    std::fs::write(image.join("etc/marker"), "custom image\n").expect("marker");
-    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("rt");
+    (image, runtime)
+}
+
+#[test]
+fn a_custom_image_is_used_as_given() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, runtime) = custom_image(dir.path());
+    std::fs::write(image.join("etc/marker"), "custom image\n").expect("marker");
+    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
     runtime.block_on(async {
         let mut client = daemon.client("client1").await;
         assert_eq!(run(&mut client, "cat /etc/marker").await, "custom image\n");
+    });
+}
+
+#[test]
+fn a_task_can_ptrace_neither_its_init_nor_another_task() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, runtime) = custom_image(dir.path());
+    let probe = rrocker_tests::bin_path("rrocker-ptrace-probe");
+    rrockerd::worker::image::add_host_binary(&image, &probe).expect("probe in the image");
+    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
+    runtime.block_on(async {
+        let mut client = daemon.client("client1").await;
+        let other = start(&mut client, shell("exec sleep 600")).await;
+        let other_pid = client
+            .query(QueryRequest { task_id: other.clone() })
+            .await
+            .expect("query")
+            .into_inner()
+            .pid;
+        let probe = probe.display();
+        // The control shows ptrace works in there; init is not dumpable (EPERM); the other
+        // task's process does not exist in this PID namespace (ESRCH).
+        let script = format!("{probe} own-child; {probe} 1; {probe} {other_pid}");
+        let expected = format!("attached\nrefused: {}\nrefused: {}\n", libc::EPERM, libc::ESRCH);
+        assert_eq!(run(&mut client, &script).await, expected);
+        client.stop(StopRequest { task_id: other, grace_ms: Some(0) }).await.expect("stop");
     });
 }
 

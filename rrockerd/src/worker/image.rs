@@ -158,6 +158,12 @@ pub fn build(host: &Path, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies one more host binary into the image at `dest`, at the same path, with the libraries
+/// its ELF headers name (for test images that need a tool the default image lacks).
+pub fn add_host_binary(dest: &Path, binary: &Path) -> io::Result<()> {
+    Copier { host: Path::new("/"), dest, done: BTreeSet::new() }.copy(binary)
+}
+
 /// `path` (absolute, as seen from `host`) on the machine.
 fn host_path(host: &Path, path: &Path) -> PathBuf {
     host.join(path.strip_prefix("/").unwrap_or(path))
