@@ -47,6 +47,7 @@ fn main() {
                 env: Vec::new(),
                 workdir: "/".into(),
                 isolation: None,
+                placement: rrocker_uring::Placement::default(),
             };
             let begin = Instant::now();
             let task = engine.spawn(spec).await.expect("spawn");

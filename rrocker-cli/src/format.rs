@@ -1,7 +1,7 @@
 //! How statuses are shown: the seed's `Task state:` / `Exit code:` lines, the list table and
 //! the JSON form. Pure: strings in, strings out.
 
-use rrocker_proto::v1::{KillReason, TaskState, TaskStatus};
+use rrocker_proto::v1::{KillReason, Limits, TaskState, TaskStatus, Usage};
 use serde_json::{Value, json};
 
 /// The seed's status lines: `Task state: X`, then `Exit code: N` when there is one.
@@ -99,7 +99,102 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "pid": (status.pid != 0).then_some(status.pid),
         "created_at_ms": status.created_at_ms,
         "finished_at_ms": (status.finished_at_ms != 0).then_some(status.finished_at_ms),
+        "limits": status.limits.as_ref().map(limits_json),
+        "usage": status.usage.as_ref().map(usage_json),
     })
+}
+
+fn limits_json(limits: &Limits) -> Value {
+    let some = |value: u64| (value != 0).then_some(value);
+    json!({
+        "cpu_quota_us": some(limits.cpu_quota_us),
+        "cpu_period_us": some(limits.cpu_period_us),
+        "memory_max_bytes": some(limits.memory_max_bytes),
+        "pids_max": some(limits.pids_max),
+        "io": limits.io.iter().map(|rule| json!({
+            "device": format!("{}:{}", rule.major, rule.minor),
+            "read_bps": some(rule.read_bps),
+            "write_bps": some(rule.write_bps),
+            "read_iops": some(rule.read_iops),
+            "write_iops": some(rule.write_iops),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "cpu_time_us": usage.cpu_time_us,
+        "cpu_throttled_periods": usage.cpu_throttled_periods,
+        "cpu_throttled_us": usage.cpu_throttled_us,
+        "memory_peak_bytes": usage.memory_peak_bytes,
+        "pids_peak": usage.pids_peak,
+        "io_read_bytes": usage.io_read_bytes,
+        "io_write_bytes": usage.io_write_bytes,
+        "oom_kills": usage.oom_kills,
+    })
+}
+
+/// The seed's status lines, then (for `query -v`) why it was killed, its limits and usage.
+pub fn verbose_lines(status: &TaskStatus) -> String {
+    let mut lines = state_lines(status);
+    if let Some(reason) = reason_name(status.reason()) {
+        lines.push_str(&format!("Reason: {reason}\n"));
+    }
+    if let Some(signal) = status.signal {
+        lines.push_str(&format!("Signal: {}\n", signal_name(signal)));
+    }
+    let limits = status.limits.clone().unwrap_or_default();
+    let mut limit_words = Vec::new();
+    if limits.cpu_quota_us != 0 {
+        let period = if limits.cpu_period_us == 0 { 100_000 } else { limits.cpu_period_us };
+        limit_words.push(format!("cpu {:.2} CPUs", limits.cpu_quota_us as f64 / period as f64));
+    }
+    if limits.memory_max_bytes != 0 {
+        limit_words.push(format!("memory {}", bytes(limits.memory_max_bytes)));
+    }
+    if limits.pids_max != 0 {
+        limit_words.push(format!("pids {}", limits.pids_max));
+    }
+    for rule in &limits.io {
+        let rates = [
+            ("read", rule.read_bps, "B/s"),
+            ("write", rule.write_bps, "B/s"),
+            ("read", rule.read_iops, " IOPS"),
+            ("write", rule.write_iops, " IOPS"),
+        ];
+        for (op, value, unit) in rates.into_iter().filter(|(_, value, _)| *value != 0) {
+            let value = if unit == "B/s" { bytes(value) } else { value.to_string() };
+            limit_words.push(format!("io {op} {}:{} {value}{unit}", rule.major, rule.minor));
+        }
+    }
+    let limit_text = if limit_words.is_empty() { "none".into() } else { limit_words.join(", ") };
+    lines.push_str(&format!("Limits: {limit_text}\n"));
+    if let Some(usage) = &status.usage {
+        lines.push_str(&format!(
+            "Usage: cpu {:.3}s (throttled {} times, {:.3}s), memory peak {}, pids peak {}, io read {}, io written {}, oom kills {}\n",
+            usage.cpu_time_us as f64 / 1e6,
+            usage.cpu_throttled_periods,
+            usage.cpu_throttled_us as f64 / 1e6,
+            bytes(usage.memory_peak_bytes),
+            usage.pids_peak,
+            bytes(usage.io_read_bytes),
+            bytes(usage.io_write_bytes),
+            usage.oom_kills,
+        ));
+    }
+    lines
+}
+
+/// A byte count in binary units (`512.0 MiB`).
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{count} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// The list as a table: ID, OWNER, STATE, COMMAND.

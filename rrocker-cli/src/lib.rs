@@ -5,6 +5,7 @@
 
 pub mod connect;
 pub mod format;
+pub mod limits;
 
 use std::path::PathBuf;
 

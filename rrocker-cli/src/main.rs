@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rrocker_cli::{CliError, ConnectOptions, format};
+use rrocker_cli::{CliError, ConnectOptions, format, limits};
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
@@ -60,6 +60,8 @@ enum Command {
         /// Environment entry KEY=VALUE (repeatable); none means a minimal default.
         #[arg(long = "env", short = 'e')]
         env: Vec<OsString>,
+        #[command(flatten)]
+        limits: limits::LimitFlags,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -76,6 +78,9 @@ enum Command {
     Query {
         /// The task's id.
         id: String,
+        /// Also print why it was killed, its limits and what it used.
+        #[arg(long, short = 'v')]
+        verbose: bool,
         /// Output format.
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -121,6 +126,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    // Bad limits are refused before anything is sent.
+    let start_limits = match &cli.command {
+        Command::Start { limits, .. } => {
+            limits::build(limits, limits::resolve_device).map_err(CliError::Usage)?
+        }
+        _ => None,
+    };
     let options = ConnectOptions {
         addr: cli.addr.clone(),
         pki_dir: cli.pki_dir.unwrap_or_else(rrocker_certs::default_pki_dir),
@@ -133,12 +145,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let rpc_error = |status| CliError::from_status(&cli.addr, status);
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Start { workdir, env, command } => {
+        Command::Start { workdir, env, limits: _, command } => {
             let request = StartRequest {
                 argv: command.into_iter().map(OsString::into_vec).collect(),
                 env: env.into_iter().map(OsString::into_vec).collect(),
                 workdir: workdir.map(OsString::into_vec).unwrap_or_default(),
-                limits: None,
+                limits: start_limits,
             };
             let started = client.start(request).await.map_err(rpc_error)?.into_inner();
             writeln!(stdout, "{}", started.task_id)?;
@@ -148,10 +160,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             client.stop(request).await.map_err(rpc_error)?;
             writeln!(stdout, "Killed task {id}")?;
         }
-        Command::Query { id, output } => {
+        Command::Query { id, verbose, output } => {
             let status = client.query(QueryRequest { task_id: id }).await.map_err(rpc_error)?;
             let status = status.into_inner();
             match output {
+                OutputFormat::Text if verbose => {
+                    write!(stdout, "{}", format::verbose_lines(&status))?;
+                }
                 OutputFormat::Text => write!(stdout, "{}", format::state_lines(&status))?,
                 OutputFormat::Json => writeln!(stdout, "{:#}", format::status_json(&status))?,
             }

@@ -33,9 +33,28 @@ pub struct Config {
     /// rrockerd runs unprivileged: its own uid and gid then map to root, one id).
     #[arg(long, default_value = "100000:65536", value_parser = parse_id_range)]
     pub uid_range: (u32, u32),
+    /// Parent cgroup of every task's cgroup, relative to each hierarchy's root. rrocker
+    /// creates, writes and removes cgroups only below it; one daemon per parent.
+    #[arg(long, env = "RROCKERD_CGROUP_PARENT", default_value = "rrocker", value_parser = crate::cgroup::parse_parent)]
+    pub cgroup_parent: PathBuf,
+    /// Which cgroup backend to use: auto picks v2 where the unified hierarchy has
+    /// controllers, else v1; v2 on a host without v2 controllers runs tasks without limits.
+    #[arg(long, value_enum, default_value_t = CgroupVersion::Auto)]
+    pub cgroup_version: CgroupVersion,
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,
+}
+
+/// The `--cgroup-version` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupVersion {
+    /// Probe the host.
+    Auto,
+    /// Controllers in separate v1 hierarchies.
+    V1,
+    /// The unified hierarchy.
+    V2,
 }
 
 /// The longest grace period a stop may ask for (one day).

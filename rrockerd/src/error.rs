@@ -40,9 +40,6 @@ pub enum DaemonError {
     /// A malformed request.
     #[error("{0}")]
     InvalidArgument(String),
-    /// A feature this daemon does not provide yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// The caller's certificate does not grant a role.
     #[error("{0}")]
     PermissionDenied(String),
@@ -73,6 +70,19 @@ pub enum DaemonError {
         /// The I/O error.
         source: io::Error,
     },
+    /// A cgroup file or directory could not be used.
+    #[error("cannot {action} cgroup {}: {source}", path.display())]
+    Cgroup {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A limit this host's cgroups cannot apply.
+    #[error("{0}")]
+    LimitUnavailable(String),
     /// The PKI could not be generated.
     #[error("cannot generate the dev PKI: {0}")]
     Pki(#[from] rrocker_certs::CertError),
@@ -119,9 +129,10 @@ impl DaemonError {
     pub fn code(&self) -> Code {
         match self {
             Self::TaskNotFound { .. } => Code::NotFound,
-            Self::AlreadyFinished { .. } | Self::StillRunning { .. } => Code::FailedPrecondition,
+            Self::AlreadyFinished { .. }
+            | Self::StillRunning { .. }
+            | Self::LimitUnavailable(_) => Code::FailedPrecondition,
             Self::BinaryNotFound { .. } | Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::Unsupported(_) => Code::Unimplemented,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Unauthenticated => Code::Unauthenticated,
             Self::ShuttingDown => Code::Unavailable,
@@ -130,6 +141,7 @@ impl DaemonError {
             Self::Engine(_)
             | Self::Setup { .. }
             | Self::Io { .. }
+            | Self::Cgroup { .. }
             | Self::Pki(_)
             | Self::Tls { .. }
             | Self::Listen { .. }

@@ -11,6 +11,7 @@
 //! status, and returns.
 
 pub mod authz;
+pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod init;
@@ -128,8 +129,21 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
 
     let engine = Engine::start(EngineConfig::default())?;
     let isolator = worker::Isolator::new(task_image(&config, mounts)?, config.id_map())?;
+    // Leftover tasks of an earlier run are killed (with their cgroups) before their
+    // directories are cleaned up.
+    let cgroups = cgroup::probe(config.cgroup_version, &config.cgroup_parent)?;
+    match &cgroups {
+        Some(cgroups) => {
+            cgroups.prepare()?;
+            tracing::info!(backend = cgroups.describe(), parent = %config.cgroup_parent.display(), "cgroups");
+        }
+        None => {
+            tracing::warn!("no usable cgroups (unprivileged daemon?): tasks run without limits")
+        }
+    }
     let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
-    let registry = Arc::new(TaskRegistry::new(engine, isolator, tasks_dir, config.stop_grace()));
+    let registry =
+        Arc::new(TaskRegistry::new(engine, isolator, cgroups, tasks_dir, config.stop_grace()));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
@@ -165,7 +179,8 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
             tracing::warn!("streams did not drain in time; closing them");
         }
     }
-    // Every task is gone, and its directory with it: leave nothing behind.
+    // Every task is gone, and its directory and cgroup with it: leave nothing behind.
+    registry.remove_cgroup_parent();
     let _ = std::fs::remove_dir(config.state_dir.join("tasks"));
     let image_mount = config.state_dir.join("image");
     if image_mount.exists() {

@@ -130,6 +130,7 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         created_at_ms: unix_ms(task.created_at),
         finished_at_ms: progress.finished_at.map_or(0, unix_ms),
         pid: if progress.state.is_final() { 0 } else { task.pid },
+        usage: task.usage(),
         ..proto::TaskStatus::default()
     };
     match &progress.state {
@@ -144,6 +145,7 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
                 KillReason::Signal => proto::KillReason::Signal,
                 KillReason::Stopped => proto::KillReason::Stopped,
                 KillReason::Shutdown => proto::KillReason::Shutdown,
+                KillReason::OutOfMemory => proto::KillReason::OutOfMemory,
             });
             status.signal = *signal;
             status.exit_code = *exit_code;

@@ -13,6 +13,8 @@ pub enum KillReason {
     Stopped,
     /// The daemon shut down.
     Shutdown,
+    /// The kernel's OOM killer ended it (its memory limit was reached).
+    OutOfMemory,
 }
 
 /// Who asked a task to stop.
@@ -57,9 +59,15 @@ impl TaskState {
     }
 
     /// The final state of a task whose process ended with `exit`, given whether (and by whom)
-    /// it was asked to stop. A task that was asked to stop is Killed even if it exited
-    /// cleanly on SIGTERM; its exit code is kept.
-    pub fn ended(exit: ExitStatus, stop: Option<StopCause>) -> Self {
+    /// it was asked to stop and whether the kernel's OOM killer killed a process of its
+    /// cgroup. A task that was asked to stop is Killed even if it exited cleanly on SIGTERM;
+    /// its exit code is kept. An unstopped command that died of SIGKILL in a cgroup with OOM
+    /// kills was killed for memory.
+    pub fn ended(exit: ExitStatus, stop: Option<StopCause>, oom_killed: bool) -> Self {
+        if oom_killed && stop.is_none() && exit == ExitStatus::Signaled(libc::SIGKILL) {
+            let reason = KillReason::OutOfMemory;
+            return Self::Killed { reason, signal: Some(libc::SIGKILL), exit_code: None };
+        }
         let reason = stop.map(|cause| match cause {
             StopCause::User => KillReason::Stopped,
             StopCause::Shutdown => KillReason::Shutdown,
@@ -85,11 +93,11 @@ mod tests {
     #[test]
     fn an_unasked_exit_completes_and_an_unasked_signal_kills() {
         assert_eq!(
-            TaskState::ended(ExitStatus::Exited(3), None),
+            TaskState::ended(ExitStatus::Exited(3), None, false),
             TaskState::Completed { exit_code: 3 }
         );
         assert_eq!(
-            TaskState::ended(ExitStatus::Signaled(9), None),
+            TaskState::ended(ExitStatus::Signaled(9), None, false),
             TaskState::Killed { reason: KillReason::Signal, signal: Some(9), exit_code: None }
         );
     }
@@ -97,12 +105,35 @@ mod tests {
     #[test]
     fn a_stopped_task_is_killed_whatever_way_it_ended() {
         assert_eq!(
-            TaskState::ended(ExitStatus::Exited(0), Some(StopCause::User)),
+            TaskState::ended(ExitStatus::Exited(0), Some(StopCause::User), false),
             TaskState::Killed { reason: KillReason::Stopped, signal: None, exit_code: Some(0) }
         );
         assert_eq!(
-            TaskState::ended(ExitStatus::Signaled(15), Some(StopCause::Shutdown)),
+            TaskState::ended(ExitStatus::Signaled(15), Some(StopCause::Shutdown), false),
             TaskState::Killed { reason: KillReason::Shutdown, signal: Some(15), exit_code: None }
+        );
+    }
+
+    #[test]
+    fn a_sigkill_with_oom_kills_is_out_of_memory_unless_stopped() {
+        let oom = TaskState::Killed {
+            reason: KillReason::OutOfMemory,
+            signal: Some(libc::SIGKILL),
+            exit_code: None,
+        };
+        assert_eq!(TaskState::ended(ExitStatus::Signaled(libc::SIGKILL), None, true), oom);
+        // A child was OOM-killed, but the command itself exited: its exit code counts.
+        assert_eq!(
+            TaskState::ended(ExitStatus::Exited(1), None, true),
+            TaskState::Completed { exit_code: 1 }
+        );
+        assert_eq!(
+            TaskState::ended(ExitStatus::Signaled(libc::SIGKILL), Some(StopCause::User), true),
+            TaskState::Killed {
+                reason: KillReason::Stopped,
+                signal: Some(libc::SIGKILL),
+                exit_code: None
+            }
         );
     }
 

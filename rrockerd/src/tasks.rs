@@ -7,17 +7,18 @@
 //! by a per-task async lock, so a second stop waits and then finds the task finished.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use rrocker_proto::v1::{Limits, StartRequest};
+use rrocker_proto::v1::{Limits, StartRequest, Usage};
 use rrocker_uring::{Engine, LogReader, OutputLog, TaskKey};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::authz::Caller;
+use crate::cgroup::{Cgroups, TaskCgroup};
 use crate::error::DaemonError;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
@@ -31,6 +32,8 @@ pub struct Progress {
     pub state: TaskState,
     /// When the task ended, once it has.
     pub finished_at: Option<SystemTime>,
+    /// What it used in all, once it has ended (read just before its cgroup was removed).
+    pub final_usage: Option<Usage>,
 }
 
 /// One task.
@@ -49,6 +52,7 @@ pub struct Task {
     /// Host pid of its process.
     pub pid: u32,
     key: TaskKey,
+    cgroup: Option<Box<dyn TaskCgroup>>,
     output: Arc<OutputLog>,
     progress: watch::Sender<Progress>,
     stop_cause: Mutex<Option<StopCause>>,
@@ -59,6 +63,12 @@ impl Task {
     /// The task's current state.
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+
+    /// What the task has used: final once it has ended, else read now from its cgroup.
+    pub fn usage(&self) -> Option<Usage> {
+        let progress = self.progress();
+        progress.final_usage.or_else(|| self.cgroup.as_ref().map(|cgroup| cgroup.usage()))
     }
 
     /// A reader of the task's output from its first byte.
@@ -88,6 +98,7 @@ impl Task {
 pub struct TaskRegistry {
     engine: Engine,
     isolator: Isolator,
+    cgroups: Option<Box<dyn Cgroups>>,
     tasks_dir: PathBuf,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
@@ -95,18 +106,18 @@ pub struct TaskRegistry {
 }
 
 impl TaskRegistry {
-    /// A registry whose tasks run on `engine`.
-    /// A registry whose tasks run on `engine`, isolated by `isolator`, with their
-    /// directories in `tasks_dir`.
+    /// A registry whose tasks run on `engine`, isolated by `isolator`, limited by `cgroups`
+    /// (if the host has cgroups this daemon may use), with their directories in `tasks_dir`.
     pub fn new(
         engine: Engine,
         isolator: Isolator,
+        cgroups: Option<Box<dyn Cgroups>>,
         tasks_dir: PathBuf,
         default_grace: Duration,
     ) -> Self {
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
-        Self { engine, isolator, tasks_dir, tasks, default_grace, closing }
+        Self { engine, isolator, cgroups, tasks_dir, tasks, default_grace, closing }
     }
 
     /// Starts a task for `caller`; returns once its command runs.
@@ -120,23 +131,46 @@ impl TaskRegistry {
         }
         validate::start_request(&request)?;
         let StartRequest { argv, env, workdir, limits } = request;
+        let limits = limits.unwrap_or_default();
+        validate::limits(&limits, host_cpus())?;
+        for rule in &limits.io {
+            crate::cgroup::check_io_device(Path::new(SYS_DEV_BLOCK), rule.major, rule.minor)?;
+        }
+        if self.cgroups.is_none() && limits != Limits::default() {
+            return Err(DaemonError::LimitUnavailable(
+                "this rrockerd cannot use cgroups (it runs unprivileged or the host has none): limits cannot be applied".into(),
+            ));
+        }
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
         let dir = TaskDir::path_for(&self.tasks_dir, id);
-        let spec = self.isolator.spawn_spec(hostname, &dir, argv.clone(), env, &workdir)?;
-        // Removed again when dropped: on any failure below, or if this request is cancelled.
+        let mut spec = self.isolator.spawn_spec(hostname, &dir, argv.clone(), env, &workdir)?;
+        // Both are removed again when dropped: on any failure below, or if this request is
+        // cancelled.
         let task_dir = TaskDir::create(dir, self.isolator.root_owner())?;
+        let cgroup = match &self.cgroups {
+            Some(cgroups) => Some(cgroups.create(&id.to_string(), &limits)?),
+            None => None,
+        };
+        if let Some(cgroup) = &cgroup {
+            spec.placement = cgroup.placement()?;
+        }
         let spawned = self.engine.spawn(spec).await.map_err(DaemonError::from_spawn)?;
         let task = Arc::new(Task {
             id,
             owner: caller.identity.clone(),
             argv,
-            limits: limits.unwrap_or_default(),
+            limits,
             created_at: SystemTime::now(),
             pid: spawned.pid,
             key: spawned.key,
+            cgroup,
             output: spawned.output,
-            progress: watch::Sender::new(Progress { state: TaskState::Running, finished_at: None }),
+            progress: watch::Sender::new(Progress {
+                state: TaskState::Running,
+                finished_at: None,
+                final_usage: None,
+            }),
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
         });
@@ -145,14 +179,30 @@ impl TaskRegistry {
         let watched = Arc::clone(&task);
         let exit = spawned.exit;
         tokio::spawn(async move {
-            let state = match exit.await {
-                Ok(exit) => TaskState::ended(exit, watched.stop_cause()),
+            let exit = exit.await;
+            // Every process of the task is gone with its init: read what it used, then drop
+            // its cgroup and its files.
+            let cleaned = Arc::clone(&watched);
+            let final_usage = tokio::task::spawn_blocking(move || {
+                drop(task_dir);
+                let cgroup = cleaned.cgroup.as_ref()?;
+                let usage = cgroup.usage();
+                if let Err(error) = cgroup.remove() {
+                    tracing::warn!(task = %cleaned.id, %error, "cannot remove the task's cgroup");
+                }
+                Some(usage)
+            })
+            .await
+            .ok()
+            .flatten();
+            let oom_killed = final_usage.as_ref().is_some_and(|usage| usage.oom_kills > 0);
+            let state = match exit {
+                Ok(exit) => TaskState::ended(exit, watched.stop_cause(), oom_killed),
                 Err(_) => TaskState::Failed { error: "the task engine stopped".into() },
             };
-            // Every process of the task is gone with its init: drop its files.
-            let _ = tokio::task::spawn_blocking(move || drop(task_dir)).await;
             tracing::info!(task = %watched.id, ?state, "task ended");
-            watched.progress.send_replace(Progress { state, finished_at: Some(SystemTime::now()) });
+            let finished_at = Some(SystemTime::now());
+            watched.progress.send_replace(Progress { state, finished_at, final_usage });
         });
         Ok(task)
     }
@@ -227,12 +277,31 @@ impl TaskRegistry {
         if let Ok(progress) = tokio::time::timeout(grace, task.finished()).await {
             return Ok(progress);
         }
-        tracing::info!(task = %task.id, "grace period over; sending SIGKILL");
-        self.engine.signal(task.key, libc::SIGKILL).await?;
+        tracing::info!(task = %task.id, "grace period over; killing every process of the task");
+        // The whole tree at once where the kernel can; else SIGKILL to the task's init,
+        // which takes every process of its PID namespace with it.
+        if !task.cgroup.as_ref().is_some_and(|cgroup| cgroup.kill()) {
+            self.engine.signal(task.key, libc::SIGKILL).await?;
+        }
         Ok(task.finished().await)
+    }
+
+    /// Removes the parent cgroup, if no task cgroup is left in it (at shutdown).
+    pub fn remove_cgroup_parent(&self) {
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove_parent();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Task>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Where the kernel lists block devices by `major:minor`.
+const SYS_DEV_BLOCK: &str = "/sys/dev/block";
+
+/// How many CPUs tasks may use on this host.
+fn host_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }

@@ -52,10 +52,74 @@ pub fn start_request(request: &StartRequest) -> Result<(), DaemonError> {
             return invalid("workdir contains a NUL byte".into());
         }
     }
-    if request.limits.as_ref().is_some_and(|limits| *limits != Limits::default()) {
-        return Err(DaemonError::Unsupported(
-            "resource limits are not supported by this rrockerd yet",
+    Ok(())
+}
+
+/// Smallest memory limit: below it, not even the task's init can start.
+pub const MIN_MEMORY_BYTES: u64 = 4 << 20;
+/// Largest memory limit (8 PiB): anything above is a mistake, not a limit.
+pub const MAX_MEMORY_BYTES: u64 = 8 << 50;
+/// Shortest and longest CPU period the kernel accepts, in microseconds.
+pub const CPU_PERIOD_RANGE_US: (u64, u64) = (1_000, 1_000_000);
+/// Smallest CPU quota the kernel accepts, in microseconds.
+pub const MIN_CPU_QUOTA_US: u64 = 1_000;
+/// Most processes a limit may allow (the kernel's PID_MAX_LIMIT).
+pub const MAX_PIDS: u64 = 4 << 20;
+/// Most IO rules a task may have.
+pub const MAX_IO_RULES: usize = 16;
+
+/// Checks limits against what the kernel accepts and the host has (`cpus` CPUs). Zero means
+/// "no limit" for every field.
+pub fn limits(limits: &Limits, cpus: u64) -> Result<(), DaemonError> {
+    let invalid = |message: String| Err(DaemonError::InvalidArgument(message));
+    let (min_period, max_period) = CPU_PERIOD_RANGE_US;
+    let period = if limits.cpu_period_us == 0 { 100_000 } else { limits.cpu_period_us };
+    if limits.cpu_period_us != 0 && limits.cpu_quota_us == 0 {
+        return invalid("cpu_period_us needs cpu_quota_us".into());
+    }
+    if !(min_period..=max_period).contains(&period) {
+        return invalid(format!(
+            "cpu_period_us must be between {min_period} and {max_period} microseconds"
         ));
+    }
+    if limits.cpu_quota_us != 0 {
+        let most = period.saturating_mul(cpus);
+        if !(MIN_CPU_QUOTA_US..=most).contains(&limits.cpu_quota_us) {
+            return invalid(format!(
+                "cpu_quota_us must be between {MIN_CPU_QUOTA_US} and {most} (this host has {cpus} CPUs, period {period})"
+            ));
+        }
+    }
+    let memory = limits.memory_max_bytes;
+    if memory != 0 && !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&memory) {
+        return invalid("memory_max_bytes must be between 4 MiB and 8 PiB".into());
+    }
+    // A task needs two processes: its init and its command.
+    if limits.pids_max != 0 && !(2..=MAX_PIDS).contains(&limits.pids_max) {
+        return invalid(format!("pids_max must be between 2 and {MAX_PIDS}"));
+    }
+    if limits.io.len() > MAX_IO_RULES {
+        return invalid(format!("at most {MAX_IO_RULES} io rules"));
+    }
+    for (index, rule) in limits.io.iter().enumerate() {
+        let device = (rule.major, rule.minor);
+        if limits.io[..index].iter().any(|other| (other.major, other.minor) == device) {
+            return invalid(format!("io rules name {}:{} twice", rule.major, rule.minor));
+        }
+        if rule.major == 0 {
+            return invalid(format!(
+                "io rule {index}: {}:{} is not a block device",
+                rule.major, rule.minor
+            ));
+        }
+        let rates = [rule.read_bps, rule.write_bps, rule.read_iops, rule.write_iops];
+        if rates.iter().all(|rate| *rate == 0) {
+            return invalid(format!("io rule for {}:{} sets no rate", rule.major, rule.minor));
+        }
+        // The kernel reads rates as signed 64-bit numbers.
+        if rates.iter().any(|rate| *rate > i64::MAX as u64) {
+            return invalid(format!("io rule for {}:{}: rate too large", rule.major, rule.minor));
+        }
     }
     Ok(())
 }
@@ -129,13 +193,51 @@ mod tests {
         assert_eq!(message(start_request(&relative)), "workdir must be an absolute path");
     }
 
+    fn io(major: u32, write_bps: u64) -> rrocker_proto::v1::IoLimit {
+        rrocker_proto::v1::IoLimit { major, minor: 0, write_bps, ..Default::default() }
+    }
+
     #[test]
-    fn limits_are_refused_until_supported() {
-        let mut limited = request(&[b"a"], &[]);
-        limited.limits = Some(Limits { pids_max: 5, ..Limits::default() });
-        assert!(matches!(start_request(&limited), Err(DaemonError::Unsupported(_))));
-        limited.limits = Some(Limits::default());
-        start_request(&limited).expect("empty limits are no limits");
+    fn sensible_limits_pass() {
+        limits(&Limits::default(), 2).expect("no limits");
+        let all = Limits {
+            cpu_quota_us: 50_000,
+            cpu_period_us: 100_000,
+            memory_max_bytes: 1 << 30,
+            pids_max: 32,
+            io: vec![io(254, 10 << 20)],
+        };
+        limits(&all, 2).expect("ok");
+        limits(&Limits { cpu_quota_us: 200_000, ..Limits::default() }, 2).expect("two CPUs");
+    }
+
+    #[test]
+    fn absurd_limits_are_refused_with_the_field_named() {
+        let refused = |l: Limits| message(limits(&l, 2));
+        let cases = [
+            (Limits { cpu_quota_us: 999, ..Limits::default() }, "cpu_quota_us"),
+            (Limits { cpu_quota_us: 300_000, ..Limits::default() }, "cpu_quota_us"),
+            (Limits { cpu_quota_us: u64::MAX, ..Limits::default() }, "cpu_quota_us"),
+            (Limits { cpu_period_us: 100_000, ..Limits::default() }, "cpu_period_us"),
+            (
+                Limits { cpu_quota_us: 5000, cpu_period_us: 10, ..Limits::default() },
+                "cpu_period_us",
+            ),
+            (Limits { memory_max_bytes: 4096, ..Limits::default() }, "memory_max_bytes"),
+            (Limits { memory_max_bytes: u64::MAX, ..Limits::default() }, "memory_max_bytes"),
+            (Limits { pids_max: 1, ..Limits::default() }, "pids_max"),
+            (Limits { pids_max: u64::MAX, ..Limits::default() }, "pids_max"),
+            (Limits { io: vec![io(0, 1)], ..Limits::default() }, "not a block device"),
+            (Limits { io: vec![io(254, 0)], ..Limits::default() }, "sets no rate"),
+            (Limits { io: vec![io(254, u64::MAX)], ..Limits::default() }, "too large"),
+            (Limits { io: vec![io(254, 1), io(254, 2)], ..Limits::default() }, "twice"),
+            (Limits { io: vec![io(8, 1); 17], ..Limits::default() }, "at most"),
+        ];
+        for (bad, field) in cases {
+            let text = refused(bad.clone());
+            assert!(text.contains(field), "{bad:?}: {text}");
+            assert!(!text.contains('\n'));
+        }
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Daemon {
     addr: SocketAddr,
     pki: Option<Pki>,
     dir: tempfile::TempDir,
+    /// The arguments it was started with, to restart it the same way.
+    args: Vec<std::ffi::OsString>,
+    uid: Option<u32>,
 }
 
 impl Daemon {
@@ -83,31 +86,53 @@ impl Daemon {
     pub fn start_with(extra_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
         let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
-        let mut command = Command::new(bin_path("rrockerd"));
-        command.arg("--images-dir").arg(images_dir()).args(extra_args);
-        Self::spawn(command, dir, Some(pki))
+        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
+        args.extend(extra_args.iter().map(Into::into));
+        Self::spawn(args, None, dir, Some(pki))
     }
 
     /// Starts a daemon as an unprivileged user (`nobody`), with its own images directory and
     /// the dev PKI it generates itself. Needs root.
     pub fn start_unprivileged() -> Self {
         use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
         let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod");
-        let mut command = Command::new(bin_path("rrockerd"));
-        command.arg("--images-dir").arg(dir.path().join("images")).uid(65534).gid(65534);
-        Self::spawn(command, dir, None)
+        let args = vec!["--images-dir".into(), dir.path().join("images").into_os_string()];
+        Self::spawn(args, Some(65534), dir, None)
     }
 
-    fn spawn(mut command: Command, dir: tempfile::TempDir, pki: Option<Pki>) -> Self {
-        let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
+    fn spawn(
+        args: Vec<std::ffi::OsString>,
+        uid: Option<u32>,
+        dir: tempfile::TempDir,
+        pki: Option<Pki>,
+    ) -> Self {
+        let (child, addr) = Self::launch(&args, uid, dir.path());
+        Self { child, addr, pki, dir, args, uid }
+    }
+
+    /// Runs rrockerd with `args` plus this harness's own (port 0, PKI and state in `dir`, a
+    /// parent cgroup of its own) and waits for its ready line.
+    fn launch(args: &[std::ffi::OsString], uid: Option<u32>, dir: &Path) -> (Child, SocketAddr) {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(bin_path("rrockerd"));
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("daemon.log"))
+            .expect("log file");
         let mut child = command
-            .args(["--listen", "127.0.0.1:0", "--pki-dir"])
-            .arg(dir.path().join("pki"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--cgroup-parent"])
+            .arg(cgroup_parent_for(dir))
+            .arg("--pki-dir")
+            .arg(dir.join("pki"))
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -121,13 +146,26 @@ impl Daemon {
             .trim()
             .strip_prefix("rrockerd listening on ")
             .unwrap_or_else(|| {
-                let log =
-                    std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
                 panic!("rrockerd did not start: {line:?}\n{log}")
             })
             .parse()
             .expect("socket address");
-        Self { child, addr, pki, dir }
+        (child, addr)
+    }
+
+    /// Kills the daemon with SIGKILL (no clean-up of its own), then starts it again with the
+    /// same flags, PKI, state directory and parent cgroup.
+    pub fn kill_and_restart(&mut self) {
+        signal(self.child.id(), libc::SIGKILL);
+        self.child.wait().expect("wait for rrockerd");
+        let (child, addr) = Self::launch(&self.args, self.uid, self.dir.path());
+        (self.child, self.addr) = (child, addr);
+    }
+
+    /// The daemon's parent cgroup (relative to each hierarchy's root).
+    pub fn cgroup_parent(&self) -> String {
+        cgroup_parent_for(self.dir.path())
     }
 
     /// The daemon's address.
@@ -216,6 +254,13 @@ impl Drop for Daemon {
             self.terminate();
         }
     }
+}
+
+/// The parent cgroup of the daemon whose files are in `dir`: one per daemon, so that test
+/// daemons running side by side never take each other's cgroups for leftovers.
+fn cgroup_parent_for(dir: &Path) -> String {
+    // Test daemons' directories are named rrocker-test-XXXXXX.
+    dir.file_name().expect("a tempdir has a name").to_string_lossy().into_owned()
 }
 
 /// Sends `signal` to a process this test started.

@@ -120,3 +120,20 @@ fn an_unreachable_daemon_is_one_plain_sentence() {
         "Cannot talk to rrockerd at 127.0.0.1:1: connection refused (is rrockerd running there?)\n"
     );
 }
+
+#[test]
+fn the_seed_limits_work_verbatim_and_query_shows_them_with_usage() {
+    rrocker_tests::require_root!();
+    let daemon = Daemon::start();
+    let id = start(&daemon, &["--max-cpu", "50%", "--max-mem", "1G", "/bin/sleep", "10"]);
+    let verbose = stdout(&run(&daemon, &["query", "-v", &id]));
+    let lines: Vec<&str> = verbose.lines().collect();
+    assert_eq!(lines[..2], ["Task state: Running", "Limits: cpu 0.50 CPUs, memory 1.0 GiB"]);
+    assert!(lines[2].starts_with("Usage: cpu "), "{verbose}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&daemon, &["query", "-o", "json", &id]).stdout).expect("json");
+    assert_eq!(json["limits"]["cpu_quota_us"], 50_000);
+    assert_eq!(json["limits"]["memory_max_bytes"], 1u64 << 30);
+    assert!(json["usage"]["pids_peak"].as_u64().is_some_and(|peak| peak >= 2), "{json}");
+    assert!(run(&daemon, &["stop", "--grace", "0", &id]).status.success());
+}

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputFd, OutputLog};
-pub use spawn::{IdMap, Isolation, Program, SpawnSpec};
+pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,14 @@ pub enum EngineError {
         source: io::Error,
     },
     /// The child's user namespace could not be given its id maps.
+    #[error("cannot place the task in its cgroup {}: {source}", path.display())]
+    Cgroup {
+        /// The cgroup.procs file the pid could not be written to.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The child's uid/gid maps could not be written.
     #[error("cannot write the task's uid/gid maps: {source}")]
     IdMap {
         /// Why.

@@ -30,6 +30,18 @@ pub struct SpawnSpec {
     pub workdir: PathBuf,
     /// New namespaces and identity for the child; `None` runs it in the daemon's.
     pub isolation: Option<Isolation>,
+    /// The cgroups the child belongs to from its first instruction on.
+    pub placement: Placement,
+}
+
+/// Where a child's processes are accounted and limited, set before the child runs anything
+/// of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// A cgroup v2 directory the child is cloned straight into (CLONE_INTO_CGROUP).
+    pub clone_into: Option<Arc<OwnedFd>>,
+    /// cgroup v1 `cgroup.procs` files the child's pid is written to while it waits.
+    pub procs_files: Vec<PathBuf>,
 }
 
 /// The executable of a spawn.
@@ -105,8 +117,9 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     let (stderr_read, stderr_write) = pipe()?;
     let (error_read, error_write) = pipe()?;
     let id_map = spec.isolation.and_then(|isolation| isolation.id_map);
-    // Only a child whose id maps we write from outside has to wait for us.
-    let sync = id_map.map(|_| pipe()).transpose()?;
+    let procs_files = &spec.placement.procs_files;
+    // Only a child we set up from outside (id maps, v1 cgroups) has to wait for us.
+    let sync = (id_map.is_some() || !procs_files.is_empty()).then(pipe).transpose()?;
     for reader in [&stdout_read, &stderr_read] {
         // A bigger pipe lets a chatty task run ahead of our reads; the kernel may refuse a
         // size above pipe-max-size, which only costs throughput.
@@ -121,21 +134,45 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     }
     if let Some((sync_read, sync_write)) = &sync {
         plan.sync = Some((sync_read.as_fd(), sync_write.as_fd()));
+    }
+    if id_map.is_some() {
         plan.become_root = true;
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
+    // A cgroup namespace made by clone3 is rooted where the daemon's cgroups are; once in
+    // its own cgroups, the child roots a fresh one there.
+    let placed = spec.placement.clone_into.is_some() || !procs_files.is_empty();
+    plan.reroot_cgroup_namespace = placed && plan.namespaces & libc::CLONE_NEWCGROUP as u64 != 0;
+    plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
     let (pid, pidfd) = sys::spawn_child(&plan).map_err(EngineError::Clone)?;
-    if let (Some(map), Some((_, sync_write))) = (id_map, &sync) {
-        let released = write_id_maps(pid, map)
-            .and_then(|()| rustix::io::write(sync_write, &[1]).map(drop).map_err(io::Error::from));
-        if let Err(source) = released {
+    if let Some((_, sync_write)) = &sync {
+        let released = id_map
+            .map_or(Ok(()), |map| {
+                write_id_maps(pid, map).map_err(|source| EngineError::IdMap { source })
+            })
+            .and_then(|()| place(pid, procs_files))
+            .and_then(|()| {
+                rustix::io::write(sync_write, &[1])
+                    .map(drop)
+                    .map_err(|source| EngineError::IdMap { source: source.into() })
+            });
+        if let Err(error) = released {
             // The child still waits on the sync pipe: kill it and reap it, leaving no zombie.
             let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
             let _ = sys::wait_exited(&pidfd);
-            return Err(EngineError::IdMap { source });
+            return Err(error);
         }
     }
     Ok(Cloning { pid, pidfd, stdout: stdout_read, stderr: stderr_read, error_pipe: error_read })
+}
+
+/// Moves the child into each v1 cgroup by writing its pid to the hierarchy's cgroup.procs.
+fn place(pid: u32, procs_files: &[PathBuf]) -> Result<(), EngineError> {
+    for path in procs_files {
+        std::fs::write(path, pid.to_string())
+            .map_err(|source| EngineError::Cgroup { path: path.clone(), source })?;
+    }
+    Ok(())
 }
 
 /// Writes the child's uid_map and gid_map: `0 first count`.

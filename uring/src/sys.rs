@@ -19,16 +19,23 @@ enum Cloned {
     Parent { pid: u32, pidfd: OwnedFd },
 }
 
-/// `clone3(CLONE_PIDFD | extra_flags)` with SIGCHLD as exit signal: a fork that also returns
+/// clone3 flag: start the child in the cgroup v2 directory `clone_args.cgroup` refers to.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3(CLONE_PIDFD | extra_flags)`, into `cgroup` if given, with SIGCHLD as exit signal: a fork that also returns
 /// a pidfd for the child.
 ///
 /// # Safety
 /// The caller is multi-threaded: in the child, only async-signal-safe functions may run
 /// until `execve` or `_exit` (no allocation, no locks, no unwinding).
-unsafe fn clone3_with_pidfd(extra_flags: u64) -> io::Result<Cloned> {
+unsafe fn clone3_with_pidfd(
+    extra_flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> io::Result<Cloned> {
     let mut pidfd: RawFd = -1;
+    let into_cgroup = if cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 };
     let mut args = libc::clone_args {
-        flags: libc::CLONE_PIDFD as u64 | extra_flags,
+        flags: libc::CLONE_PIDFD as u64 | extra_flags | into_cgroup,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         child_tid: 0,
         parent_tid: 0,
@@ -38,7 +45,8 @@ unsafe fn clone3_with_pidfd(extra_flags: u64) -> io::Result<Cloned> {
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: 0,
+        cgroup: cgroup
+            .map_or(0, |fd| u64::try_from(fd.as_raw_fd()).expect("an fd is not negative")),
     };
     // SAFETY: `args` is a valid clone_args of the size passed; without CLONE_VM the child gets
     // its own copy of the address space, so `pidfd` stays valid in both processes.
@@ -144,6 +152,11 @@ pub(crate) struct ChildPlan<'a> {
     pub become_root: bool,
     /// Clear supplementary groups (impossible, and needless, for an unprivileged daemon).
     pub drop_groups: bool,
+    /// After the sync, make a new cgroup namespace rooted at the cgroups the parent moved
+    /// the child into.
+    pub reroot_cgroup_namespace: bool,
+    /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
+    pub cgroup: Option<BorrowedFd<'a>>,
     parent_pid: libc::pid_t,
 }
 
@@ -173,6 +186,8 @@ impl<'a> ChildPlan<'a> {
             sync: None,
             become_root: false,
             drop_groups: false,
+            reroot_cgroup_namespace: false,
+            cgroup: None,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
     }
@@ -182,7 +197,7 @@ impl<'a> ChildPlan<'a> {
 pub(crate) fn spawn_child(plan: &ChildPlan<'_>) -> io::Result<(u32, OwnedFd)> {
     // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the plan,
     // whose pointers stay valid in the child's copy of our memory.
-    match unsafe { clone3_with_pidfd(plan.namespaces) }? {
+    match unsafe { clone3_with_pidfd(plan.namespaces, plan.cgroup) }? {
         // SAFETY: we are the freshly cloned child.
         Cloned::Child => unsafe { exec_child(plan) },
         Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
@@ -213,6 +228,9 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 libc::_exit(127);
             }
         }
+        if plan.reroot_cgroup_namespace && libc::unshare(libc::CLONE_NEWCGROUP) == -1 {
+            fail(error_pipe, ChildStep::CgroupNamespace);
+        }
         // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
         if plan.drop_groups
             && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1
@@ -224,6 +242,10 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) == -1)
         {
             fail(error_pipe, ChildStep::Identity);
+        }
+        // A change of credentials clears the parent-death signal: arm it again.
+        if plan.become_root && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+            fail(error_pipe, ChildStep::DeathSignal);
         }
         if libc::setsid() == -1 {
             fail(error_pipe, ChildStep::Session);
@@ -288,6 +310,7 @@ pub(crate) enum ChildStep {
     Workdir = 5,
     Exec = 6,
     Identity = 7,
+    CgroupNamespace = 8,
 }
 
 impl ChildStep {
@@ -300,6 +323,7 @@ impl ChildStep {
             Self::Workdir,
             Self::Exec,
             Self::Identity,
+            Self::CgroupNamespace,
         ]
         .into_iter()
         .find(|step| *step as u8 == byte)

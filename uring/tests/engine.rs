@@ -11,6 +11,7 @@ fn shell(script: &str) -> SpawnSpec {
         env: vec![b"PATH=/usr/bin:/bin".to_vec()],
         workdir: PathBuf::from("/"),
         isolation: None,
+        placement: rrocker_uring::Placement::default(),
     }
 }
 

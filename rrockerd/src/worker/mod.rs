@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use rrocker_uring::{IdMap, Isolation, Program, SpawnSpec};
+use rrocker_uring::{IdMap, Isolation, Placement, Program, SpawnSpec};
 
 use crate::error::DaemonError;
 use crate::init;
@@ -102,6 +102,7 @@ impl Isolator {
             env,
             workdir: PathBuf::from("/"),
             isolation: Some(Isolation { namespaces: TASK_NAMESPACES, id_map: Some(self.id_map) }),
+            placement: Placement::default(),
         })
     }
 }

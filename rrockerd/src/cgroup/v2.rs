@@ -1,0 +1,321 @@
+//! The cgroup v2 backend: one directory per task below the parent in the unified hierarchy,
+//! the task cloned straight into it (CLONE_INTO_CGROUP), limits in cpu.max, memory.max (and
+//! memory.swap.max = 0), pids.max and io.max, and the whole tree killed with cgroup.kill.
+//! The parent enables in its subtree only the controllers its own parent grants it: rrocker
+//! never writes above its parent.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rrocker_proto::v1::{Limits, Usage};
+use rrocker_uring::Placement;
+
+use super::{Cgroups, TaskCgroup, files};
+use crate::error::DaemonError;
+
+/// The controllers rrocker enables for its tasks when granted.
+pub const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
+/// The CPU period when a limit gives none, in microseconds (the kernel's default).
+pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+
+/// The CPU period of `limits`.
+pub fn period_or_default(limits: &Limits) -> u64 {
+    if limits.cpu_period_us == 0 { DEFAULT_CPU_PERIOD_US } else { limits.cpu_period_us }
+}
+
+/// Opens a cgroup directory for CLONE_INTO_CGROUP.
+pub fn open_dir(dir: &Path) -> Result<OwnedFd, DaemonError> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|source| DaemonError::Cgroup {
+            action: "open",
+            path: dir.to_owned(),
+            source: source.into(),
+        })
+}
+
+/// The v2 backend.
+#[derive(Debug)]
+pub struct CgroupV2 {
+    /// The unified hierarchy's mount point.
+    root: PathBuf,
+    /// The parent cgroup, relative to `root`.
+    parent: PathBuf,
+}
+
+impl CgroupV2 {
+    /// A backend for the parent cgroup `parent` (relative) of the hierarchy mounted at `root`.
+    pub fn new(root: PathBuf, parent: PathBuf) -> Self {
+        Self { root, parent }
+    }
+
+    fn parent_dir(&self) -> PathBuf {
+        self.root.join(&self.parent)
+    }
+
+    /// The controllers task cgroups get (enabled in the parent's subtree).
+    fn enabled(&self) -> Vec<String> {
+        let path = self.parent_dir().join("cgroup.subtree_control");
+        let text = files::read_string(&path).unwrap_or_default();
+        text.split_whitespace().map(String::from).collect()
+    }
+}
+
+impl Cgroups for CgroupV2 {
+    fn describe(&self) -> String {
+        format!("v2 ({})", self.enabled().join(", "))
+    }
+
+    fn prepare(&self) -> Result<(), DaemonError> {
+        // Each level from the top of our parent down: create it, then pass down what it has.
+        let mut level = self.root.clone();
+        for part in self.parent.components() {
+            level.push(part);
+            files::make_all(&level)?;
+            let granted = files::read_string(&level.join("cgroup.controllers")).unwrap_or_default();
+            let enable: Vec<String> = granted
+                .split_whitespace()
+                .filter(|c| CONTROLLERS.contains(c))
+                .map(|c| format!("+{c}"))
+                .collect();
+            if !enable.is_empty() {
+                files::write(&level.join("cgroup.subtree_control"), &enable.join(" "))?;
+            }
+        }
+        let leftovers = files::children(&self.parent_dir());
+        if !leftovers.is_empty() {
+            tracing::warn!(count = leftovers.len(), "removing cgroups left by an earlier run");
+        }
+        for dir in &leftovers {
+            files::kill_all(dir);
+        }
+        leftovers.iter().try_for_each(|dir| files::remove(dir))
+    }
+
+    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
+        let enabled = self.enabled();
+        let wanted = [
+            ("cpu", limits.cpu_quota_us != 0),
+            ("memory", limits.memory_max_bytes != 0),
+            ("pids", limits.pids_max != 0),
+            ("io", !limits.io.is_empty()),
+        ];
+        if let Some((controller, _)) = wanted
+            .iter()
+            .find(|(controller, asked)| *asked && !enabled.iter().any(|c| c == controller))
+        {
+            return Err(DaemonError::LimitUnavailable(format!(
+                "the {controller} cgroup controller is not available to rrocker on this host: the limit cannot be applied"
+            )));
+        }
+        let dir = self.parent_dir().join(name);
+        files::make(&dir)?;
+        // Dropped (removing the directory) if a limit cannot be written.
+        let task = V2Task { dir };
+        task.apply(limits)?;
+        Ok(Box::new(task))
+    }
+
+    fn remove_parent(&self) {
+        let _ = std::fs::remove_dir(self.parent_dir());
+    }
+}
+
+/// A task's v2 cgroup.
+#[derive(Debug)]
+struct V2Task {
+    dir: PathBuf,
+}
+
+impl V2Task {
+    fn apply(&self, limits: &Limits) -> Result<(), DaemonError> {
+        let write = |file: &str, value: &str| files::write(&self.dir.join(file), value);
+        if limits.cpu_quota_us != 0 {
+            write("cpu.max", &format!("{} {}", limits.cpu_quota_us, period_or_default(limits)))?;
+        }
+        if limits.memory_max_bytes != 0 {
+            write("memory.max", &limits.memory_max_bytes.to_string())?;
+            if self.dir.join("memory.swap.max").exists() {
+                write("memory.swap.max", "0")?;
+            }
+        }
+        if limits.pids_max != 0 {
+            write("pids.max", &limits.pids_max.to_string())?;
+        }
+        for rule in &limits.io {
+            let settings: Vec<String> = [
+                ("rbps", rule.read_bps),
+                ("wbps", rule.write_bps),
+                ("riops", rule.read_iops),
+                ("wiops", rule.write_iops),
+            ]
+            .iter()
+            .filter(|(_, value)| *value != 0)
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+            write("io.max", &format!("{}:{} {}", rule.major, rule.minor, settings.join(" ")))?;
+        }
+        Ok(())
+    }
+
+    /// Bytes read and written, summed over devices from io.stat's `rbytes=` / `wbytes=`.
+    fn io_bytes(&self) -> (u64, u64) {
+        let text = files::read_string(&self.dir.join("io.stat")).unwrap_or_default();
+        let sum = |key: &str| -> u64 {
+            text.split_whitespace()
+                .filter_map(|word| word.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+                .sum()
+        };
+        (sum("rbytes"), sum("wbytes"))
+    }
+}
+
+impl TaskCgroup for V2Task {
+    fn placement(&self) -> Result<Placement, DaemonError> {
+        let fd = open_dir(&self.dir)?;
+        Ok(Placement { clone_into: Some(Arc::new(fd)), procs_files: Vec::new() })
+    }
+
+    fn usage(&self) -> Usage {
+        let keyed = |file: &str, key: &str| files::keyed(&self.dir.join(file), key).unwrap_or(0);
+        let number = |file: &str| files::read_u64(&self.dir.join(file)).unwrap_or(0);
+        let (io_read_bytes, io_write_bytes) = self.io_bytes();
+        Usage {
+            cpu_time_us: keyed("cpu.stat", "usage_usec"),
+            cpu_throttled_periods: keyed("cpu.stat", "nr_throttled"),
+            cpu_throttled_us: keyed("cpu.stat", "throttled_usec"),
+            memory_peak_bytes: number("memory.peak"),
+            pids_peak: number("pids.peak"),
+            io_read_bytes,
+            io_write_bytes,
+            oom_kills: keyed("memory.events", "oom_kill"),
+        }
+    }
+
+    fn kill(&self) -> bool {
+        let file = self.dir.join("cgroup.kill");
+        file.exists() && files::write(&file, "1").is_ok()
+    }
+
+    fn remove(&self) -> Result<(), DaemonError> {
+        files::remove(&self.dir)
+    }
+}
+
+impl Drop for V2Task {
+    fn drop(&mut self) {
+        // Normally already removed (after the task ended); this covers a failed creation.
+        let _ = self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use rrocker_proto::v1::IoLimit;
+
+    use super::*;
+
+    /// A unified hierarchy whose root grants every controller, with the parent cgroup made
+    /// the way the kernel would show it.
+    fn fixture() -> (tempfile::TempDir, CgroupV2) {
+        let root = tempfile::tempdir().expect("tempdir");
+        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n")
+            .expect("w");
+        let parent = root.path().join("rrocker");
+        fs::create_dir(&parent).expect("mkdir");
+        fs::write(parent.join("cgroup.controllers"), "cpuset cpu io memory pids\n").expect("w");
+        fs::write(parent.join("cgroup.subtree_control"), "").expect("w");
+        let backend = CgroupV2::new(root.path().to_owned(), "rrocker".into());
+        (root, backend)
+    }
+
+    fn read(path: PathBuf) -> String {
+        fs::read_to_string(path).expect("read")
+    }
+
+    #[test]
+    fn prepare_enables_what_the_parent_is_granted_and_removes_leftovers() {
+        let (root, backend) = fixture();
+        let leftover = root.path().join("rrocker/0e6b1e8c-old");
+        fs::create_dir(&leftover).expect("mkdir");
+        backend.prepare().expect("prepare");
+        let enabled = read(root.path().join("rrocker/cgroup.subtree_control"));
+        assert_eq!(enabled, "+cpu +io +memory +pids", "cpuset is not rrocker's");
+        assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn a_task_cgroup_gets_each_limit_in_the_kernels_format() {
+        let (root, backend) = fixture();
+        fs::write(root.path().join("rrocker/cgroup.subtree_control"), "cpu io memory pids\n")
+            .expect("w");
+        let limits = Limits {
+            cpu_quota_us: 50_000,
+            cpu_period_us: 0,
+            memory_max_bytes: 64 << 20,
+            pids_max: 32,
+            io: vec![IoLimit {
+                major: 254,
+                minor: 0,
+                write_bps: 10 << 20,
+                read_iops: 5,
+                ..Default::default()
+            }],
+        };
+        let task = backend.create("t1", &limits).expect("create");
+        let dir = root.path().join("rrocker/t1");
+        assert_eq!(read(dir.join("cpu.max")), "50000 100000");
+        assert_eq!(read(dir.join("memory.max")), "67108864");
+        assert_eq!(read(dir.join("pids.max")), "32");
+        assert_eq!(read(dir.join("io.max")), "254:0 wbps=10485760 riops=5");
+        let placement = task.placement().expect("placement");
+        assert!(placement.clone_into.is_some() && placement.procs_files.is_empty());
+        assert!(!task.kill(), "no cgroup.kill in the fixture");
+        fs::write(dir.join("cgroup.kill"), "").expect("w");
+        assert!(task.kill());
+        assert_eq!(read(dir.join("cgroup.kill")), "1");
+    }
+
+    #[test]
+    fn usage_and_oom_kills_are_read_from_the_counters() {
+        let (root, backend) = fixture();
+        let task = backend.create("t2", &Limits::default()).expect("create");
+        let dir = root.path().join("rrocker/t2");
+        fs::write(dir.join("cpu.stat"), "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 9\nnr_throttled 4\nthrottled_usec 800\n").expect("w");
+        fs::write(dir.join("memory.peak"), "1048576\n").expect("w");
+        fs::write(dir.join("pids.peak"), "7\n").expect("w");
+        fs::write(dir.join("io.stat"), "254:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n8:0 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n").expect("w");
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .expect("w");
+        let usage = task.usage();
+        assert_eq!(
+            usage,
+            Usage {
+                cpu_time_us: 2500,
+                cpu_throttled_periods: 4,
+                cpu_throttled_us: 800,
+                memory_peak_bytes: 1 << 20,
+                pids_peak: 7,
+                io_read_bytes: 101,
+                io_write_bytes: 202,
+                oom_kills: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_limit_whose_controller_is_not_granted_is_refused_and_nothing_is_made() {
+        let (root, backend) = fixture();
+        fs::write(root.path().join("rrocker/cgroup.subtree_control"), "cpu pids\n").expect("w");
+        let limits = Limits { memory_max_bytes: 64 << 20, ..Limits::default() };
+        let error = backend.create("t3", &limits).expect_err("no memory controller");
+        assert!(matches!(error, DaemonError::LimitUnavailable(_)), "{error}");
+        assert!(!root.path().join("rrocker/t3").exists());
+    }
+}
