@@ -57,7 +57,58 @@ fn main() {
     });
     engine.shutdown();
 
-    let daemon = Daemon::start();
+    // Isolation alone, then isolation plus the host's cgroups (per-task cgroups, placement).
+    let (mut bare_reply, mut bare_end) =
+        rrocker_starts(&runtime, iterations, &["--cgroup-version", "off"]);
+    let (mut to_reply, mut to_end) = rrocker_starts(&runtime, iterations, &[]);
+
+    let rows = [
+        ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
+        ("unshare -Upmn --fork /bin/true", Summary::of(&mut unshare)),
+        ("engine spawn, not isolated", Summary::of(&mut engine_plain)),
+        ("rrocker Start reply, no cgroups", Summary::of(&mut bare_reply)),
+        ("rrocker Start to end, no cgroups", Summary::of(&mut bare_end)),
+        ("rrocker Start reply", Summary::of(&mut to_reply)),
+        ("rrocker Start to final status", Summary::of(&mut to_end)),
+    ];
+    let ms = |duration: Duration| format!("{:.3}", duration.as_secs_f64() * 1e3);
+    println!("start_latency, {iterations} iterations (ms)");
+    println!("{:<34} {:>8} {:>8} {:>8} {:>8} {:>10}", "", "min", "p50", "p90", "p99", "p50 ratio");
+    let baseline = rows[0].1.p50.as_secs_f64();
+    for (name, summary) in &rows {
+        println!(
+            "{name:<34} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
+            ms(summary.min),
+            ms(summary.p50),
+            ms(summary.p90),
+            ms(summary.p99),
+            summary.p50.as_secs_f64() / baseline
+        );
+    }
+    let result = serde_json::json!({
+        "iterations": iterations,
+        "fork_exec": rows[0].1.to_json(),
+        "unshare": rows[1].1.to_json(),
+        "engine_not_isolated": rows[2].1.to_json(),
+        "start_reply_no_cgroups": rows[3].1.to_json(),
+        "start_to_final_status_no_cgroups": rows[4].1.to_json(),
+        "start_reply": rows[5].1.to_json(),
+        "start_to_final_status": rows[6].1.to_json(),
+    });
+    match write_result("start_latency", &result) {
+        Ok(path) => println!("result: {}", path.display()),
+        Err(error) => eprintln!("cannot write the result file: {error}"),
+    }
+}
+
+/// Sequential starts of `/bin/true` over mTLS on a daemon started with `args`: the time to
+/// each Start reply and to each final status.
+fn rrocker_starts(
+    runtime: &tokio::runtime::Runtime,
+    iterations: usize,
+    args: &[&str],
+) -> (Vec<Duration>, Vec<Duration>) {
+    let daemon = Daemon::start_with(args);
     let (mut to_reply, mut to_end) = (Vec::new(), Vec::new());
     runtime.block_on(async {
         let mut client = daemon.client("client1").await;
@@ -71,38 +122,5 @@ fn main() {
             client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
         }
     });
-
-    let rows = [
-        ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
-        ("unshare -Upmn --fork /bin/true", Summary::of(&mut unshare)),
-        ("engine spawn, not isolated", Summary::of(&mut engine_plain)),
-        ("rrocker Start reply", Summary::of(&mut to_reply)),
-        ("rrocker Start to final status", Summary::of(&mut to_end)),
-    ];
-    let ms = |duration: Duration| format!("{:.3}", duration.as_secs_f64() * 1e3);
-    println!("start_latency, {iterations} iterations (ms)");
-    println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>10}", "", "min", "p50", "p90", "p99", "p50 ratio");
-    let baseline = rows[0].1.p50.as_secs_f64();
-    for (name, summary) in &rows {
-        println!(
-            "{name:<32} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
-            ms(summary.min),
-            ms(summary.p50),
-            ms(summary.p90),
-            ms(summary.p99),
-            summary.p50.as_secs_f64() / baseline
-        );
-    }
-    let result = serde_json::json!({
-        "iterations": iterations,
-        "fork_exec": rows[0].1.to_json(),
-        "unshare": rows[1].1.to_json(),
-        "engine_not_isolated": rows[2].1.to_json(),
-        "start_reply": rows[3].1.to_json(),
-        "start_to_final_status": rows[4].1.to_json(),
-    });
-    match write_result("start_latency", &result) {
-        Ok(path) => println!("result: {}", path.display()),
-        Err(error) => eprintln!("cannot write the result file: {error}"),
-    }
+    (to_reply, to_end)
 }

@@ -38,7 +38,7 @@ pub struct Config {
     #[arg(long, env = "RROCKERD_CGROUP_PARENT", default_value = "rrocker", value_parser = crate::cgroup::parse_parent)]
     pub cgroup_parent: PathBuf,
     /// Which cgroup backend to use: auto picks v2 where the unified hierarchy has
-    /// controllers, else v1; v2 on a host without v2 controllers runs tasks without limits.
+    /// controllers, else v1; off runs tasks without cgroups (and refuses limits).
     #[arg(long, value_enum, default_value_t = CgroupVersion::Auto)]
     pub cgroup_version: CgroupVersion,
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
@@ -55,6 +55,8 @@ pub enum CgroupVersion {
     V1,
     /// The unified hierarchy.
     V2,
+    /// No cgroups: tasks run without limits (requests with limits are refused).
+    Off,
 }
 
 /// The longest grace period a stop may ask for (one day).

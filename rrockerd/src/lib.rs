@@ -138,7 +138,7 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
             tracing::info!(backend = cgroups.describe(), parent = %config.cgroup_parent.display(), "cgroups");
         }
         None => {
-            tracing::warn!("no usable cgroups (unprivileged daemon?): tasks run without limits")
+            tracing::warn!("no cgroups (off, or an unprivileged daemon): tasks run without limits")
         }
     }
     let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;

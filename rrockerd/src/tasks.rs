@@ -138,7 +138,7 @@ impl TaskRegistry {
         }
         if self.cgroups.is_none() && limits != Limits::default() {
             return Err(DaemonError::LimitUnavailable(
-                "this rrockerd cannot use cgroups (it runs unprivileged or the host has none): limits cannot be applied".into(),
+                "this rrockerd runs tasks without cgroups (unprivileged, --cgroup-version off, or none on the host): limits cannot be applied".into(),
             ));
         }
         let id = Uuid::new_v4();
@@ -301,7 +301,8 @@ impl TaskRegistry {
 /// Where the kernel lists block devices by `major:minor`.
 const SYS_DEV_BLOCK: &str = "/sys/dev/block";
 
-/// How many CPUs tasks may use on this host.
+/// How many CPUs tasks may use on this host (asked once: std reads several cgroup files).
 fn host_cpus() -> u64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+    static CPUS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
 }

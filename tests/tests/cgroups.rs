@@ -301,3 +301,20 @@ async fn the_v2_backend_places_kills_and_removes_for_real() {
         assert!(refused.message().contains("memory"), "{}", refused.message());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_sees_its_own_cgroups_as_its_cgroup_namespace_root() {
+    require_root!();
+    let _turn = TURN.lock().await;
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("cat /proc/self/cgroup")).await;
+    let streamed = stream_all(&mut client, &id).await;
+    let inside = String::from_utf8(streamed.stdout).expect("utf8");
+    // Every hierarchy, v1 and unified, shows the task's own cgroup as `/`.
+    assert!(inside.lines().count() >= 1, "{inside}");
+    for line in inside.lines() {
+        assert_eq!(line.splitn(3, ':').nth(2), Some("/"), "{inside}");
+    }
+    assert!(inside.lines().any(|line| line == "0::/"), "{inside}");
+}

@@ -207,6 +207,15 @@ async fn start_task(
         }
     };
     let pidfd = Rc::new(child.pidfd);
+    if let Some(go) = child.go {
+        let procs_files = spec.placement.procs_files.clone();
+        if let Err(error) = spawn::place_and_go(child.pid, procs_files, go).await {
+            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+            let _ = reap(Rc::clone(&pidfd), child.pid).await;
+            let _ = reply.send(Err(error));
+            return;
+        }
+    }
     let report = spawn::ReportPipe::new(child.error_pipe);
     let isolated = spec.isolation.is_some();
     let final_report = match spawn::exec_outcome(report, &spec.program, isolated).await {

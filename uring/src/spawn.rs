@@ -93,6 +93,8 @@ pub(crate) struct Cloning {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub error_pipe: OwnedFd,
+    /// The write end of the go pipe of a child placed after it started.
+    pub go: Option<OwnedFd>,
 }
 
 /// Clones a child that execs `spec` with stdin on /dev/null and stdout/stderr on fresh pipes
@@ -118,8 +120,14 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     let (error_read, error_write) = pipe()?;
     let id_map = spec.isolation.and_then(|isolation| isolation.id_map);
     let procs_files = &spec.placement.procs_files;
-    // Only a child we set up from outside (id maps, v1 cgroups) has to wait for us.
-    let sync = (id_map.is_some() || !procs_files.is_empty()).then(pipe).transpose()?;
+    // Moving a process into v1 cgroups is slow (the kernel waits for an RCU grace period):
+    // an isolated child's init waits on a go pipe for it, so that it overlaps with init's
+    // start. Any other child is placed before it may go on.
+    let deferred = spec.isolation.is_some() && !procs_files.is_empty();
+    let place_now = !deferred && !procs_files.is_empty();
+    // Only a child we set up from outside (id maps, cgroups) has to wait for us.
+    let sync = (id_map.is_some() || place_now).then(pipe).transpose()?;
+    let go = deferred.then(pipe).transpose()?;
     for reader in [&stdout_read, &stderr_read] {
         // A bigger pipe lets a chatty task run ahead of our reads; the kernel may refuse a
         // size above pipe-max-size, which only costs throughput.
@@ -139,10 +147,7 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
         plan.become_root = true;
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
-    // A cgroup namespace made by clone3 is rooted where the daemon's cgroups are; once in
-    // its own cgroups, the child roots a fresh one there.
-    let placed = spec.placement.clone_into.is_some() || !procs_files.is_empty();
-    plan.reroot_cgroup_namespace = placed && plan.namespaces & libc::CLONE_NEWCGROUP as u64 != 0;
+    plan.go_fd = go.as_ref().map(|(read_end, _)| read_end.as_fd());
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
     let (pid, pidfd) = sys::spawn_child(&plan).map_err(EngineError::Clone)?;
     if let Some((_, sync_write)) = &sync {
@@ -150,7 +155,7 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
             .map_or(Ok(()), |map| {
                 write_id_maps(pid, map).map_err(|source| EngineError::IdMap { source })
             })
-            .and_then(|()| place(pid, procs_files))
+            .and_then(|()| if place_now { place(pid, procs_files) } else { Ok(()) })
             .and_then(|()| {
                 rustix::io::write(sync_write, &[1])
                     .map(drop)
@@ -163,7 +168,29 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
             return Err(error);
         }
     }
-    Ok(Cloning { pid, pidfd, stdout: stdout_read, stderr: stderr_read, error_pipe: error_read })
+    Ok(Cloning {
+        pid,
+        pidfd,
+        stdout: stdout_read,
+        stderr: stderr_read,
+        error_pipe: error_read,
+        go: go.map(|(_, write_end)| write_end),
+    })
+}
+
+/// Places a running child (whose init waits on the go pipe) in its v1 cgroups on a blocking
+/// thread, then lets it go on. On failure the go pipe is closed unwritten: init gives up.
+pub(crate) async fn place_and_go(
+    pid: u32,
+    procs_files: Vec<PathBuf>,
+    go: OwnedFd,
+) -> Result<(), EngineError> {
+    tokio::task::spawn_blocking(move || place(pid, &procs_files))
+        .await
+        .unwrap_or(Err(EngineError::Stopped))?;
+    rustix::io::write(&go, &[1])
+        .map(drop)
+        .map_err(|source| EngineError::ChildSetup { step: "go".into(), source: source.into() })
 }
 
 /// Moves the child into each v1 cgroup by writing its pid to the hierarchy's cgroup.procs.

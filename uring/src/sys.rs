@@ -152,9 +152,9 @@ pub(crate) struct ChildPlan<'a> {
     pub become_root: bool,
     /// Clear supplementary groups (impossible, and needless, for an unprivileged daemon).
     pub drop_groups: bool,
-    /// After the sync, make a new cgroup namespace rooted at the cgroups the parent moved
-    /// the child into.
-    pub reroot_cgroup_namespace: bool,
+    /// A pipe handed to the program as fd 4 (with `report_fd`): its init waits on it until
+    /// the parent has placed it in its cgroups.
+    pub go_fd: Option<BorrowedFd<'a>>,
     /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
     pub cgroup: Option<BorrowedFd<'a>>,
     parent_pid: libc::pid_t,
@@ -186,7 +186,7 @@ impl<'a> ChildPlan<'a> {
             sync: None,
             become_root: false,
             drop_groups: false,
-            reroot_cgroup_namespace: false,
+            go_fd: None,
             cgroup: None,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
@@ -228,9 +228,6 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 libc::_exit(127);
             }
         }
-        if plan.reroot_cgroup_namespace && libc::unshare(libc::CLONE_NEWCGROUP) == -1 {
-            fail(error_pipe, ChildStep::CgroupNamespace);
-        }
         // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
         if plan.drop_groups
             && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1
@@ -255,17 +252,23 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 fail(error_pipe, ChildStep::Stdio);
             }
         }
+        let mut error_pipe = error_pipe;
         let mut first_closed = 3u32;
         if plan.report_fd {
-            let moved = if error_pipe == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(error_pipe, 3)
-            };
-            if moved == -1 {
+            // Copies above 4 first: either pipe may sit on 3 or 4 already.
+            let report = libc::fcntl(error_pipe, libc::F_DUPFD, 5);
+            let go = plan.go_fd.map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 5));
+            if report == -1 || go == Some(-1) || libc::dup2(report, 3) == -1 {
                 fail(error_pipe, ChildStep::Stdio);
             }
+            error_pipe = 3;
             first_closed = 4;
+            if let Some(go) = go {
+                if libc::dup2(go, 4) == -1 {
+                    fail(error_pipe, ChildStep::Stdio);
+                }
+                first_closed = 5;
+            }
         }
         let close_from_exec = libc::CLOSE_RANGE_CLOEXEC;
         if libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, close_from_exec) == -1 {
@@ -310,7 +313,6 @@ pub(crate) enum ChildStep {
     Workdir = 5,
     Exec = 6,
     Identity = 7,
-    CgroupNamespace = 8,
 }
 
 impl ChildStep {
@@ -323,7 +325,6 @@ impl ChildStep {
             Self::Workdir,
             Self::Exec,
             Self::Identity,
-            Self::CgroupNamespace,
         ]
         .into_iter()
         .find(|step| *step as u8 == byte)

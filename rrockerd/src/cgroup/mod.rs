@@ -63,7 +63,7 @@ pub fn probe(
     version: CgroupVersion,
     parent: &Path,
 ) -> Result<Option<Box<dyn Cgroups>>, DaemonError> {
-    if !rustix::process::geteuid().is_root() {
+    if version == CgroupVersion::Off || !rustix::process::geteuid().is_root() {
         return Ok(None);
     }
     let mounts = mounts::CgroupMounts::read()?;
@@ -76,6 +76,7 @@ pub fn probe(
             Box::new(v1::CgroupV1::new(&mounts.v1, mounts.unified.clone(), parent.to_owned()))
                 as Box<dyn Cgroups>
         }),
+        CgroupVersion::Off => None,
     })
 }
 

@@ -1,7 +1,8 @@
 //! `rrocker init`: PID 1 of every task. The daemon's own binary, started as `rrocker-init`
 //! by the engine inside the task's fresh namespaces, as root of the task's user namespace.
 //! It finishes the set-up that only a process inside can do ([`setup`]), reports failure on
-//! fd 3 (see `rrocker_uring::report`), then runs the command as its child and says READY:
+//! fd 3 (see `rrocker_uring::report`), waits until the daemon has placed it in the task's
+//! cgroups (fd 4, when given), then runs the command as its child and says READY:
 //! it forwards SIGTERM, SIGINT and the other catchable job signals to it, reaps every orphan,
 //! reports how the command ended and exits with its status (128 + signal when the command
 //! was killed).
@@ -118,6 +119,13 @@ pub fn main() -> ! {
     }
     if let Err(errno) = waited.thread_block() {
         sys::fail(&report, InitStep::Signals, errno as i32);
+    }
+    // The command starts in the task's cgroups, seeing them as its cgroup namespace's root.
+    if let Err(errno) = sys::wait_for_placement() {
+        sys::fail(&report, InitStep::Placement, errno as i32);
+    }
+    if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        sys::fail(&report, InitStep::CgroupNamespace, errno as i32);
     }
     let command = start_command(&command, &report);
     sys::send(&report, report::READY, 0);

@@ -43,6 +43,10 @@ pub enum InitStep {
     NonDumpable,
     /// Blocking the forwarded signals.
     Signals,
+    /// Waiting for the daemon to place the task in its cgroups.
+    Placement,
+    /// Rooting a cgroup namespace at the task's own cgroups.
+    CgroupNamespace,
     /// Forking the command.
     Fork,
     /// Entering the working directory.
@@ -52,7 +56,7 @@ pub enum InitStep {
 }
 
 impl InitStep {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 18] = [
         Self::Arguments,
         Self::PrivateMounts,
         Self::Overlay,
@@ -66,6 +70,8 @@ impl InitStep {
         Self::Capabilities,
         Self::NonDumpable,
         Self::Signals,
+        Self::Placement,
+        Self::CgroupNamespace,
         Self::Fork,
         Self::Workdir,
         Self::Exec,
@@ -92,6 +98,8 @@ impl InitStep {
             Self::Capabilities => "drop capabilities",
             Self::NonDumpable => "make init non-dumpable",
             Self::Signals => "block the forwarded signals",
+            Self::Placement => "wait for the task's cgroups",
+            Self::CgroupNamespace => "root a cgroup namespace at the task's cgroups",
             Self::Fork => "fork the command",
             Self::Workdir => "enter the working directory",
             Self::Exec => "execute the command",

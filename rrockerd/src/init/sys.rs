@@ -1,4 +1,5 @@
-//! The few calls of init that nix does not wrap: the report fd it inherits as fd 3,
+//! The few calls of init that nix does not wrap: the report fd it inherits as fd 3, the go
+//! pipe as fd 4,
 //! bringing `lo` up with SIOCSIFFLAGS, and no_new_privs.
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -12,6 +13,25 @@ pub fn report_fd() -> OwnedFd {
     // SAFETY: the engine dup'ed the report pipe to fd 3 for this process and nothing else in
     // init owns fd 3.
     unsafe { OwnedFd::from_raw_fd(3) }
+}
+
+/// Waits until the engine has placed this process in the task's cgroups, when it said it
+/// would (by handing over a go pipe as fd 4): one byte means placed, end of file means the
+/// placement failed. Without fd 4 there is nothing to wait for.
+pub fn wait_for_placement() -> Result<(), Errno> {
+    const GO_FD: i32 = 4;
+    // SAFETY: F_GETFD only reads the flags of fd 4, whichever file it is.
+    if unsafe { libc::fcntl(GO_FD, libc::F_GETFD) } == -1 {
+        return Ok(());
+    }
+    // SAFETY: the engine dup'ed the go pipe to fd 4 for this process; nothing else owns it.
+    let go = unsafe { OwnedFd::from_raw_fd(GO_FD) };
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(&go, &mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(Errno::EIO),
+        Err(errno) => Err(errno),
+    }
 }
 
 /// Sends a report record to the engine.
