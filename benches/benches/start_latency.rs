@@ -1,13 +1,15 @@
 //! Start latency of `/bin/true`: rrocker over a real mTLS connection, fully isolated (time to
 //! the Start reply, and to the final status on the stream) against fork+exec of the same
-//! binary and `unshare -Upmn --fork` of it, in the same run. Run: `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench start_latency`.
+//! binary, `unshare -Upmn --fork` of it, and `runc run` / `crun run` of an OCI bundle of
+//! the same image (when installed: `benches/setup.sh`), in the same run. Run: `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench start_latency`.
 
 use std::time::{Duration, Instant};
 
-use rrocker_benches::{Summary, quick, write_result};
+use rrocker_benches::{Summary, oci, quick, write_result};
 use rrocker_tests::{Daemon, command, stream_all};
 
 fn main() {
+    rrocker_benches::oci::serve_loop_if_asked();
     let iterations = if quick() { 20 } else { 500 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -62,6 +64,23 @@ fn main() {
         rrocker_starts(&runtime, iterations, &["--cgroup-version", "off"]);
     let (mut to_reply, mut to_end) = rrocker_starts(&runtime, iterations, &[]);
 
+    // runc and crun running the same image with the same namespaces, to the container's exit.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let image = rrocker_tests::images_dir().join("default-v1");
+    let bundle =
+        oci::bundle(&scratch.path().join("bundle"), &image, &["/bin/true"]).expect("bundle");
+    let mut oci_rows = Vec::new();
+    for name in ["runc", "crun"] {
+        if oci::installed(name) {
+            let mut times = oci::time_runs(name, &bundle, iterations);
+            oci_rows.push((name, Some(Summary::of(&mut times))));
+        } else {
+            eprintln!("{name} is not installed (benches/setup.sh installs it): no {name} baseline");
+            oci_rows.push((name, None));
+        }
+    }
+    oci::remove_cgroup_parents();
+
     let rows = [
         ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
         ("unshare -Upmn --fork /bin/true", Summary::of(&mut unshare)),
@@ -85,6 +104,28 @@ fn main() {
             summary.p50.as_secs_f64() / baseline
         );
     }
+    for (name, summary) in &oci_rows {
+        match summary {
+            Some(summary) => println!(
+                "{:<34} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
+                format!("{name} run /bin/true (to exit)"),
+                ms(summary.min),
+                ms(summary.p50),
+                ms(summary.p90),
+                ms(summary.p99),
+                summary.p50.as_secs_f64() / baseline
+            ),
+            None => println!("{name:<34} not installed"),
+        }
+    }
+    let crun = oci_rows.iter().find(|(name, _)| *name == "crun").and_then(|(_, summary)| *summary);
+    let versus_crun = crun.map(|crun| rows[6].1.p50.as_secs_f64() / crun.p50.as_secs_f64());
+    if let Some(ratio) = versus_crun {
+        println!("rrocker Start-to-final-status p50 / crun run p50: {ratio:.2}");
+    }
+    let oci_json = |name: &str| {
+        oci_rows.iter().find(|(n, _)| *n == name).and_then(|(_, s)| s.map(Summary::to_json))
+    };
     let result = serde_json::json!({
         "iterations": iterations,
         "fork_exec": rows[0].1.to_json(),
@@ -94,6 +135,9 @@ fn main() {
         "start_to_final_status_no_cgroups": rows[4].1.to_json(),
         "start_reply": rows[5].1.to_json(),
         "start_to_final_status": rows[6].1.to_json(),
+        "runc": oci_json("runc"),
+        "crun": oci_json("crun"),
+        "rrocker_over_crun_p50": versus_crun,
     });
     match write_result("start_latency", &result) {
         Ok(path) => println!("result: {}", path.display()),

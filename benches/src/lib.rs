@@ -2,6 +2,8 @@
 //! measures a baseline in the same run and reports rrocker as a ratio against it, because the
 //! machines these run on are shared and noisy.
 
+pub mod oci;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,4 +63,83 @@ pub fn write_result(name: &str, result: &serde_json::Value) -> std::io::Result<P
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(result)?)?;
     Ok(path)
+}
+
+/// What a running daemon holds: the counts that must not grow with the tasks it has run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonCounts {
+    /// Open fds.
+    pub fds: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Resident memory in KiB.
+    pub rss_kib: u64,
+    /// Mounts in the daemon's mount namespace plus the host's.
+    pub mounts: usize,
+    /// Task cgroups below the daemon's parent, in every hierarchy.
+    pub cgroups: usize,
+}
+
+impl DaemonCounts {
+    /// Reads the counts of `daemon` from /proc and the cgroup file systems.
+    pub fn of(daemon: &rrocker_tests::Daemon) -> Self {
+        let pid = daemon.pid();
+        let count = |path: String| std::fs::read_dir(path).map_or(0, Iterator::count);
+        let dirs = |path: std::path::PathBuf| {
+            std::fs::read_dir(path).map_or(0, |entries| {
+                entries.filter_map(Result::ok).filter(|entry| entry.path().is_dir()).count()
+            })
+        };
+        let lines = |path: String| std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+        let cgroups = rrockerd::cgroup::mounts::CgroupMounts::read()
+            .map(|mounts| {
+                let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, p)| p));
+                roots.map(|root| dirs(root.join(daemon.cgroup_parent()))).sum()
+            })
+            .unwrap_or(0);
+        Self {
+            fds: count(format!("/proc/{pid}/fd")),
+            threads: count(format!("/proc/{pid}/task")),
+            rss_kib: rss_kib(pid),
+            mounts: lines(format!("/proc/{pid}/mountinfo")) + lines("/proc/self/mountinfo".into()),
+            cgroups,
+        }
+    }
+
+    /// Whether nothing grew from `before` to `self`: fds, mounts and cgroups are equal, the
+    /// threads no more (the runtimes' blocking pools shrink when idle); RSS is not compared
+    /// (the allocator may keep memory).
+    pub fn nothing_leaked_since(self, before: Self) -> bool {
+        (self.fds, self.mounts, self.cgroups) == (before.fds, before.mounts, before.cgroups)
+            && self.threads <= before.threads
+    }
+
+    /// Name and value of each count, for tables.
+    pub fn rows(self) -> [(&'static str, u64); 5] {
+        [
+            ("fds", self.fds as u64),
+            ("threads", self.threads as u64),
+            ("rss KiB", self.rss_kib),
+            ("mounts", self.mounts as u64),
+            ("cgroups", self.cgroups as u64),
+        ]
+    }
+
+    /// The counts as JSON.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "fds": self.fds, "threads": self.threads, "rss_kib": self.rss_kib,
+            "mounts": self.mounts, "cgroups": self.cgroups,
+        })
+    }
+}
+
+/// Resident memory of process `pid` in KiB (VmRSS), 0 if unknown.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

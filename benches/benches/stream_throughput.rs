@@ -1,0 +1,186 @@
+//! Output throughput: a task writing 4 GiB to stdout in 64 KiB writes (`dd`), streamed over
+//! mTLS to a client that discards it, against the same writer into a plain pipe read by a
+//! plain reader (default pipe size, and enlarged to 1 MiB) in the same run. Then ten clients
+//! streaming one task at once, and a late client replaying a finished task's whole output.
+//! Reports GB/s and the daemon's peak RSS during each. Run:
+//! `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench stream_throughput`.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rrocker_benches::{quick, rss_kib, write_result};
+use rrocker_proto::v1::stream_response::Event;
+use rrocker_proto::v1::{RemoveRequest, StreamRequest};
+use rrocker_tests::{Client, Daemon, command};
+
+const WRITE_SIZE: u64 = 64 * 1024;
+const CLIENTS: usize = 10;
+
+fn main() {
+    let total: u64 = if quick() { 64 << 20 } else { 4 << 30 };
+    let count = (total / WRITE_SIZE).to_string();
+    let dd = ["dd", "if=/dev/zero", "bs=64K", &format!("count={count}"), "status=none"];
+    let gb = |bytes: u64, time: Duration| bytes as f64 / time.as_secs_f64() / 1e9;
+
+    let plain = plain_pipe(&dd, None);
+    let enlarged = plain_pipe(&dd, Some(1 << 20));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let daemon = Daemon::start();
+    let argv: Vec<&str> = std::iter::once("/bin/dd").chain(dd[1..].iter().copied()).collect();
+    let results = runtime.block_on(async {
+        let mut control = daemon.client("client1").await;
+
+        // One client, from the start of the task.
+        let peak = RssSampler::start(daemon.pid());
+        let begin = Instant::now();
+        let id = control.start(command(&argv)).await.expect("start").into_inner().task_id;
+        let mut one = daemon.client("client1").await;
+        assert_eq!(drain(&mut one, &id).await, total);
+        let single = (begin.elapsed(), peak.stop());
+
+        // A late client: the task has ended; its whole output is replayed.
+        let peak = RssSampler::start(daemon.pid());
+        let begin = Instant::now();
+        assert_eq!(drain(&mut one, &id).await, total);
+        let late = (begin.elapsed(), peak.stop());
+        control.remove(RemoveRequest { task_id: id }).await.expect("rm");
+
+        // Ten clients on their own connections, all following one task.
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            clients.push(daemon.client("client1").await);
+        }
+        let peak = RssSampler::start(daemon.pid());
+        let begin = Instant::now();
+        let id = control.start(command(&argv)).await.expect("start").into_inner().task_id;
+        let streams = clients.into_iter().map(|mut client| {
+            let id = id.clone();
+            tokio::spawn(async move {
+                let begin = Instant::now();
+                let bytes = drain(&mut client, &id).await;
+                (bytes, begin.elapsed())
+            })
+        });
+        let each: Vec<(u64, Duration)> = futures_util::future::join_all(streams)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("client"))
+            .collect();
+        let all = begin.elapsed();
+        let many = (all, peak.stop(), each);
+        control.remove(RemoveRequest { task_id: id }).await.expect("rm");
+        (single, late, many)
+    });
+    let ((single, single_rss), (late, late_rss), (all, many_rss, each)) = results;
+    assert!(each.iter().all(|(bytes, _)| *bytes == total));
+    let slowest = each.iter().map(|(_, time)| *time).max().expect("clients");
+
+    let base = gb(total, plain);
+    println!("stream_throughput: {} MiB in 64 KiB writes", total >> 20);
+    println!("{:<44} {:>8} {:>10} {:>14}", "", "GB/s", "vs pipe", "daemon peak RSS");
+    let row = |name: &str, rate: f64, rss: Option<u64>| {
+        let rss = rss.map_or_else(|| "-".to_owned(), |kib| format!("{} MiB", kib >> 10));
+        println!("{name:<44} {rate:>8.3} {:>9.2}x {rss:>14}", rate / base);
+    };
+    row("plain pipe (baseline)", base, None);
+    row("plain pipe, 1 MiB", gb(total, enlarged), None);
+    row("rrocker, one client", gb(total, single), Some(single_rss));
+    row(
+        &format!("rrocker, {CLIENTS} clients (aggregate)"),
+        gb(total * CLIENTS as u64, all),
+        Some(many_rss),
+    );
+    row(&format!("rrocker, {CLIENTS} clients (slowest client)"), gb(total, slowest), None);
+    row("rrocker, late client replaying", gb(total, late), Some(late_rss));
+    let result = serde_json::json!({
+        "bytes": total,
+        "plain_pipe_gbps": base,
+        "plain_pipe_1mib_gbps": gb(total, enlarged),
+        "one_client_gbps": gb(total, single),
+        "one_client_peak_rss_kib": single_rss,
+        "clients": CLIENTS,
+        "clients_aggregate_gbps": gb(total * CLIENTS as u64, all),
+        "clients_slowest_gbps": gb(total, slowest),
+        "clients_peak_rss_kib": many_rss,
+        "late_replay_gbps": gb(total, late),
+        "late_replay_peak_rss_kib": late_rss,
+    });
+    match write_result("stream_throughput", &result) {
+        Ok(path) => println!("result: {}", path.display()),
+        Err(error) => eprintln!("cannot write the result file: {error}"),
+    }
+}
+
+/// Runs `writer` into a pipe (of `size` bytes if given) read to its end in 64 KiB reads;
+/// returns the time from spawn to the reader's end of file.
+fn plain_pipe(writer: &[&str], size: Option<usize>) -> Duration {
+    let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
+    if let Some(size) = size {
+        rustix::pipe::fcntl_setpipe_size(read_end.as_fd(), size).expect("F_SETPIPE_SZ");
+    }
+    let begin = Instant::now();
+    let mut child = Command::new(writer[0])
+        .args(&writer[1..])
+        .stdout(Stdio::from(write_end))
+        .spawn()
+        .expect("writer");
+    let mut reader = std::fs::File::from(read_end);
+    let mut buffer = vec![0u8; 64 * 1024];
+    while reader.read(&mut buffer).expect("read") != 0 {}
+    let elapsed = begin.elapsed();
+    assert!(child.wait().expect("wait").success());
+    elapsed
+}
+
+/// Streams a task to its end, discarding the output; returns the stdout bytes received.
+async fn drain(client: &mut Client, id: &str) -> u64 {
+    let mut events =
+        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut bytes = 0;
+    while let Some(message) = events.message().await.expect("message") {
+        if let Some(Event::Output(output)) = message.event {
+            bytes += output.data.len() as u64;
+        }
+    }
+    bytes
+}
+
+/// Samples a process's RSS every 20 ms on a thread and keeps the peak.
+struct RssSampler {
+    done: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+        let thread = {
+            let (done, peak) = (Arc::clone(&done), Arc::clone(&peak));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self { done, peak, thread }
+    }
+
+    /// Stops sampling; the peak RSS in KiB.
+    fn stop(self) -> u64 {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
