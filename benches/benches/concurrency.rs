@@ -1,0 +1,140 @@
+//! Scale: ramps up to 1,000 running tasks (then 20 more), each a bash loop printing a timestamp every second
+//! and each followed by its own streaming client on its own mTLS connection. Reports the
+//! start latency (Start reply, p50/p99) with 0, 100, 500 and 1,000 tasks running (the ratio
+//! is against 0 running, the baseline of the same run), the daemon's RSS and fds per running
+//! task, and line latency (the task's timestamp to the client's receipt, p50/p99).
+//! Run: `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench concurrency`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rrocker_benches::{DaemonCounts, Summary, quick, write_result};
+use rrocker_proto::v1::StreamRequest;
+use rrocker_proto::v1::stream_response::Event;
+use rrocker_tests::{Client, Daemon};
+
+/// Starts timed at each level.
+const SAMPLES: usize = 20;
+/// A task printing its clock every second without forking (`read -t` on a silent coproc).
+const TICKER: &str = "coproc cat; while :; do echo $EPOCHREALTIME; read -t 1 -u ${COPROC[0]}; done";
+
+fn main() {
+    let (levels, listen): (&[usize], Duration) = if quick() {
+        (&[0, 20, 50], Duration::from_secs(2))
+    } else {
+        (&[0, 100, 500, 1000], Duration::from_secs(5))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let daemon = Daemon::start();
+    let latencies: Arc<Mutex<Option<Vec<Duration>>>> = Arc::new(Mutex::new(None));
+    let report = runtime.block_on(async {
+        let mut control = daemon.client("client1").await;
+        let idle = DaemonCounts::of(&daemon);
+        let mut running = 0;
+        let mut rows = Vec::new();
+        let mut counts = Vec::new();
+        for &level in levels {
+            // Ramp up to `level` running, then time starts with that many running.
+            while running < level {
+                start_followed(&daemon, &mut control, &latencies).await;
+                running += 1;
+            }
+            let mut times = Vec::with_capacity(SAMPLES);
+            for _ in 0..SAMPLES {
+                times.push(start_followed(&daemon, &mut control, &latencies).await);
+                running += 1;
+            }
+            let counts_here = DaemonCounts::of(&daemon);
+            rows.push((level, Summary::of(&mut times)));
+            counts.push((running, counts_here));
+        }
+        // Line latency with every task running and followed.
+        *latencies.lock().expect("lock") = Some(Vec::new());
+        tokio::time::sleep(listen).await;
+        let mut lines = latencies.lock().expect("lock").take().expect("samples");
+        (idle, rows, counts, Summary::of(&mut lines), lines.len(), running)
+    });
+    let (idle, rows, counts, line_latency, line_samples, running) = report;
+
+    let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
+    println!("concurrency: up to {running} running tasks, each with its own streaming client");
+    println!("{:<30} {:>8} {:>8} {:>10}", "Start reply (ms)", "p50", "p99", "p50 ratio");
+    let baseline = rows[0].1.p50.as_secs_f64();
+    for (level, summary) in &rows {
+        println!(
+            "{:<30} {:>8} {:>8} {:>9.2}x",
+            format!("with {level} running"),
+            ms(summary.p50),
+            ms(summary.p99),
+            summary.p50.as_secs_f64() / baseline
+        );
+    }
+    let (most, full) = counts.last().copied().expect("levels");
+    let per_task = |grown: u64| grown as f64 / most as f64;
+    let rss_per_task = per_task(full.rss_kib.saturating_sub(idle.rss_kib)) * 1024.0;
+    let fds_per_task = per_task((full.fds.saturating_sub(idle.fds)) as u64);
+    println!(
+        "daemon at {most} running: RSS {} MiB ({:.0} bytes per task), {} fds ({:.1} per task incl. its client's connection), {} threads",
+        full.rss_kib >> 10,
+        rss_per_task,
+        full.fds,
+        fds_per_task,
+        full.threads
+    );
+    println!(
+        "line latency over {line_samples} lines: p50 {} ms, p99 {} ms",
+        ms(line_latency.p50),
+        ms(line_latency.p99)
+    );
+    let result = serde_json::json!({
+        "running": running,
+        "start_reply": rows.iter().map(|(level, s)| serde_json::json!({"running": level, "summary": s.to_json()})).collect::<Vec<_>>(),
+        "idle": idle.to_json(),
+        "full": full.to_json(),
+        "rss_bytes_per_task": rss_per_task,
+        "fds_per_task": fds_per_task,
+        "line_latency": line_latency.to_json(),
+        "line_samples": line_samples,
+    });
+    match write_result("concurrency", &result) {
+        Ok(path) => println!("result: {}", path.display()),
+        Err(error) => eprintln!("cannot write the result file: {error}"),
+    }
+}
+
+/// Starts a ticker task and a client of its own following its output; returns the time to
+/// the Start reply.
+async fn start_followed(
+    daemon: &Daemon,
+    control: &mut Client,
+    latencies: &Arc<Mutex<Option<Vec<Duration>>>>,
+) -> Duration {
+    let argv = ["/bin/bash", "-c", TICKER].iter().map(|a| a.as_bytes().to_vec()).collect();
+    let request = rrocker_proto::v1::StartRequest { argv, ..Default::default() };
+    let begin = Instant::now();
+    let id = control.start(request).await.expect("start").into_inner().task_id;
+    let elapsed = begin.elapsed();
+    let mut client = daemon.client("client1").await;
+    let latencies = Arc::clone(latencies);
+    tokio::spawn(async move {
+        let request = StreamRequest { task_id: id };
+        let Ok(response) = client.stream(request).await else { return };
+        let mut events = response.into_inner();
+        while let Ok(Some(message)) = events.message().await {
+            let Some(Event::Output(output)) = message.event else { continue };
+            let received = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+            for line in String::from_utf8_lossy(&output.data).lines() {
+                let Ok(stamp) = line.trim().parse::<f64>() else { continue };
+                let sent = Duration::from_secs_f64(stamp);
+                if let Some(samples) = latencies.lock().expect("lock").as_mut() {
+                    samples.push(received.saturating_sub(sent));
+                }
+            }
+        }
+    });
+    elapsed
+}
