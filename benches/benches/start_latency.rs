@@ -70,10 +70,12 @@ fn main() {
     let bundle =
         oci::bundle(&scratch.path().join("bundle"), &image, &["/bin/true"]).expect("bundle");
     let mut oci_rows = Vec::new();
+    let mut oci_samples = Vec::new();
     for name in ["runc", "crun"] {
         if oci::installed(name) {
             let mut times = oci::time_runs(name, &bundle, iterations);
             oci_rows.push((name, Some(Summary::of(&mut times))));
+            oci_samples.push((name, times));
         } else {
             eprintln!("{name} is not installed (benches/setup.sh installs it): no {name} baseline");
             oci_rows.push((name, None));
@@ -138,6 +140,14 @@ fn main() {
         "runc": oci_json("runc"),
         "crun": oci_json("crun"),
         "rrocker_over_crun_p50": versus_crun,
+        // Every sample in microseconds, sorted, for latency CDFs (benches/render.py).
+        "samples_us": {
+            "fork_exec": micros(&fork_exec),
+            "start_to_final_status": micros(&to_end),
+            "start_to_final_status_no_cgroups": micros(&bare_end),
+            "runc": oci_samples.iter().find(|(n, _)| *n == "runc").map(|(_, t)| micros(t)),
+            "crun": oci_samples.iter().find(|(n, _)| *n == "crun").map(|(_, t)| micros(t)),
+        },
     });
     match write_result("start_latency", &result) {
         Ok(path) => println!("result: {}", path.display()),
@@ -167,4 +177,9 @@ fn rrocker_starts(
         }
     });
     (to_reply, to_end)
+}
+
+/// Durations in whole microseconds.
+fn micros(samples: &[Duration]) -> Vec<u64> {
+    samples.iter().map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).collect()
 }

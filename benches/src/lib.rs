@@ -52,15 +52,17 @@ impl Summary {
     }
 }
 
-/// Writes a benchmark's JSON result to `<target>/rrocker-bench/<name>.json` and returns the
-/// path.
+/// Writes a benchmark's JSON result to `<target>/rrocker-bench/<name>.json` (`.quick.json`
+/// in quick mode) and returns the path.
 pub fn write_result(name: &str, result: &serde_json::Value) -> std::io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let target =
         exe.ancestors().nth(3).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
     let dir = target.join("rrocker-bench");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.json"));
+    // Quick runs (CI) never overwrite a full run's result.
+    let path =
+        dir.join(if quick() { format!("{name}.quick.json") } else { format!("{name}.json") });
     std::fs::write(&path, serde_json::to_vec_pretty(result)?)?;
     Ok(path)
 }

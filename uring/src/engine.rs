@@ -195,7 +195,7 @@ fn signal_task(tasks: &Tasks, key: TaskKey, signal: i32) -> Result<(), EngineErr
 async fn start_task(
     tasks: Tasks,
     config: Rc<EngineConfig>,
-    spec: SpawnSpec,
+    mut spec: SpawnSpec,
     serial: u64,
     reply: oneshot::Sender<Result<Spawned, EngineError>>,
 ) {
@@ -207,6 +207,8 @@ async fn start_task(
         }
     };
     let pidfd = Rc::new(child.pidfd);
+    // The child is in its v2 cgroup: the directory fd is not needed for the task's life.
+    spec.placement.clone_into = None;
     if let Some(go) = child.go {
         let procs_files = spec.placement.procs_files.clone();
         if let Err(error) = spawn::place_and_go(child.pid, procs_files, go).await {
