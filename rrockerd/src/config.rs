@@ -41,6 +41,10 @@ pub struct Config {
     /// controllers, else v1; off runs tasks without cgroups (and refuses limits).
     #[arg(long, value_enum, default_value_t = CgroupVersion::Auto)]
     pub cgroup_version: CgroupVersion,
+    /// Bytes of output each task keeps in memory; older output moves to an unlinked file in
+    /// `<state-dir>/spill` (so put the state directory on a disk for tasks that print a lot).
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 40))]
+    pub output_window_bytes: u64,
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,

@@ -127,7 +127,17 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
         source,
     })?;
 
-    let engine = Engine::start(EngineConfig::default())?;
+    let spill_dir = config.state_dir.join("spill");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&spill_dir)
+        .or_else(|error| if spill_dir.is_dir() { Ok(()) } else { Err(error) })
+        .map_err(|source| DaemonError::Io { action: "create", path: spill_dir.clone(), source })?;
+    let engine = Engine::start(EngineConfig {
+        spill_dir: Some(spill_dir.clone()),
+        window_bytes: usize::try_from(config.output_window_bytes).unwrap_or(usize::MAX),
+        ..EngineConfig::default()
+    })?;
     let isolator = worker::Isolator::new(task_image(&config, mounts)?, config.id_map())?;
     // Leftover tasks of an earlier run are killed (with their cgroups) before their
     // directories are cleaned up.
@@ -182,6 +192,7 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
     // Every task is gone, and its directory and cgroup with it: leave nothing behind.
     registry.remove_cgroup_parent();
     let _ = std::fs::remove_dir(config.state_dir.join("tasks"));
+    let _ = std::fs::remove_dir(&spill_dir);
     let image_mount = config.state_dir.join("image");
     if image_mount.exists() {
         let _ = rustix::mount::unmount(&image_mount, rustix::mount::UnmountFlags::DETACH);

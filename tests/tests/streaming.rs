@@ -132,3 +132,41 @@ async fn a_stalled_subscriber_holds_up_neither_the_task_nor_other_subscribers() 
     assert_eq!(drain(stalled_events, &mut stalled).await, TaskState::Completed);
     assert_eq!(sha256_hex(&stalled), sha256_hex(&other.stdout));
 }
+
+/// The peak resident memory of process `pid` in KiB (VmHWM: the kernel tracks the peak).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_printing_512_mib_unwatched_keeps_the_daemon_small_and_replays_exactly() {
+    // A 4 MiB window per task (the default): the rest goes to the task's spill file.
+    let daemon = Daemon::start_with(&["--output-window-bytes", "4194304"]);
+    let mut client = daemon.client("client1").await;
+    let line = "the quick brown fox jumps over the lazy dog 0123456789\n";
+    let total = 512 * MIB;
+    let id =
+        start(&mut client, shell(&format!("yes '{}' | head -c {total}", line.trim_end()))).await;
+    // Nobody streams until the task has ended: wait for its end with Query's final status.
+    let status = loop {
+        let status = client.query(rrocker_proto::v1::QueryRequest { task_id: id.clone() }).await;
+        let status = status.expect("query").into_inner();
+        if status.state() != TaskState::Running {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.exit_code, Some(0));
+    let peak = peak_rss_kib(daemon.pid());
+    assert!(peak < 96 * 1024, "daemon peak RSS {peak} KiB for 512 MiB of output");
+    let streamed = stream_all(&mut client, &id).await;
+    assert_eq!(streamed.stdout.len(), total);
+    let mut expected = line.repeat(total / line.len() + 1).into_bytes();
+    expected.truncate(total);
+    assert_eq!(sha256_hex(&streamed.stdout), sha256_hex(&expected));
+}

@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,6 +34,11 @@ pub struct EngineConfig {
     pub pipe_size: usize,
     /// io_uring submission queue entries.
     pub ring_entries: u32,
+    /// Directory for spill files; `None` keeps every task's whole output in memory.
+    pub spill_dir: Option<PathBuf>,
+    /// Bytes of output a task keeps in memory when it has a spill directory; older output
+    /// moves to its spill file.
+    pub window_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +48,8 @@ impl Default for EngineConfig {
             chunk_limit: 64 * 1024,
             pipe_size: 1024 * 1024,
             ring_entries: 1024,
+            spill_dir: None,
+            window_bytes: 4 << 20,
         }
     }
 }
@@ -231,7 +239,11 @@ async fn start_task(
     };
     let index = tasks.borrow_mut().insert(Entry { serial, pidfd: Rc::clone(&pidfd) });
     let key = TaskKey { index, serial };
-    let output = OutputLog::new();
+    let output = match &config.spill_dir {
+        Some(_) => Arc::new(OutputLog::with_window(config.window_bytes)),
+        None => OutputLog::new(),
+    };
+    let spill = SpillWriter::new(config.spill_dir.clone());
     let (exit_tx, exit) = oneshot::channel();
     let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit };
     if reply.send(Ok(spawned)).is_err() {
@@ -254,8 +266,8 @@ async fn start_task(
             (None, Err(error)) => tracing::error!(%error, "cannot reap task"),
         }
     };
-    let stdout = pump(child.stdout, OutputFd::Stdout, &output, &config);
-    let stderr = pump(child.stderr, OutputFd::Stderr, &output, &config);
+    let stdout = pump(child.stdout, OutputFd::Stdout, &output, &spill, &config);
+    let stderr = pump(child.stderr, OutputFd::Stderr, &output, &spill, &config);
     tokio::join!(reaper, stdout, stderr);
     output.close();
     tasks.borrow_mut().remove(index);
@@ -296,8 +308,15 @@ async fn reap(pidfd: Rc<OwnedFd>, pid: u32) -> io::Result<ExitStatus> {
     }
 }
 
-/// Reads one pipe to its end with io_uring and appends what it reads to `log`.
-async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfig) {
+/// Reads one pipe to its end with io_uring and appends what it reads to `log`, moving the
+/// log's oldest chunks to its spill file whenever its memory window is over budget.
+async fn pump(
+    pipe: OwnedFd,
+    fd: OutputFd,
+    log: &OutputLog,
+    spill: &SpillWriter,
+    config: &EngineConfig,
+) {
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
     let mut chunker = LineChunker::new(config.chunk_limit);
     let mut emit = |data| log.append(Chunk { fd, data });
@@ -316,6 +335,9 @@ async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfi
                 // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
                 let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
                 chunker.push(buffer.split().freeze(), more_waiting, &mut emit);
+                if log.over_budget() {
+                    spill.spill(log).await;
+                }
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => {
@@ -326,4 +348,54 @@ async fn pump(pipe: OwnedFd, fd: OutputFd, log: &OutputLog, config: &EngineConfi
     }
     chunker.finish(&mut emit);
     let _ = file.close().await;
+}
+
+/// Writes a task's oldest output to its spill file (created on first need, O_TMPFILE in the
+/// spill directory) through io_uring. Shared by the task's two pumps on the engine thread;
+/// one batch at a time.
+struct SpillWriter {
+    dir: Option<PathBuf>,
+    file: std::cell::OnceCell<tokio_uring::fs::File>,
+    busy: std::cell::Cell<bool>,
+    failed: std::cell::Cell<bool>,
+}
+
+impl SpillWriter {
+    fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir, file: Default::default(), busy: Default::default(), failed: Default::default() }
+    }
+
+    /// Moves a batch of the log's oldest chunks to the file, unless a batch is already being
+    /// written. After a failure (a full disk...) the task's output stays in memory.
+    async fn spill(&self, log: &OutputLog) {
+        if self.busy.get() || self.failed.get() {
+            return;
+        }
+        self.busy.set(true);
+        let written = self.write_batch(log).await;
+        self.busy.set(false);
+        if let Err(error) = written {
+            tracing::error!(%error, "cannot spill task output; keeping it in memory");
+            self.failed.set(true);
+        }
+    }
+
+    async fn write_batch(&self, log: &OutputLog) -> io::Result<()> {
+        if self.file.get().is_none() {
+            let dir = self.dir.as_deref().ok_or_else(|| io::Error::other("no spill directory"))?;
+            let file = crate::spill::create(dir)?;
+            log.attach_spill_file(std::fs::File::from(file.try_clone()?));
+            let _ = self.file.set(tokio_uring::fs::File::from_std(std::fs::File::from(file)));
+        }
+        let file = self.file.get().expect("set above");
+        let (records, count, offset) = log.spill_batch();
+        if count == 0 {
+            return Ok(());
+        }
+        let length = records.len() as u64;
+        let (written, _) = file.write_all_at(records, offset).await;
+        written?;
+        log.commit_spill(count, length);
+        Ok(())
+    }
 }

@@ -18,6 +18,7 @@ mod engine;
 mod output;
 pub mod report;
 mod spawn;
+mod spill;
 mod sys;
 
 use std::io;

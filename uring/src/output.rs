@@ -6,7 +6,8 @@
 //! clone a `Bytes` handle, so a slow or vanished reader never holds up the writer or the
 //! other readers. The log never drops or alters a byte.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
@@ -116,32 +117,65 @@ struct Progress {
     closed: bool,
 }
 
+/// Where a log's chunks are: the oldest in the spill file, the newest in memory.
+#[derive(Debug, Default)]
+struct Stored {
+    /// The in-memory chunks, numbers `first..first + window.len()`.
+    window: VecDeque<Chunk>,
+    /// The number of the window's first chunk (every earlier one is in the file).
+    first: usize,
+    /// Bytes held by the window.
+    window_bytes: usize,
+    /// Bytes of records in the file (all complete).
+    file_len: u64,
+    /// (chunk number, file offset) of some records' starts, at least
+    /// [`spill::CHECKPOINT_EVERY`] apart, the first at (0, 0).
+    checkpoints: Vec<(usize, u64)>,
+}
+
 /// Every chunk a task has written, in order. Written by the engine, read by any number of
-/// [`LogReader`]s.
+/// [`LogReader`]s. The newest chunks stay in memory, up to a budget; with a spill file, older
+/// ones move to it (see [`crate::spill`]) so that memory does not grow with the output.
 #[derive(Debug)]
 pub struct OutputLog {
-    chunks: Mutex<Vec<Chunk>>,
+    stored: Mutex<Stored>,
     progress: watch::Sender<Progress>,
+    /// The spill file, for readers (the engine writes through its own io_uring handle).
+    file: OnceLock<Arc<std::fs::File>>,
+    /// In-memory budget in bytes (unbounded without a spill file).
+    window_limit: usize,
 }
 
 impl Default for OutputLog {
     fn default() -> Self {
-        Self { chunks: Mutex::new(Vec::new()), progress: watch::Sender::new(Progress::default()) }
+        Self::with_window(usize::MAX)
     }
 }
 
 impl OutputLog {
-    /// An empty, open log.
+    /// An empty, open log that keeps everything in memory.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// An empty, open log whose in-memory window holds `window_limit` bytes once a spill
+    /// file is attached.
+    pub fn with_window(window_limit: usize) -> Self {
+        Self {
+            stored: Mutex::new(Stored { checkpoints: vec![(0, 0)], ..Stored::default() }),
+            progress: watch::Sender::new(Progress::default()),
+            file: OnceLock::new(),
+            window_limit,
+        }
     }
 
     /// Appends a chunk and wakes the readers.
     pub fn append(&self, chunk: Chunk) {
         let count = {
-            let mut chunks = self.lock();
-            chunks.push(chunk);
-            chunks.len()
+            let mut stored = self.lock();
+            stored.window_bytes += chunk.data.len();
+            stored.window.push_back(chunk);
+            stored.first + stored.window.len()
         };
         self.progress.send_modify(|progress| progress.chunks = count);
     }
@@ -158,13 +192,78 @@ impl OutputLog {
 
     /// A reader positioned at the first byte.
     pub fn reader(self: &Arc<Self>) -> LogReader {
-        LogReader { log: Arc::clone(self), next: 0, progress: self.progress.subscribe() }
+        LogReader {
+            log: Arc::clone(self),
+            next: 0,
+            progress: self.progress.subscribe(),
+            read_ahead: VecDeque::new(),
+            file_position: None,
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Chunk>> {
-        // A panic while holding this lock leaves the Vec consistent (push is atomic for us).
-        self.chunks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Bytes held in memory.
+    pub fn window_bytes(&self) -> usize {
+        self.lock().window_bytes
     }
+
+    /// Whether the window is over its budget.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.window_limit != usize::MAX && self.lock().window_bytes > self.window_limit
+    }
+
+    /// Gives the log its spill file (for readers).
+    pub(crate) fn attach_spill_file(&self, file: std::fs::File) {
+        let _ = self.file.set(Arc::new(file));
+    }
+
+    /// The records of the oldest chunks that bring the window down to half its budget, the
+    /// number of chunks they hold, and the file offset they go to. The chunks stay readable
+    /// in memory until [`commit_spill`](Self::commit_spill).
+    pub(crate) fn spill_batch(&self) -> (BytesMut, usize, u64) {
+        let stored = self.lock();
+        let mut bytes = stored.window_bytes;
+        let mut count = 0;
+        for chunk in &stored.window {
+            if bytes <= self.window_limit / 2 {
+                break;
+            }
+            bytes -= chunk.data.len();
+            count += 1;
+        }
+        let mut records = BytesMut::new();
+        crate::spill::encode(stored.window.iter().take(count), &mut records);
+        (records, count, stored.file_len)
+    }
+
+    /// Records that the `count` oldest in-memory chunks are now `length` bytes in the file,
+    /// and drops them from memory.
+    pub(crate) fn commit_spill(&self, count: usize, length: u64) {
+        let mut stored = self.lock();
+        for chunk in stored.window.drain(..count).collect::<Vec<_>>() {
+            stored.window_bytes -= chunk.data.len();
+        }
+        let (last_chunk, last_offset) = *stored.checkpoints.last().expect("(0, 0) is first");
+        if stored.file_len - last_offset >= crate::spill::CHECKPOINT_EVERY
+            && stored.first > last_chunk
+        {
+            let checkpoint = (stored.first, stored.file_len);
+            stored.checkpoints.push(checkpoint);
+        }
+        stored.first += count;
+        stored.file_len += length;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Stored> {
+        // A panic while holding this lock leaves the state consistent (updates are atomic
+        // for us).
+        self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Where a reader goes next: from memory, or from the file at an offset.
+enum Source {
+    Memory(Chunk),
+    File { file: Arc<std::fs::File>, chunk: usize, offset: u64, end: u64 },
 }
 
 /// One subscriber's cursor into an [`OutputLog`].
@@ -173,6 +272,10 @@ pub struct LogReader {
     log: Arc<OutputLog>,
     next: usize,
     progress: watch::Receiver<Progress>,
+    /// Chunks decoded from the file and not returned yet (numbers `next..`).
+    read_ahead: VecDeque<Chunk>,
+    /// Where the file read stopped: (number of the next chunk, its file offset).
+    file_position: Option<(usize, u64)>,
 }
 
 impl LogReader {
@@ -180,11 +283,22 @@ impl LogReader {
     /// the end.
     pub async fn next(&mut self) -> Option<Chunk> {
         loop {
-            let progress = *self.progress.borrow_and_update();
-            if self.next < progress.chunks {
-                let chunk = self.log.lock()[self.next].clone();
+            if let Some(chunk) = self.read_ahead.pop_front() {
                 self.next += 1;
                 return Some(chunk);
+            }
+            let progress = *self.progress.borrow_and_update();
+            if self.next < progress.chunks {
+                match self.source() {
+                    Source::Memory(chunk) => {
+                        self.next += 1;
+                        return Some(chunk);
+                    }
+                    Source::File { file, chunk, offset, end } => {
+                        self.read_file(file, chunk, offset, end).await;
+                        continue;
+                    }
+                }
             }
             if progress.closed {
                 return None;
@@ -192,6 +306,49 @@ impl LogReader {
             // The sender lives in the log we hold, so `changed` cannot fail.
             let _ = self.progress.changed().await;
         }
+    }
+
+    fn source(&self) -> Source {
+        let stored = self.log.lock();
+        if self.next >= stored.first {
+            return Source::Memory(stored.window[self.next - stored.first].clone());
+        }
+        let (chunk, offset) = match self.file_position {
+            Some((chunk, offset)) if chunk <= self.next => (chunk, offset),
+            _ => {
+                let at = stored.checkpoints.partition_point(|(chunk, _)| *chunk <= self.next);
+                stored.checkpoints[at - 1]
+            }
+        };
+        let file = Arc::clone(self.log.file.get().expect("chunks were spilled to a file"));
+        Source::File { file, chunk, offset, end: stored.file_len }
+    }
+
+    /// Reads a block of records from `offset` (the start of chunk `chunk`) and keeps the
+    /// chunks from `self.next` on.
+    async fn read_file(&mut self, file: Arc<std::fs::File>, chunk: usize, offset: u64, end: u64) {
+        let length =
+            usize::try_from(end - offset).unwrap_or(usize::MAX).min(crate::spill::READ_BLOCK);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut block = vec![0u8; length];
+            file.read_exact_at(&mut block, offset).map(|()| Bytes::from(block))
+        })
+        .await;
+        let decoded = match read {
+            Ok(Ok(block)) => crate::spill::decode(block),
+            _ => None,
+        };
+        let Some((chunks, used)) = decoded.filter(|(chunks, _)| !chunks.is_empty()) else {
+            // The file cannot be read back: this reader ends here rather than loop.
+            tracing::error!(offset, "cannot read spilled output back");
+            self.next = usize::MAX;
+            return;
+        };
+        let count = chunks.len();
+        let skip = self.next - chunk;
+        self.read_ahead.extend(chunks.into_iter().skip(skip));
+        self.file_position = Some((chunk + count, offset + used as u64));
     }
 }
 

@@ -155,3 +155,51 @@ fn background_processes_die_with_the_task() {
         assert!(exits_within(pid, std::time::Duration::from_secs(10)), "sleep {pid} survived");
     });
 }
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
+}
+
+#[test]
+fn output_beyond_the_window_spills_and_every_reader_gets_every_byte() {
+    let spill = tempfile::tempdir().expect("spill dir");
+    let config = EngineConfig {
+        spill_dir: Some(spill.path().to_owned()),
+        window_bytes: 256 * 1024,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config).expect("engine");
+    runtime().block_on(async {
+        // 24 MiB of numbered lines on stdout, a line on stderr every 1000th line.
+        let script = "seq -f 'line %08.0f' 1 2200000; seq -f 'err %.0f' 1 1000 2200000 >&2";
+        let task = engine.spawn(shell(script)).await.expect("spawn");
+        let mut live = task.output.reader();
+        let output = std::sync::Arc::clone(&task.output);
+        // Follow while it runs, checking the window stays near its budget.
+        let (mut out, mut err, mut most) = (Vec::new(), Vec::new(), 0);
+        while let Some(chunk) = live.next().await {
+            most = most.max(output.window_bytes());
+            match chunk.fd {
+                OutputFd::Stdout => out.extend_from_slice(&chunk.data),
+                OutputFd::Stderr => err.extend_from_slice(&chunk.data),
+            }
+        }
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Exited(0));
+        let expected: String = (1..=2_200_000).map(|n| format!("line {n:08}\n")).collect();
+        assert_eq!(sha256(&out), sha256(expected.as_bytes()));
+        assert!(most <= 2 * 256 * 1024 + 2 * 65536, "window grew to {most} bytes");
+        assert!(output.window_bytes() <= 256 * 1024 + 65536, "the rest went to the file");
+        // A late reader replays it all from the file, then the window.
+        let (late_out, late_err) = collect(&mut output.reader()).await;
+        assert_eq!(sha256(&late_out), sha256(expected.as_bytes()));
+        assert_eq!(late_err, err);
+        assert_eq!(err.iter().filter(|&&b| b == b'\n').count(), 2200);
+    });
+    engine.shutdown();
+    assert_eq!(
+        std::fs::read_dir(spill.path()).expect("dir").count(),
+        0,
+        "spill files are unlinked"
+    );
+}

@@ -1,0 +1,98 @@
+//! The on-disk part of an [`crate::OutputLog`]: once a log's in-memory window is over its
+//! budget, its oldest chunks are appended to an unlinked file (O_TMPFILE) as records
+//! `[fd: 1 byte][length: 4 bytes LE][data]`, written by the engine through io_uring. Readers
+//! behind the window read the file back in blocks and decode the records; sparse checkpoints
+//! (chunk number, file offset) let a new reader start anywhere without scanning it all.
+//!
+//! Encoding and decoding are pure (no I/O) and unit-tested; the file is only appended to.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::output::{Chunk, OutputFd};
+
+/// Bytes of a record's header.
+pub const HEADER: usize = 5;
+/// File distance between two checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 1 << 20;
+/// How much a reader reads from the file at once (at least one record of the largest chunk).
+pub const READ_BLOCK: usize = 1 << 20;
+
+/// Opens an unlinked read-write file in `dir` (O_TMPFILE): it disappears with its last fd.
+pub fn create(dir: &Path) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600))?)
+}
+
+/// Appends the records of `chunks` to `out`.
+pub fn encode<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMut) {
+    for chunk in chunks {
+        out.reserve(HEADER + chunk.data.len());
+        out.put_u8(match chunk.fd {
+            OutputFd::Stdout => 1,
+            OutputFd::Stderr => 2,
+        });
+        let length = u32::try_from(chunk.data.len()).expect("a chunk is far below 4 GiB");
+        out.put_u32_le(length);
+        out.put_slice(&chunk.data);
+    }
+}
+
+/// Decodes the complete records at the start of `block` (slices of it, no copy); returns
+/// them and how many bytes they took. A record cut by the block's end is left for the next
+/// read. `None` if the block holds something that is not a record (a corrupt file).
+pub fn decode(mut block: Bytes) -> Option<(Vec<Chunk>, usize)> {
+    let mut chunks = Vec::new();
+    let mut used = 0;
+    while block.len() >= HEADER {
+        let fd = match block[0] {
+            1 => OutputFd::Stdout,
+            2 => OutputFd::Stderr,
+            _ => return None,
+        };
+        let length = u32::from_le_bytes([block[1], block[2], block[3], block[4]]) as usize;
+        if block.len() < HEADER + length {
+            break;
+        }
+        block.advance(HEADER);
+        chunks.push(Chunk { fd, data: block.split_to(length) });
+        used += HEADER + length;
+    }
+    Some((chunks, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(fd: OutputFd, data: &'static [u8]) -> Chunk {
+        Chunk { fd, data: Bytes::from_static(data) }
+    }
+
+    #[test]
+    fn records_round_trip_and_a_cut_record_waits() {
+        let chunks = [
+            chunk(OutputFd::Stdout, b"hello\n"),
+            chunk(OutputFd::Stderr, b""),
+            chunk(OutputFd::Stderr, b"err"),
+        ];
+        let mut out = BytesMut::new();
+        encode(&chunks, &mut out);
+        let whole = out.freeze();
+        let (decoded, used) = decode(whole.clone()).expect("valid");
+        assert_eq!(decoded, chunks);
+        assert_eq!(used, whole.len());
+        // Cut inside the last record: the first two decode, the third waits.
+        let (decoded, used) = decode(whole.slice(..whole.len() - 1)).expect("valid");
+        assert_eq!(decoded, chunks[..2]);
+        assert_eq!(used, HEADER + 6 + HEADER);
+    }
+
+    #[test]
+    fn garbage_is_not_a_record() {
+        assert!(decode(Bytes::from_static(b"\x07\0\0\0\0")).is_none());
+    }
+}
