@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -201,18 +202,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 async fn stream(client: &mut TaskServiceClient<Channel>, id: String) -> Result<(), CliError> {
     let mut events =
         client.stream(StreamRequest { task_id: id }).await.map_err(CliError::Status)?.into_inner();
-    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    // Output goes straight to fds 1 and 2, one write per piece (std's stdout would copy it
+    // into its line buffer and scan it for newlines first).
+    let unbuffered =
+        |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
+    let mut stdout = unbuffered(std::io::stdout().as_fd())?;
+    let mut stderr = unbuffered(std::io::stderr().as_fd())?;
     while let Some(message) = events.message().await.map_err(CliError::Status)? {
         match message.event {
             Some(Event::Output(output)) if output.fd() == Fd::Stderr => {
                 stderr.write_all(&output.data)?;
             }
-            Some(Event::Output(output)) => {
-                stdout.write_all(&output.data)?;
-                stdout.flush()?;
-            }
+            Some(Event::Output(output)) => stdout.write_all(&output.data)?,
             Some(Event::Status(status)) => {
-                stdout.flush()?;
                 write!(stderr, "{}", format::state_lines(&status))?;
                 return Ok(());
             }

@@ -103,11 +103,11 @@ impl LineChunker {
 }
 
 fn memchr_newline(data: &[u8]) -> Option<usize> {
-    data.iter().position(|&byte| byte == b'\n')
+    memchr::memchr(b'\n', data)
 }
 
 fn memrchr_newline(data: &[u8]) -> Option<usize> {
-    data.iter().rposition(|&byte| byte == b'\n')
+    memchr::memrchr(b'\n', data)
 }
 
 /// How far a log has got: the number of chunks and whether it is complete.
@@ -260,6 +260,20 @@ impl OutputLog {
     }
 }
 
+/// Reads `length` bytes at `offset` (all there: the records are complete) into a fresh
+/// buffer, without zeroing it first.
+fn read_block(file: &std::fs::File, offset: u64, length: usize) -> std::io::Result<Bytes> {
+    let mut block = Vec::with_capacity(length);
+    while block.len() < length {
+        let at = offset + block.len() as u64;
+        let read = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut block), at)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(Bytes::from(block))
+}
+
 /// Where a reader goes next: from memory, or from the file at an offset.
 enum Source {
     Memory(Chunk),
@@ -329,12 +343,7 @@ impl LogReader {
     async fn read_file(&mut self, file: Arc<std::fs::File>, chunk: usize, offset: u64, end: u64) {
         let length =
             usize::try_from(end - offset).unwrap_or(usize::MAX).min(crate::spill::READ_BLOCK);
-        let read = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut block = vec![0u8; length];
-            file.read_exact_at(&mut block, offset).map(|()| Bytes::from(block))
-        })
-        .await;
+        let read = tokio::task::spawn_blocking(move || read_block(&file, offset, length)).await;
         let decoded = match read {
             Ok(Ok(block)) => crate::spill::decode(block),
             _ => None,
