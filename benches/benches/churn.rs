@@ -14,11 +14,7 @@ const IN_FLIGHT: usize = 4;
 
 fn main() {
     let tasks = if quick() { 200 } else { 10_000 };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = rrocker_benches::runtime();
 
     // Baseline: the same number of fork+exec of /bin/true, 4 at a time.
     let begin = Instant::now();

@@ -24,11 +24,7 @@ fn main() {
     } else {
         (&[0, 100, 500, 1000], Duration::from_secs(5))
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = rrocker_benches::runtime();
     let daemon = Daemon::start();
     let latencies: Arc<Mutex<Option<Vec<Duration>>>> = Arc::new(Mutex::new(None));
     let report = runtime.block_on(async {

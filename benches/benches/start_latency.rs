@@ -11,11 +11,7 @@ use rrocker_tests::{Daemon, command, stream_all};
 fn main() {
     rrocker_benches::oci::serve_loop_if_asked();
     let iterations = if quick() { 20 } else { 500 };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = rrocker_benches::runtime();
 
     let mut fork_exec = Vec::with_capacity(iterations);
     for _ in 0..iterations {

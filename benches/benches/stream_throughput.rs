@@ -29,11 +29,7 @@ fn main() {
     let plain = plain_pipe(&dd, None);
     let enlarged = plain_pipe(&dd, Some(1 << 20));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = rrocker_benches::runtime();
     let daemon = Daemon::start();
     let argv: Vec<&str> = std::iter::once("/bin/dd").chain(dd[1..].iter().copied()).collect();
     let results = runtime.block_on(async {

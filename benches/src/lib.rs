@@ -7,6 +7,16 @@ pub mod oci;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The client runtime every benchmark drives rrocker from: two worker threads, like the
+/// machine's two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Whether the quick mode (`RROCKER_BENCH_QUICK=1`) is on: few iterations, for CI.
 pub fn quick() -> bool {
     std::env::var_os("RROCKER_BENCH_QUICK").is_some_and(|value| value != "0")

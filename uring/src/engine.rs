@@ -217,21 +217,30 @@ async fn start_task(
     let pidfd = Rc::new(child.pidfd);
     // The child is in its v2 cgroup: the directory fd is not needed for the task's life.
     spec.placement.clone_into = None;
-    if let Some(go) = child.go {
-        let procs_files = spec.placement.procs_files.clone();
-        if let Err(error) = spawn::place_and_go(child.pid, procs_files, go).await {
-            let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+    let placed = match child.go {
+        Some(go) => {
+            let procs_files = spec.placement.procs_files.clone();
+            spawn::place_and_go(child.pid, procs_files, go).await
+        }
+        None => Ok(()),
+    };
+    if placed.is_err() {
+        let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
+    }
+    let report = spawn::ReportPipe::new(child.error_pipe);
+    let isolated = spec.isolation.is_some();
+    let outcome = spawn::exec_outcome(report, &spec.program, isolated).await;
+    let final_report = match (placed, outcome) {
+        (Ok(()), Ok(final_report)) => final_report,
+        // A step the child reported failing explains more than a placement that failed
+        // because the child had already exited.
+        (_, Err(error)) if !error.is_missing_report() => {
             let _ = reap(Rc::clone(&pidfd), child.pid).await;
             let _ = reply.send(Err(error));
             return;
         }
-    }
-    let report = spawn::ReportPipe::new(child.error_pipe);
-    let isolated = spec.isolation.is_some();
-    let final_report = match spawn::exec_outcome(report, &spec.program, isolated).await {
-        Ok(final_report) => final_report,
-        Err(error) => {
-            // The child reported a failure and is exiting: reap it before answering.
+        (Err(error), _) | (Ok(()), Err(error)) => {
+            // The child failed or was killed and is exiting: reap it before answering.
             let _ = reap(Rc::clone(&pidfd), child.pid).await;
             let _ = reply.send(Err(error));
             return;

@@ -103,3 +103,11 @@ pub enum EngineError {
     #[error("cannot signal the task: {0}")]
     Signal(io::Error),
 }
+
+impl EngineError {
+    /// Whether this says only that a child ended without reporting how its set-up went
+    /// (it was killed, or its report pipe closed early).
+    pub fn is_missing_report(&self) -> bool {
+        matches!(self, Self::ChildSetup { step, .. } if step == "report")
+    }
+}

@@ -89,6 +89,18 @@ pub fn children(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Kills the processes of the task cgroups an earlier run left (`dirs`, in every hierarchy),
+/// then removes the cgroups.
+pub fn remove_leftovers(dirs: &[PathBuf]) -> Result<(), DaemonError> {
+    if !dirs.is_empty() {
+        tracing::warn!(count = dirs.len(), "removing cgroups left by an earlier run");
+    }
+    for dir in dirs {
+        kill_all(dir);
+    }
+    dirs.iter().try_for_each(|dir| remove(dir))
+}
+
 /// Kills every process of the task cgroup `dir` (a leftover of an earlier run: only rrocker
 /// puts processes there), with `cgroup.kill` when it has one, and waits until it is empty.
 pub fn kill_all(dir: &Path) {

@@ -91,13 +91,7 @@ impl Cgroups for CgroupV1 {
         for dir in self.hierarchies() {
             leftovers.extend(files::children(dir));
         }
-        if !leftovers.is_empty() {
-            tracing::warn!(count = leftovers.len(), "removing cgroups left by an earlier run");
-        }
-        for dir in &leftovers {
-            files::kill_all(dir);
-        }
-        leftovers.iter().try_for_each(|dir| files::remove(dir))
+        files::remove_leftovers(&leftovers)
     }
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {

@@ -83,14 +83,7 @@ impl Cgroups for CgroupV2 {
                 files::write(&level.join("cgroup.subtree_control"), &enable.join(" "))?;
             }
         }
-        let leftovers = files::children(&self.parent_dir());
-        if !leftovers.is_empty() {
-            tracing::warn!(count = leftovers.len(), "removing cgroups left by an earlier run");
-        }
-        for dir in &leftovers {
-            files::kill_all(dir);
-        }
-        leftovers.iter().try_for_each(|dir| files::remove(dir))
+        files::remove_leftovers(&files::children(&self.parent_dir()))
     }
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
