@@ -115,6 +115,10 @@ async fn only_loopback_is_there_and_it_is_up() {
     let mut client = daemon.client("client1").await;
     let out = run(&mut client, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").await;
     assert_eq!(out, "lo\n");
+    // Made ahead by the daemon (owned by the host's user namespace), the namespace lets the
+    // task's root bind low ports and ping, as a namespace of its own would.
+    let out = run(&mut client, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start").await;
+    assert_eq!(out, "0\n");
     // Up: a connection to a closed port is refused (down would be "unreachable").
     let script = "exec 3<>/dev/tcp/127.0.0.1/9 2>/dev/null; echo $?";
     let id = start(&mut client, rrocker_tests::command(&["/bin/bash", "-c", script])).await;

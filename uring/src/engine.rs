@@ -19,6 +19,7 @@ use bytes::BytesMut;
 use slab::Slab;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::netns::NetnsPool;
 use crate::output::{Chunk, LineChunker, OutputFd, OutputLog};
 use crate::spawn::{self, SpawnSpec};
 use crate::{EngineError, sys};
@@ -39,6 +40,9 @@ pub struct EngineConfig {
     /// Bytes of output a task keeps in memory when it has a spill directory; older output
     /// moves to its spill file.
     pub window_bytes: usize,
+    /// Give isolated tasks network namespaces made ahead by a thread of the engine (needs
+    /// CAP_SYS_ADMIN; without it, each clone3 makes its own).
+    pub netns_pool: bool,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +54,7 @@ impl Default for EngineConfig {
             ring_entries: 1024,
             spill_dir: None,
             window_bytes: 4 << 20,
+            netns_pool: false,
         }
     }
 }
@@ -173,13 +178,22 @@ type Tasks = Rc<RefCell<Slab<Entry>>>;
 
 async fn run(mut commands: mpsc::UnboundedReceiver<Command>, config: EngineConfig) {
     let tasks: Tasks = Rc::new(RefCell::new(Slab::new()));
+    let netns = match config.netns_pool.then(NetnsPool::start) {
+        Some(Ok(pool)) => Some(Rc::new(pool)),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "no network namespace pool; each spawn makes its own");
+            None
+        }
+        None => None,
+    };
     let config = Rc::new(config);
     let mut serial = 0u64;
     while let Some(command) = commands.recv().await {
         match command {
             Command::Spawn { spec, reply } => {
                 serial += 1;
-                let task = start_task(Rc::clone(&tasks), Rc::clone(&config), spec, serial, reply);
+                let context = (Rc::clone(&tasks), Rc::clone(&config), netns.clone());
+                let task = start_task(context, spec, serial, reply);
                 tokio_uring::spawn(task);
             }
             Command::Signal { key, signal, reply } => {
@@ -200,14 +214,16 @@ fn signal_task(tasks: &Tasks, key: TaskKey, signal: i32) -> Result<(), EngineErr
     }
 }
 
+/// What every task start shares: the task slab, the configuration, the netns pool.
+type Context = (Tasks, Rc<EngineConfig>, Option<Rc<NetnsPool>>);
+
 async fn start_task(
-    tasks: Tasks,
-    config: Rc<EngineConfig>,
+    (tasks, config, netns): Context,
     mut spec: SpawnSpec,
     serial: u64,
     reply: oneshot::Sender<Result<Spawned, EngineError>>,
 ) {
-    let child = match spawn::clone_child(&spec, config.pipe_size) {
+    let child = match spawn::clone_child(&spec, config.pipe_size, netns.as_deref()) {
         Ok(child) => child,
         Err(error) => {
             let _ = reply.send(Err(error));

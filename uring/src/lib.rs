@@ -15,6 +15,7 @@
 //! it: if the engine (or the daemon) dies, its children die too.
 
 mod engine;
+mod netns;
 mod output;
 pub mod report;
 mod spawn;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputFd, OutputLog};
 pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
+pub use sys::loopback_up;
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

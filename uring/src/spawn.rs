@@ -14,6 +14,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 
 use crate::EngineError;
 use crate::engine::ExitStatus;
+use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::sys::{self, ChildPlan, ChildStep, ExecTarget};
 
@@ -100,7 +101,11 @@ pub(crate) struct Cloning {
 /// Clones a child that execs `spec` with stdin on /dev/null and stdout/stderr on fresh pipes
 /// of `pipe_size` bytes; with isolation, in new namespaces whose id maps are written here
 /// before the child may go on.
-pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning, EngineError> {
+pub(crate) fn clone_child(
+    spec: &SpawnSpec,
+    pipe_size: usize,
+    netns: Option<&NetnsPool>,
+) -> Result<Cloning, EngineError> {
     let program_path = match &spec.program {
         Program::Path(path) => Some(c_string(path.as_os_str().as_bytes(), "program path")?),
         Program::File(_) => None,
@@ -149,7 +154,16 @@ pub(crate) fn clone_child(spec: &SpawnSpec, pipe_size: usize) -> Result<Cloning,
     }
     plan.go_fd = go.as_ref().map(|(read_end, _)| read_end.as_fd());
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
-    let (pid, pidfd) = sys::spawn_child(&plan).map_err(EngineError::Clone)?;
+    let new_network = libc::CLONE_NEWNET as u64;
+    let (pid, pidfd) = match netns.filter(|_| plan.namespaces & new_network != 0) {
+        // Born in a network namespace made ahead instead of one made by clone3.
+        Some(pool) => {
+            plan.namespaces &= !new_network;
+            pool.within_fresh(|| sys::spawn_child(&plan)).and_then(|spawned| spawned)
+        }
+        None => sys::spawn_child(&plan),
+    }
+    .map_err(EngineError::Clone)?;
     if let Some((_, sync_write)) = &sync {
         let released = id_map
             .map_or(Ok(()), |map| {

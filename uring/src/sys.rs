@@ -69,6 +69,46 @@ unsafe fn clone3_with_pidfd(
     }
 }
 
+/// `unshare(CLONE_NEWNET)`: moves the calling thread (only) into a new network namespace.
+pub(crate) fn unshare_network() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNET changes only this thread's network namespace; it does not touch
+    // the fd table (the hazard `unshare_unsafe` warns of is UnshareFlags::FILES).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .map_err(io::Error::from)
+}
+
+/// `ifconfig lo up` in the calling thread's network namespace (SIOCSIFFLAGS); nothing to do
+/// if it is up already.
+pub fn loopback_up() -> io::Result<()> {
+    let socket = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = libc::c_char::from_ne_bytes([*byte]);
+    }
+    // SAFETY: the socket is open and `request` is a valid ifreq naming "lo".
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let up = libc::c_short::try_from(libc::IFF_UP).expect("IFF_UP fits the flags field");
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = unsafe { request.ifr_ifru.ifru_flags };
+    if flags & up != 0 {
+        return Ok(());
+    }
+    request.ifr_ifru.ifru_flags = flags | up;
+    // SAFETY: as above, with the flags to set.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `pidfd_send_signal(pidfd, signal)`: signals exactly the process the pidfd refers to, with
 /// no pid-reuse race.
 pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {

@@ -153,7 +153,10 @@ pub fn run(plan: &InitPlan) -> Result<(), (InitStep, Errno)> {
     pivot_into(&root).map_err(step(InitStep::PivotRoot))?;
     nix::unistd::sethostname(OsStr::from_bytes(&plan.hostname))
         .map_err(step(InitStep::Hostname))?;
-    sys::loopback_up().map_err(step(InitStep::Loopback))?;
+    // Already up in a namespace the daemon made ahead.
+    rrocker_uring::loopback_up()
+        .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(libc::EIO)))
+        .map_err(step(InitStep::Loopback))?;
     sys::no_new_privs().map_err(step(InitStep::NoNewPrivs))?;
     sys::limit_bounding_set(&KEPT_CAPABILITIES).map_err(step(InitStep::Capabilities))?;
     sys::non_dumpable().map_err(step(InitStep::NonDumpable))?;

@@ -1,6 +1,5 @@
 //! The few calls of init that nix does not wrap: the report fd it inherits as fd 3, the go
-//! pipe as fd 4,
-//! bringing `lo` up with SIOCSIFFLAGS, and no_new_privs.
+//! pipe as fd 4, and no_new_privs. (Bringing `lo` up is `rrocker_uring::loopback_up`.)
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -52,30 +51,6 @@ pub fn only_stdio_on_exec() -> Result<(), Errno> {
     let ret =
         unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     Errno::result(ret).map(drop)
-}
-
-/// `ifconfig lo up`: sets IFF_UP on the loopback device of this network namespace.
-pub fn loopback_up() -> Result<(), Errno> {
-    use std::os::fd::AsRawFd;
-    let socket = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
-        *slot = libc::c_char::from_ne_bytes([*byte]);
-    }
-    // SAFETY: the socket is open and `request` is a valid ifreq naming "lo".
-    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) })?;
-    let up = libc::c_short::try_from(libc::IFF_UP).expect("IFF_UP fits the flags field");
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe { request.ifr_ifru.ifru_flags |= up };
-    // SAFETY: as above, with the flags to set.
-    Errno::result(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) })?;
-    Ok(())
 }
 
 /// PR_SET_NO_NEW_PRIVS: neither the command nor anything it runs gains privileges.
