@@ -45,6 +45,10 @@ pub struct Config {
     /// `<state-dir>/spill` (so put the state directory on a disk for tasks that print a lot).
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 40))]
     pub output_window_bytes: u64,
+    /// Bytes of output all tasks together keep in memory; over it, the tasks that are
+    /// writing keep only their newest 64 KiB there.
+    #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 44))]
+    pub output_budget_bytes: u64,
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,

@@ -136,6 +136,7 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
     let engine = Engine::start(EngineConfig {
         spill_dir: Some(spill_dir.clone()),
         window_bytes: usize::try_from(config.output_window_bytes).unwrap_or(usize::MAX),
+        budget_bytes: usize::try_from(config.output_budget_bytes).unwrap_or(usize::MAX),
         // Making network namespaces ahead needs CAP_SYS_ADMIN in the host's user namespace.
         netns_pool: rustix::process::geteuid().is_root(),
         ..EngineConfig::default()

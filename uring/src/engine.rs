@@ -20,7 +20,7 @@ use slab::Slab;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::netns::NetnsPool;
-use crate::output::{Chunk, LineChunker, OutputFd, OutputLog};
+use crate::output::{Chunk, LineChunker, OutputBudget, OutputFd, OutputLog};
 use crate::spawn::{self, SpawnSpec};
 use crate::{EngineError, sys};
 
@@ -40,6 +40,9 @@ pub struct EngineConfig {
     /// Bytes of output a task keeps in memory when it has a spill directory; older output
     /// moves to its spill file.
     pub window_bytes: usize,
+    /// Bytes of output all tasks together keep in memory (with a spill directory); over it,
+    /// the windows of tasks that are writing shrink to 64 KiB.
+    pub budget_bytes: usize,
     /// Give isolated tasks network namespaces made ahead by a thread of the engine (needs
     /// CAP_SYS_ADMIN; without it, each clone3 makes its own).
     pub netns_pool: bool,
@@ -54,6 +57,7 @@ impl Default for EngineConfig {
             ring_entries: 1024,
             spill_dir: None,
             window_bytes: 4 << 20,
+            budget_bytes: 256 << 20,
             netns_pool: false,
         }
     }
@@ -186,13 +190,15 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, config: EngineConfi
         }
         None => None,
     };
+    let budget = OutputBudget::new(config.budget_bytes);
     let config = Rc::new(config);
     let mut serial = 0u64;
     while let Some(command) = commands.recv().await {
         match command {
             Command::Spawn { spec, reply } => {
                 serial += 1;
-                let context = (Rc::clone(&tasks), Rc::clone(&config), netns.clone());
+                let context =
+                    (Rc::clone(&tasks), Rc::clone(&config), netns.clone(), Arc::clone(&budget));
                 let task = start_task(context, spec, serial, reply);
                 tokio_uring::spawn(task);
             }
@@ -214,11 +220,12 @@ fn signal_task(tasks: &Tasks, key: TaskKey, signal: i32) -> Result<(), EngineErr
     }
 }
 
-/// What every task start shares: the task slab, the configuration, the netns pool.
-type Context = (Tasks, Rc<EngineConfig>, Option<Rc<NetnsPool>>);
+/// What every task start shares: the task slab, the configuration, the netns pool, and the
+/// output memory budget.
+type Context = (Tasks, Rc<EngineConfig>, Option<Rc<NetnsPool>>, Arc<OutputBudget>);
 
 async fn start_task(
-    (tasks, config, netns): Context,
+    (tasks, config, netns, budget): Context,
     mut spec: SpawnSpec,
     serial: u64,
     reply: oneshot::Sender<Result<Spawned, EngineError>>,
@@ -265,7 +272,7 @@ async fn start_task(
     let index = tasks.borrow_mut().insert(Entry { serial, pidfd: Rc::clone(&pidfd) });
     let key = TaskKey { index, serial };
     let output = match &config.spill_dir {
-        Some(_) => Arc::new(OutputLog::with_window(config.window_bytes)),
+        Some(_) => Arc::new(OutputLog::with_window(config.window_bytes, Some(budget))),
         None => OutputLog::new(),
     };
     let spill = SpillWriter::new(config.spill_dir.clone());

@@ -7,6 +7,7 @@
 //! other readers. The log never drops or alters a byte.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -144,11 +145,48 @@ pub struct OutputLog {
     file: OnceLock<Arc<std::fs::File>>,
     /// In-memory budget in bytes (unbounded without a spill file).
     window_limit: usize,
+    /// The budget every log of the engine shares, if any.
+    shared: Option<Arc<OutputBudget>>,
 }
 
 impl Default for OutputLog {
     fn default() -> Self {
-        Self::with_window(usize::MAX)
+        Self::with_window(usize::MAX, None)
+    }
+}
+
+impl Drop for OutputLog {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.used.fetch_sub(self.lock().window_bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The memory all of an engine's output windows may hold together. Over it, every log that
+/// is being written shrinks its window to [`OutputBudget::MIN_WINDOW`].
+#[derive(Debug)]
+pub struct OutputBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl OutputBudget {
+    /// The smallest window a log is shrunk to when the shared budget is exceeded.
+    pub const MIN_WINDOW: usize = 64 * 1024;
+
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self { used: AtomicUsize::new(0), limit })
+    }
+
+    /// Bytes held by all windows now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn exceeded(&self) -> bool {
+        self.used() > self.limit
     }
 }
 
@@ -158,19 +196,32 @@ impl OutputLog {
         Arc::new(Self::default())
     }
 
-    /// An empty, open log whose in-memory window holds `window_limit` bytes once a spill
-    /// file is attached.
-    pub fn with_window(window_limit: usize) -> Self {
+    /// An empty, open log whose in-memory window holds `window_limit` bytes (less while
+    /// `shared` is exceeded) once a spill file is attached.
+    pub fn with_window(window_limit: usize, shared: Option<Arc<OutputBudget>>) -> Self {
         Self {
             stored: Mutex::new(Stored { checkpoints: vec![(0, 0)], ..Stored::default() }),
             progress: watch::Sender::new(Progress::default()),
             file: OnceLock::new(),
             window_limit,
+            shared,
+        }
+    }
+
+    /// The window's size limit now: its own, or the minimum while the shared budget is
+    /// exceeded.
+    fn current_limit(&self) -> usize {
+        match &self.shared {
+            Some(shared) if shared.exceeded() => self.window_limit.min(OutputBudget::MIN_WINDOW),
+            _ => self.window_limit,
         }
     }
 
     /// Appends a chunk and wakes the readers.
     pub fn append(&self, chunk: Chunk) {
+        if let Some(shared) = &self.shared {
+            shared.used.fetch_add(chunk.data.len(), Ordering::Relaxed);
+        }
         let count = {
             let mut stored = self.lock();
             stored.window_bytes += chunk.data.len();
@@ -206,9 +257,9 @@ impl OutputLog {
         self.lock().window_bytes
     }
 
-    /// Whether the window is over its budget.
+    /// Whether the window is over its budget (its own, or the shared one).
     pub(crate) fn over_budget(&self) -> bool {
-        self.window_limit != usize::MAX && self.lock().window_bytes > self.window_limit
+        self.window_limit != usize::MAX && self.lock().window_bytes > self.current_limit()
     }
 
     /// Gives the log its spill file (for readers).
@@ -220,11 +271,12 @@ impl OutputLog {
     /// number of chunks they hold, and the file offset they go to. The chunks stay readable
     /// in memory until [`commit_spill`](Self::commit_spill).
     pub(crate) fn spill_batch(&self) -> (BytesMut, usize, u64) {
+        let target = self.current_limit() / 2;
         let stored = self.lock();
         let mut bytes = stored.window_bytes;
         let mut count = 0;
         for chunk in &stored.window {
-            if bytes <= self.window_limit / 2 {
+            if bytes <= target {
                 break;
             }
             bytes -= chunk.data.len();
@@ -239,8 +291,10 @@ impl OutputLog {
     /// and drops them from memory.
     pub(crate) fn commit_spill(&self, count: usize, length: u64) {
         let mut stored = self.lock();
-        for chunk in stored.window.drain(..count).collect::<Vec<_>>() {
-            stored.window_bytes -= chunk.data.len();
+        let freed: usize = stored.window.drain(..count).map(|chunk| chunk.data.len()).sum();
+        stored.window_bytes -= freed;
+        if let Some(shared) = &self.shared {
+            shared.used.fetch_sub(freed, Ordering::Relaxed);
         }
         let (last_chunk, last_offset) = *stored.checkpoints.last().expect("(0, 0) is first");
         if stored.file_len - last_offset >= crate::spill::CHECKPOINT_EVERY

@@ -203,3 +203,36 @@ fn output_beyond_the_window_spills_and_every_reader_gets_every_byte() {
         "spill files are unlinked"
     );
 }
+
+#[test]
+fn the_shared_budget_shrinks_every_writing_window() {
+    let spill = tempfile::tempdir().expect("spill dir");
+    let config = EngineConfig {
+        spill_dir: Some(spill.path().to_owned()),
+        window_bytes: 4 << 20,
+        budget_bytes: 1 << 20,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config).expect("engine");
+    runtime().block_on(async {
+        // Four tasks of 6 MiB each: alone, each would keep up to 4 MiB in memory.
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            tasks.push(engine.spawn(shell("head -c 6291456 /dev/zero")).await.expect("spawn"));
+        }
+        let mut logs = Vec::new();
+        for task in tasks {
+            assert_eq!(task.exit.await.expect("exit"), ExitStatus::Exited(0));
+            logs.push(task.output);
+        }
+        for log in &logs {
+            // Every byte is still there for a late reader.
+            let (out, _) = collect(&mut log.reader()).await;
+            assert_eq!(out.len(), 6 << 20);
+            assert!(out.iter().all(|&byte| byte == 0));
+        }
+        let held: usize = logs.iter().map(|log| log.window_bytes()).sum();
+        assert!(held <= 2 << 20, "{held} bytes in memory for a 1 MiB budget");
+    });
+    engine.shutdown();
+}
