@@ -424,9 +424,11 @@ impl SpillWriter {
         if count == 0 {
             return Ok(());
         }
-        let length = records.len() as u64;
-        let (written, _) = file.write_all_at(records, offset).await;
-        written?;
+        let length: u64 = records.iter().map(|buffer| buffer.len() as u64).sum();
+        let (written, _) = file.writev_at_all(records, Some(offset)).await;
+        if written? as u64 != length {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short spill write"));
+        }
         log.commit_spill(count, length);
         Ok(())
     }

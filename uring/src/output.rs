@@ -267,10 +267,11 @@ impl OutputLog {
         let _ = self.file.set(Arc::new(file));
     }
 
-    /// The records of the oldest chunks that bring the window down to half its budget, the
-    /// number of chunks they hold, and the file offset they go to. The chunks stay readable
-    /// in memory until [`commit_spill`](Self::commit_spill).
-    pub(crate) fn spill_batch(&self) -> (BytesMut, usize, u64) {
+    /// The records of the oldest chunks that bring the window down to half its budget (as
+    /// buffers to write in order, see [`crate::spill::records`]), the number of chunks they
+    /// hold, and the file offset they go to. The chunks stay readable in memory until
+    /// [`commit_spill`](Self::commit_spill).
+    pub(crate) fn spill_batch(&self) -> (Vec<Bytes>, usize, u64) {
         let target = self.current_limit() / 2;
         let stored = self.lock();
         let mut bytes = stored.window_bytes;
@@ -282,8 +283,7 @@ impl OutputLog {
             bytes -= chunk.data.len();
             count += 1;
         }
-        let mut records = BytesMut::new();
-        crate::spill::encode(stored.window.iter().take(count), &mut records);
+        let records = crate::spill::records(stored.window.iter().take(count));
         (records, count, stored.file_len)
     }
 

@@ -27,16 +27,40 @@ pub fn create(dir: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600))?)
 }
 
-/// Appends the records of `chunks` to `out`.
-pub fn encode<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMut) {
+/// Most buffers handed to one writev (the kernel's IOV_MAX is 1024).
+const MAX_BUFFERS: usize = 512;
+
+/// The records of `chunks` as buffers to write one after the other: each chunk's header,
+/// then its data as it is (no copy). Batches of more chunks than one writev takes are copied
+/// into a single buffer instead (they are many small chunks: the copy is cheap).
+pub fn records<'a>(chunks: impl ExactSizeIterator<Item = &'a Chunk> + Clone) -> Vec<Bytes> {
+    if 2 * chunks.len() > MAX_BUFFERS {
+        let mut out = BytesMut::new();
+        encode(chunks, &mut out);
+        return vec![out.freeze()];
+    }
+    let mut headers = BytesMut::with_capacity(HEADER * chunks.len());
+    encode_headers(chunks.clone(), &mut headers);
+    let mut headers = headers.freeze();
+    chunks.flat_map(|chunk| [headers.split_to(HEADER), chunk.data.clone()]).collect()
+}
+
+fn encode_headers<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMut) {
     for chunk in chunks {
-        out.reserve(HEADER + chunk.data.len());
         out.put_u8(match chunk.fd {
             OutputFd::Stdout => 1,
             OutputFd::Stderr => 2,
         });
         let length = u32::try_from(chunk.data.len()).expect("a chunk is far below 4 GiB");
         out.put_u32_le(length);
+    }
+}
+
+/// Appends the records of `chunks` to `out`.
+pub fn encode<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMut) {
+    for chunk in chunks {
+        out.reserve(HEADER + chunk.data.len());
+        encode_headers([chunk], out);
         out.put_slice(&chunk.data);
     }
 }
@@ -89,6 +113,19 @@ mod tests {
         let (decoded, used) = decode(whole.slice(..whole.len() - 1)).expect("valid");
         assert_eq!(decoded, chunks[..2]);
         assert_eq!(used, HEADER + 6 + HEADER);
+    }
+
+    #[test]
+    fn write_buffers_hold_the_same_records_with_or_without_copying() {
+        let few: Vec<Chunk> = (0..3).map(|_| chunk(OutputFd::Stdout, b"abc\n")).collect();
+        let many: Vec<Chunk> = (0..300).map(|_| chunk(OutputFd::Stderr, b"x")).collect();
+        for chunks in [few, many] {
+            let mut encoded = BytesMut::new();
+            encode(&chunks, &mut encoded);
+            let buffers = records(chunks.iter());
+            assert!(buffers.len() <= MAX_BUFFERS);
+            assert_eq!(buffers.concat(), encoded.to_vec());
+        }
     }
 
     #[test]
