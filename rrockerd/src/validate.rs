@@ -73,7 +73,7 @@ pub const MAX_IO_RULES: usize = 16;
 pub fn limits(limits: &Limits, cpus: u64) -> Result<(), DaemonError> {
     let invalid = |message: String| Err(DaemonError::InvalidArgument(message));
     let (min_period, max_period) = CPU_PERIOD_RANGE_US;
-    let period = if limits.cpu_period_us == 0 { 100_000 } else { limits.cpu_period_us };
+    let period = crate::cgroup::cpu_period(limits);
     if limits.cpu_period_us != 0 && limits.cpu_quota_us == 0 {
         return invalid("cpu_period_us needs cpu_quota_us".into());
     }

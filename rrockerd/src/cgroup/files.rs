@@ -101,17 +101,23 @@ pub fn remove_leftovers(dirs: &[PathBuf]) -> Result<(), DaemonError> {
     dirs.iter().try_for_each(|dir| remove(dir))
 }
 
+/// Kills every process of the cgroup `dir` at once by writing its `cgroup.kill`; false where
+/// it has none (v1, or a kernel before 5.14).
+pub fn kill(dir: &Path) -> bool {
+    let file = dir.join("cgroup.kill");
+    file.exists() && write(&file, "1").is_ok()
+}
+
 /// Kills every process of the task cgroup `dir` (a leftover of an earlier run: only rrocker
 /// puts processes there), with `cgroup.kill` when it has one, and waits until it is empty.
 pub fn kill_all(dir: &Path) {
     let deadline = Instant::now() + REMOVE_TIMEOUT;
-    let kill_file = dir.join("cgroup.kill");
     loop {
         let pids = procs(dir);
         if pids.is_empty() || Instant::now() >= deadline {
             return;
         }
-        if !(kill_file.exists() && write(&kill_file, "1").is_ok()) {
+        if !kill(dir) {
             for pid in pids {
                 if let Some(pid) = rustix::process::Pid::from_raw(pid) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);

@@ -98,6 +98,35 @@ pub fn select(mounts: &mounts::CgroupMounts, parent: &Path) -> Option<Box<dyn Cg
     Some(Box::new(v1::CgroupV1::new(&mounts.v1, mounts.unified.clone(), parent.to_owned())))
 }
 
+/// The CPU period when a limit gives none, in microseconds (the kernel's default).
+pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+
+/// The CPU period of `limits`.
+pub fn cpu_period(limits: &Limits) -> u64 {
+    if limits.cpu_period_us == 0 { DEFAULT_CPU_PERIOD_US } else { limits.cpu_period_us }
+}
+
+/// Refuses `limits` if one needs a controller `has` says rrocker lacks; `io` names the IO
+/// controller (`io` on v2, `blkio` on v1).
+fn require_controllers(
+    limits: &Limits,
+    io: &str,
+    has: impl Fn(&str) -> bool,
+) -> Result<(), DaemonError> {
+    let wanted = [
+        ("cpu", limits.cpu_quota_us != 0),
+        ("memory", limits.memory_max_bytes != 0),
+        ("pids", limits.pids_max != 0),
+        (io, !limits.io.is_empty()),
+    ];
+    match wanted.iter().find(|(controller, asked)| *asked && !has(controller)) {
+        Some((controller, _)) => Err(DaemonError::LimitUnavailable(format!(
+            "the {controller} cgroup controller is not available to rrocker on this host: the limit cannot be applied"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks a `--cgroup-parent` value: a relative path of plain names.
 pub fn parse_parent(text: &str) -> Result<PathBuf, String> {
     let path = Path::new(text);

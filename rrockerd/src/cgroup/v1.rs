@@ -56,22 +56,6 @@ impl CgroupV1 {
     fn has(&self, controller: &str) -> bool {
         self.parents.iter().any(|(name, _)| *name == controller)
     }
-
-    /// Refuses limits whose controller the host lacks.
-    fn check_available(&self, limits: &Limits) -> Result<(), DaemonError> {
-        let wanted = [
-            ("cpu", limits.cpu_quota_us != 0),
-            ("memory", limits.memory_max_bytes != 0),
-            ("pids", limits.pids_max != 0),
-            ("blkio", !limits.io.is_empty()),
-        ];
-        match wanted.iter().find(|(controller, asked)| *asked && !self.has(controller)) {
-            Some((controller, _)) => Err(DaemonError::LimitUnavailable(format!(
-                "this host has no {controller} cgroup controller: the limit cannot be applied"
-            ))),
-            None => Ok(()),
-        }
-    }
 }
 
 impl Cgroups for CgroupV1 {
@@ -95,7 +79,7 @@ impl Cgroups for CgroupV1 {
     }
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
-        self.check_available(limits)?;
+        super::require_controllers(limits, "blkio", |controller| self.has(controller))?;
         let mut task = V1Task {
             dirs: self.parents.iter().map(|(c, dir)| (*c, dir.join(name))).collect(),
             hierarchies: Vec::new(),
@@ -150,7 +134,7 @@ impl V1Task {
             None => Ok(()),
         };
         if limits.cpu_quota_us != 0 {
-            let period = super::v2::period_or_default(limits);
+            let period = super::cpu_period(limits);
             write("cpu", "cpu.cfs_period_us", period.to_string())?;
             write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us.to_string())?;
         }
@@ -228,10 +212,7 @@ impl TaskCgroup for V1Task {
     }
 
     fn kill(&self) -> bool {
-        self.unified
-            .as_ref()
-            .map(|dir| dir.join("cgroup.kill"))
-            .is_some_and(|file| file.exists() && files::write(&file, "1").is_ok())
+        self.unified.as_deref().is_some_and(files::kill)
     }
 
     fn remove(&self) -> Result<(), DaemonError> {

@@ -16,14 +16,6 @@ use crate::error::DaemonError;
 
 /// The controllers rrocker enables for its tasks when granted.
 pub const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
-/// The CPU period when a limit gives none, in microseconds (the kernel's default).
-pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
-
-/// The CPU period of `limits`.
-pub fn period_or_default(limits: &Limits) -> u64 {
-    if limits.cpu_period_us == 0 { DEFAULT_CPU_PERIOD_US } else { limits.cpu_period_us }
-}
-
 /// Opens a cgroup directory for CLONE_INTO_CGROUP.
 pub fn open_dir(dir: &Path) -> Result<OwnedFd, DaemonError> {
     use rustix::fs::{Mode, OFlags};
@@ -88,20 +80,9 @@ impl Cgroups for CgroupV2 {
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
         let enabled = self.enabled();
-        let wanted = [
-            ("cpu", limits.cpu_quota_us != 0),
-            ("memory", limits.memory_max_bytes != 0),
-            ("pids", limits.pids_max != 0),
-            ("io", !limits.io.is_empty()),
-        ];
-        if let Some((controller, _)) = wanted
-            .iter()
-            .find(|(controller, asked)| *asked && !enabled.iter().any(|c| c == controller))
-        {
-            return Err(DaemonError::LimitUnavailable(format!(
-                "the {controller} cgroup controller is not available to rrocker on this host: the limit cannot be applied"
-            )));
-        }
+        super::require_controllers(limits, "io", |controller| {
+            enabled.iter().any(|c| c == controller)
+        })?;
         let dir = self.parent_dir().join(name);
         files::make(&dir)?;
         // Dropped (removing the directory) if a limit cannot be written.
@@ -125,7 +106,7 @@ impl V2Task {
     fn apply(&self, limits: &Limits) -> Result<(), DaemonError> {
         let write = |file: &str, value: &str| files::write(&self.dir.join(file), value);
         if limits.cpu_quota_us != 0 {
-            write("cpu.max", &format!("{} {}", limits.cpu_quota_us, period_or_default(limits)))?;
+            write("cpu.max", &format!("{} {}", limits.cpu_quota_us, super::cpu_period(limits)))?;
         }
         if limits.memory_max_bytes != 0 {
             write("memory.max", &limits.memory_max_bytes.to_string())?;
@@ -187,8 +168,7 @@ impl TaskCgroup for V2Task {
     }
 
     fn kill(&self) -> bool {
-        let file = self.dir.join("cgroup.kill");
-        file.exists() && files::write(&file, "1").is_ok()
+        files::kill(&self.dir)
     }
 
     fn remove(&self) -> Result<(), DaemonError> {
