@@ -146,7 +146,11 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
     let limits = status.limits.clone().unwrap_or_default();
     let mut limit_words = Vec::new();
     if limits.cpu_quota_us != 0 {
-        let period = if limits.cpu_period_us == 0 { 100_000 } else { limits.cpu_period_us };
+        let period = if limits.cpu_period_us == 0 {
+            crate::limits::CPU_PERIOD_US
+        } else {
+            limits.cpu_period_us
+        };
         limit_words.push(format!("cpu {:.2} CPUs", limits.cpu_quota_us as f64 / period as f64));
     }
     if limits.memory_max_bytes != 0 {

@@ -5,7 +5,8 @@
 
 use rrocker_proto::v1::{IoLimit, Limits};
 
-/// The CPU period the CLI asks for, in microseconds (the kernel's default).
+/// The CPU period the CLI asks for, in microseconds: the kernel's default, which is also what
+/// a limit without a period means.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
 /// The limit flags of `start`, as typed (parsed by [`build`], so that a bad value gets one

@@ -84,10 +84,7 @@ fn task_image(config: &Config, mounts: Mounts) -> Result<std::path::PathBuf, Dae
     }
     if mounts == Mounts::Private {
         let target = config.state_dir.join("image");
-        let attached = std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&target)
-            .or_else(|error| if target.is_dir() { Ok(()) } else { Err(error) })
+        let attached = dir_with_mode(&target, 0o755)
             .and_then(|()| worker::idmap::attach_idmapped_image(&image, id_map, &target));
         match attached {
             Ok(()) => return Ok(target),
@@ -101,6 +98,15 @@ fn task_image(config: &Config, mounts: Mounts) -> Result<std::path::PathBuf, Dae
         .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
     let copy = images_dir.join(format!("{name}.{}", id_map.first_uid));
     worker::image::shifted_copy(&image, &copy, id_map.first_uid)
+}
+
+/// Creates the directory `path` with `mode`, unless a directory is there already (a daemon
+/// that did not stop cleanly leaves its state directory's subdirectories behind).
+fn dir_with_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Err(_) if path.is_dir() => Ok(()),
+        created => created,
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
@@ -128,11 +134,11 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
     })?;
 
     let spill_dir = config.state_dir.join("spill");
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&spill_dir)
-        .or_else(|error| if spill_dir.is_dir() { Ok(()) } else { Err(error) })
-        .map_err(|source| DaemonError::Io { action: "create", path: spill_dir.clone(), source })?;
+    dir_with_mode(&spill_dir, 0o700).map_err(|source| DaemonError::Io {
+        action: "create",
+        path: spill_dir.clone(),
+        source,
+    })?;
     let engine = Engine::start(EngineConfig {
         spill_dir: Some(spill_dir.clone()),
         window_bytes: usize::try_from(config.output_window_bytes).unwrap_or(usize::MAX),
