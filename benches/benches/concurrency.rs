@@ -109,8 +109,7 @@ async fn start_followed(
     control: &mut Client,
     latencies: &Arc<Mutex<Option<Vec<Duration>>>>,
 ) -> Duration {
-    let argv = ["/bin/bash", "-c", TICKER].iter().map(|a| a.as_bytes().to_vec()).collect();
-    let request = rrocker_proto::v1::StartRequest { argv, ..Default::default() };
+    let request = rrocker_tests::command(&["/bin/bash", "-c", TICKER]);
     let begin = Instant::now();
     let id = control.start(request).await.expect("start").into_inner().task_id;
     let elapsed = begin.elapsed();

@@ -97,24 +97,13 @@ impl DaemonCounts {
     pub fn of(daemon: &rrocker_tests::Daemon) -> Self {
         let pid = daemon.pid();
         let count = |path: String| std::fs::read_dir(path).map_or(0, Iterator::count);
-        let dirs = |path: std::path::PathBuf| {
-            std::fs::read_dir(path).map_or(0, |entries| {
-                entries.filter_map(Result::ok).filter(|entry| entry.path().is_dir()).count()
-            })
-        };
         let lines = |path: String| std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
-        let cgroups = rrockerd::cgroup::mounts::CgroupMounts::read()
-            .map(|mounts| {
-                let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, p)| p));
-                roots.map(|root| dirs(root.join(daemon.cgroup_parent()))).sum()
-            })
-            .unwrap_or(0);
         Self {
             fds: count(format!("/proc/{pid}/fd")),
             threads: count(format!("/proc/{pid}/task")),
             rss_kib: rss_kib(pid),
             mounts: lines(format!("/proc/{pid}/mountinfo")) + lines("/proc/self/mountinfo".into()),
-            cgroups,
+            cgroups: daemon.task_cgroups().len(),
         }
     }
 
@@ -148,10 +137,5 @@ impl DaemonCounts {
 
 /// Resident memory of process `pid` in KiB (VmRSS), 0 if unknown.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    rrocker_tests::status_kib(pid, "VmRSS").unwrap_or(0)
 }

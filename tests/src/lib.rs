@@ -168,6 +168,17 @@ impl Daemon {
         cgroup_parent_for(self.dir.path())
     }
 
+    /// The task cgroups below the daemon's parent, in every cgroup hierarchy of this host.
+    pub fn task_cgroups(&self) -> Vec<PathBuf> {
+        let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("cgroup mounts");
+        let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, path)| path));
+        roots
+            .filter_map(|root| std::fs::read_dir(root.join(self.cgroup_parent())).ok())
+            .flatten()
+            .filter_map(|entry| Some(entry.ok()?.path()).filter(|path| path.is_dir()))
+            .collect()
+    }
+
     /// The daemon's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -261,6 +272,14 @@ impl Drop for Daemon {
 fn cgroup_parent_for(dir: &Path) -> String {
     // Test daemons' directories are named rrocker-test-XXXXXX.
     dir.file_name().expect("a tempdir has a name").to_string_lossy().into_owned()
+}
+
+/// A `/proc/PID/status` memory figure in KiB (`VmRSS`, `VmHWM`...), if the process and the
+/// field exist.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    value.split_whitespace().next()?.parse().ok()
 }
 
 /// Sends `signal` to a process this test started.

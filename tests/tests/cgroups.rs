@@ -9,7 +9,9 @@ use rrocker_proto::v1::{
     IoLimit, KillReason, Limits, ListRequest, QueryRequest, StartRequest, StopRequest, TaskState,
     TaskStatus,
 };
-use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all, wait_for_output};
+use rrocker_tests::{
+    Client, Daemon, command, require_root, shell, start, stream_all, wait_for_output,
+};
 use tonic::Code;
 
 /// One test at a time: a CPU quota is only measurable when nothing else competes for CPUs.
@@ -23,23 +25,6 @@ async fn final_status(client: &mut Client, id: &str) -> TaskStatus {
     stream_all(client, id).await.status.expect("final status")
 }
 
-/// The daemon's parent cgroup directory in every cgroup hierarchy of this host.
-fn parent_dirs(daemon: &Daemon) -> Vec<PathBuf> {
-    let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("mounts");
-    let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, path)| path));
-    roots.map(|root| root.join(daemon.cgroup_parent())).collect()
-}
-
-/// The task cgroups below the daemon's parent, in every hierarchy.
-fn task_cgroups(daemon: &Daemon) -> Vec<PathBuf> {
-    parent_dirs(daemon)
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(dir).ok())
-        .flatten()
-        .filter_map(|entry| Some(entry.ok()?.path()).filter(|path| path.is_dir()))
-        .collect()
-}
-
 /// A bash loop that keeps a CPU busy for `seconds` of wall-clock time.
 fn busy_for(seconds: u32) -> String {
     format!(
@@ -48,8 +33,7 @@ fn busy_for(seconds: u32) -> String {
 }
 
 fn bash(script: &str, limits: Limits) -> StartRequest {
-    let argv = ["/bin/bash", "-c", script].iter().map(|a| a.as_bytes().to_vec()).collect();
-    StartRequest { argv, limits: Some(limits), ..StartRequest::default() }
+    StartRequest { limits: Some(limits), ..command(&["/bin/bash", "-c", script]) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +106,7 @@ async fn a_fork_bomb_stays_within_its_pids_limit_and_can_be_stopped() {
     let stopped = client.stop(request).await.expect("stop").into_inner().status.expect("status");
     assert_eq!(stopped.state(), TaskState::Killed);
     assert_eq!(stopped.usage.expect("usage").pids_peak, 32);
-    assert_eq!(task_cgroups(&daemon), Vec::<PathBuf>::new(), "its cgroups are gone");
+    assert_eq!(daemon.task_cgroups(), Vec::<PathBuf>::new(), "its cgroups are gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +156,7 @@ async fn a_thousand_limited_tasks_leave_no_cgroup_behind() {
         assert_eq!(status.exit_code, Some(0));
         client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
     }
-    assert_eq!(task_cgroups(&daemon), Vec::<PathBuf>::new());
+    assert_eq!(daemon.task_cgroups(), Vec::<PathBuf>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,9 +172,9 @@ async fn a_restart_after_sigkill_kills_and_removes_the_leftovers() {
         pids.push(client.query(QueryRequest { task_id: id }).await.expect("q").into_inner().pid);
     }
     drop(client);
-    assert!(task_cgroups(&daemon).len() >= 3, "each task has its cgroups");
+    assert!(daemon.task_cgroups().len() >= 3, "each task has its cgroups");
     daemon.kill_and_restart();
-    assert_eq!(task_cgroups(&daemon), Vec::<PathBuf>::new(), "leftover cgroups removed");
+    assert_eq!(daemon.task_cgroups(), Vec::<PathBuf>::new(), "leftover cgroups removed");
     let leftover_dirs = std::fs::read_dir(daemon.state_dir().join("tasks")).expect("tasks dir");
     assert_eq!(leftover_dirs.count(), 0, "leftover task directories removed");
     for pid in pids {
@@ -264,7 +248,7 @@ async fn absurd_limits_are_refused_and_create_nothing() {
     }
     let tasks = client.list(ListRequest {}).await.expect("list").into_inner().tasks;
     assert!(tasks.is_empty(), "nothing was started: {tasks:?}");
-    assert_eq!(task_cgroups(&daemon), Vec::<PathBuf>::new(), "nothing was created");
+    assert_eq!(daemon.task_cgroups(), Vec::<PathBuf>::new(), "nothing was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

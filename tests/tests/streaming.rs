@@ -133,16 +133,6 @@ async fn a_stalled_subscriber_holds_up_neither_the_task_nor_other_subscribers() 
     assert_eq!(sha256_hex(&stalled), sha256_hex(&other.stdout));
 }
 
-/// The peak resident memory of process `pid` in KiB (VmHWM: the kernel tracks the peak).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_printing_512_mib_unwatched_keeps_the_daemon_small_and_replays_exactly() {
     // A 4 MiB window per task (the default): the rest goes to the task's spill file.
@@ -162,7 +152,8 @@ async fn a_task_printing_512_mib_unwatched_keeps_the_daemon_small_and_replays_ex
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(status.exit_code, Some(0));
-    let peak = peak_rss_kib(daemon.pid());
+    // VmHWM: the peak the kernel tracked, not a sample.
+    let peak = rrocker_tests::status_kib(daemon.pid(), "VmHWM").expect("VmHWM");
     assert!(peak < 96 * 1024, "daemon peak RSS {peak} KiB for 512 MiB of output");
     let streamed = stream_all(&mut client, &id).await;
     assert_eq!(streamed.stdout.len(), total);
