@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use rrocker_uring::EngineError;
 
-use crate::init::InitStep;
+use rrocker_init::step::InitStep;
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in rrockerd.

@@ -14,7 +14,6 @@ pub mod authz;
 pub mod cgroup;
 pub mod config;
 pub mod error;
-pub mod init;
 pub mod listener;
 pub mod service;
 pub mod state;

@@ -1,15 +1,11 @@
-//! `rrockerd`: parses flags and runs the daemon until SIGTERM or SIGINT; started as
-//! `rrocker-init`, it is a task's init instead.
+//! `rrockerd`: parses flags and runs the daemon until SIGTERM or SIGINT; started as the
+//! id-map holder, it holds an id map instead (see `worker::idmap`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // The engine starts every task's init as this very binary, named rrocker-init.
-    if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::init::ARGV0) {
-        rrockerd::init::main();
-    }
     if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::worker::idmap::HOLDER_ARGV0)
     {
         rrockerd::worker::idmap::hold();

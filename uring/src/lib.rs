@@ -17,10 +17,11 @@
 mod engine;
 mod netns;
 mod output;
-pub mod report;
 mod spawn;
 mod spill;
 mod sys;
+
+pub use rrocker_init::report;
 
 use std::io;
 use std::path::PathBuf;

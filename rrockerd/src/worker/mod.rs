@@ -1,7 +1,7 @@
 //! Turning a validated start request into what the engine runs: the program resolved to an
 //! executable file (absolute path, or a PATH lookup for a bare name), the environment with
-//! defaults, and the working directory; then wrapped in `rrocker init` (the daemon's own
-//! binary, held open since start-up) running in new user, PID, mount, network, UTS, IPC and
+//! defaults, and the working directory; then wrapped in `rrocker init` (embedded in the
+//! daemon and loaded into a sealed memfd at start-up) running in new user, PID, mount, network, UTS, IPC and
 //! cgroup namespaces as root of a user namespace mapped to an unprivileged id range.
 
 use std::ffi::OsStr;
@@ -13,11 +13,13 @@ use std::sync::Arc;
 
 use rrocker_uring::{IdMap, Isolation, Placement, Program, SpawnSpec};
 
+use rrocker_init::plan::InitPlan;
+
 use crate::error::DaemonError;
-use crate::init;
 
 pub mod idmap;
 pub mod image;
+mod init_binary;
 pub mod rootfs;
 
 /// PATH used when the request's environment has none.
@@ -49,16 +51,15 @@ pub struct Isolator {
 }
 
 impl Isolator {
-    /// Opens the daemon's own binary as every task's init. Tasks' roots are overlays of
-    /// `image` (already owned by the mapped root); root inside tasks maps to `id_map`.
+    /// Loads every task's init. Tasks' roots are overlays of `image` (already owned by the
+    /// mapped root); root inside tasks maps to `id_map`.
     pub fn new(image: PathBuf, id_map: IdMap) -> Result<Self, DaemonError> {
-        let exe = Path::new("/proc/self/exe");
-        let init = std::fs::File::open(exe).map_err(|source| DaemonError::Io {
-            action: "open",
-            path: exe.to_owned(),
+        let init = init_binary::load().map_err(|source| DaemonError::Io {
+            action: "load rrocker-init into",
+            path: PathBuf::from("a memfd"),
             source,
         })?;
-        Ok(Self { init: Arc::new(init.into()), image, id_map })
+        Ok(Self { init: Arc::new(init), image, id_map })
     }
 
     /// The host uid and gid of root inside tasks.
@@ -88,7 +89,7 @@ impl Isolator {
             .ok_or_else(|| DaemonError::BinaryNotFound {
                 program: String::from_utf8_lossy(&argv[0]).into_owned(),
             })?;
-        let plan = init::InitPlan {
+        let plan = InitPlan {
             hostname: hostname.as_bytes().to_vec(),
             image: self.image.as_os_str().as_bytes().to_vec(),
             task_dir: task_dir.as_os_str().as_bytes().to_vec(),
@@ -113,6 +114,8 @@ fn path(bytes: &[u8]) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use rrocker_init::plan::ARGV0;
+
     use super::*;
 
     fn isolator() -> Isolator {
@@ -138,12 +141,10 @@ mod tests {
             .expect("spec");
         assert_eq!(spec.workdir, Path::new("/"));
         assert!(spec.env.iter().any(|e| e.starts_with(b"PATH=")));
-        assert_eq!(spec.argv[0], init::ARGV0.as_bytes());
+        assert_eq!(spec.argv[0], ARGV0.as_bytes());
         assert_eq!(spec.isolation.map(|i| i.namespaces), Some(TASK_NAMESPACES));
-        let plan = init::InitPlan::from_argv(
-            spec.argv.iter().map(|a| OsStr::from_bytes(a).to_owned()).collect(),
-        )
-        .expect("init argv");
+        let plan = InitPlan::from_argv(spec.argv.iter().map(|a| OsStr::from_bytes(a).to_owned()))
+            .expect("init argv");
         assert_eq!(plan.hostname, b"host");
         assert!(plan.program.ends_with(b"/true"));
         assert_eq!(plan.argv, [b"true".to_vec()]);

@@ -1,0 +1,132 @@
+//! `rrocker-init`: PID 1 of every task. The engine starts it inside the task's fresh
+//! namespaces, as root of the task's user namespace, with the report pipe as fd 3 and, when
+//! the daemon places it in cgroups itself, a go pipe as fd 4. It finishes the set-up that
+//! only a process inside can do ([`setup`]), waits until it is placed, then runs the command
+//! as its child and reports READY. From then on it forwards SIGTERM, SIGINT and the other
+//! catchable job signals to the command, reaps every orphan, reports how the command ended
+//! and exits with its status (128 + signal when a signal killed it). A failed step is
+//! reported with its errno, and init exits 127.
+//!
+//! `no_main`: the Rust runtime's own start-up (stack guard from /proc/self/maps, signal
+//! handlers) is not needed here and would cost every task's start.
+
+#![cfg_attr(not(test), no_main)]
+// Its test build (a harness with no tests of its own: init is tested end to end, in tests/)
+// leaves the C `main` out.
+#![cfg_attr(test, allow(dead_code))]
+
+mod setup;
+mod sys;
+
+use std::convert::Infallible;
+use std::ffi::{OsStr, c_int};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+
+use rrocker_init::plan::InitPlan;
+use rrocker_init::report;
+use rrocker_init::step::InitStep;
+
+use setup::{EINVAL, StepError, step};
+
+/// The report pipe's fd.
+const REPORT_FD: c_int = 3;
+/// The go pipe's fd, when there is one.
+const GO_FD: c_int = 4;
+
+/// The C entry point.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const std::ffi::c_char) -> c_int {
+    let mut report = sys::inherited(REPORT_FD);
+    let Err((failed, error)) = run(&mut report);
+    send(&mut report, failed as u8, error.raw_os_error().unwrap_or(EINVAL));
+    127
+}
+
+/// Sets the task up, starts the command and supervises it; returns only on a failed step.
+fn run(report: &mut File) -> Result<Infallible, StepError> {
+    let plan = InitPlan::from_argv(std::env::args_os())
+        .ok_or_else(|| (InitStep::Arguments, io::Error::from_raw_os_error(EINVAL)))?;
+    setup::run(&plan)?;
+    let mut waited = sys::FORWARDED_SIGNALS.to_vec();
+    waited.push(sys::SIGCHLD);
+    let waited = sys::SignalSet::of(&waited);
+    waited.block().map_err(step(InitStep::Signals))?;
+    // The command starts in the task's cgroups, seeing them as its cgroup namespace's root.
+    wait_for_placement().map_err(step(InitStep::Placement))?;
+    sys::unshare_cgroup_namespace().map_err(step(InitStep::CgroupNamespace))?;
+    let command = start_command(&plan)?;
+    send(report, report::READY, 0);
+    supervise(command, &waited, report)
+}
+
+/// Waits until the engine has placed init in the task's cgroups, when it said it would (by
+/// handing over a go pipe): one byte means placed, end of file means the placement failed.
+fn wait_for_placement() -> io::Result<()> {
+    if !sys::is_open(GO_FD) {
+        return Ok(());
+    }
+    let mut byte = [0u8; 1];
+    match sys::inherited(GO_FD).read(&mut byte)? {
+        1 => Ok(()),
+        _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+    }
+}
+
+/// Starts the command in its working directory with init's environment and only stdio;
+/// returns its pid once its exec succeeded.
+fn start_command(plan: &InitPlan) -> Result<i32, StepError> {
+    std::env::set_current_dir(OsStr::from_bytes(&plan.workdir)).map_err(step(InitStep::Workdir))?;
+    sys::only_stdio_on_exec().map_err(step(InitStep::Fork))?;
+    let (argv0, args) = plan.argv.split_first().expect("a plan has a command");
+    let child = Command::new(OsStr::from_bytes(&plan.program))
+        .arg0(OsStr::from_bytes(argv0))
+        .args(args.iter().map(|arg| OsStr::from_bytes(arg)))
+        .spawn()
+        .map_err(step(InitStep::Exec))?;
+    Ok(i32::try_from(child.id()).expect("pids fit in pid_t"))
+}
+
+/// Forwards signals to `command` and reaps children until `command` has exited; then reports
+/// how it ended and exits with its status (128 + signal if a signal killed it).
+fn supervise(command: i32, waited: &sys::SignalSet, report: &mut File) -> ! {
+    loop {
+        match waited.wait() {
+            Ok(sys::SIGCHLD) => {
+                while let Some((pid, status)) = sys::reap_any() {
+                    if pid == command {
+                        exit_like(ExitStatus::from_raw(status), report);
+                    }
+                }
+            }
+            Ok(signal) => {
+                let _ = sys::send_signal(command, signal);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Reports how the command ended and exits the same way.
+fn exit_like(status: ExitStatus, report: &mut File) -> ! {
+    match (status.code(), status.signal()) {
+        (_, Some(signal)) => {
+            send(report, report::SIGNALED, signal);
+            std::process::exit(128 + signal)
+        }
+        (code, None) => {
+            let code = code.unwrap_or(EINVAL);
+            send(report, report::EXITED, code);
+            std::process::exit(code)
+        }
+    }
+}
+
+/// Sends a report record to the engine (which may be gone: nothing to do then).
+fn send(report: &mut File, tag: u8, value: i32) {
+    let _ = report.write_all(&report::encode(tag, value));
+}

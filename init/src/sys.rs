@@ -1,0 +1,228 @@
+//! init's syscall layer: the C library calls std does not wrap, declared here because init has
+//! no dependencies (see the crate's doc), each behind a safe function. Constants are the
+//! kernel's, the same on every architecture rrocker builds for except where marked.
+
+use std::ffi::{CStr, c_char, c_int, c_long, c_ulong, c_void};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+
+/// `MS_NOSUID`.
+pub const MS_NOSUID: c_ulong = 2;
+/// `MS_NODEV`.
+pub const MS_NODEV: c_ulong = 4;
+/// `MS_NOEXEC`.
+pub const MS_NOEXEC: c_ulong = 8;
+/// `MS_BIND`.
+pub const MS_BIND: c_ulong = 4096;
+/// `MS_REC`.
+pub const MS_REC: c_ulong = 16384;
+/// `MS_PRIVATE`.
+pub const MS_PRIVATE: c_ulong = 1 << 18;
+
+/// `SIGCHLD`.
+pub const SIGCHLD: c_int = 17;
+/// The signals init passes on to the command: SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 and
+/// SIGTERM.
+pub const FORWARDED_SIGNALS: [c_int; 6] = [1, 2, 3, 10, 12, 15];
+
+const MNT_DETACH: c_int = 2;
+const PR_SET_DUMPABLE: c_int = 4;
+const PR_CAPBSET_DROP: c_int = 24;
+const PR_SET_NO_NEW_PRIVS: c_int = 38;
+const CLONE_NEWCGROUP: c_int = 0x0200_0000;
+const CLOSE_RANGE_CLOEXEC: c_int = 4;
+const F_GETFD: c_int = 1;
+const SIOCGIFFLAGS: c_ulong = 0x8913;
+const SIOCSIFFLAGS: c_ulong = 0x8914;
+const IFF_UP: i16 = 1;
+const SIG_BLOCK: c_int = 0;
+const WNOHANG: c_int = 1;
+/// prctl's unused arguments: variadic, so they must be passed at their full width.
+const UNUSED: c_ulong = 0;
+#[cfg(target_arch = "x86_64")]
+const SYS_PIVOT_ROOT: c_long = 155;
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64", target_arch = "loongarch64"))]
+const SYS_PIVOT_ROOT: c_long = 41;
+
+/// glibc's `sigset_t`: 1024 bits.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SignalSet([c_ulong; 16]);
+
+/// `struct ifreq` with its flags member (40 bytes).
+#[repr(C)]
+struct InterfaceFlags {
+    name: [u8; 16],
+    flags: i16,
+    padding: [u8; 22],
+}
+
+unsafe extern "C" {
+    fn mount(
+        source: *const c_char,
+        target: *const c_char,
+        fstype: *const c_char,
+        flags: c_ulong,
+        data: *const c_void,
+    ) -> c_int;
+    fn umount2(target: *const c_char, flags: c_int) -> c_int;
+    fn syscall(number: c_long, ...) -> c_long;
+    fn sethostname(name: *const c_char, len: usize) -> c_int;
+    fn prctl(option: c_int, ...) -> c_int;
+    fn unshare(flags: c_int) -> c_int;
+    fn close_range(first: u32, last: u32, flags: c_int) -> c_int;
+    fn fcntl(fd: c_int, command: c_int, ...) -> c_int;
+    fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
+    fn kill(pid: i32, signal: c_int) -> c_int;
+    fn waitpid(pid: i32, status: *mut c_int, options: c_int) -> i32;
+    fn sigemptyset(set: *mut SignalSet) -> c_int;
+    fn sigaddset(set: *mut SignalSet, signal: c_int) -> c_int;
+    fn sigprocmask(how: c_int, set: *const SignalSet, old: *mut SignalSet) -> c_int;
+    fn sigwait(set: *const SignalSet, signal: *mut c_int) -> c_int;
+}
+
+/// The result of a call that returns -1 and sets errno on failure.
+fn check(ret: c_int) -> io::Result<()> {
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// A file descriptor the engine handed over (the report pipe as 3, the go pipe as 4).
+pub fn inherited(fd: c_int) -> File {
+    // SAFETY: the engine dup'ed a pipe to this fd for init alone; nothing else in this
+    // process owns it, and each caller takes it once.
+    unsafe { File::from_raw_fd(fd) }
+}
+
+/// Whether `fd` is open.
+pub fn is_open(fd: c_int) -> bool {
+    // SAFETY: F_GETFD only reads the flags of an fd number, whichever file it is.
+    unsafe { fcntl(fd, F_GETFD) != -1 }
+}
+
+/// mount(2); `None` passes NULL.
+pub fn mount_fs(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> io::Result<()> {
+    let pointer = |text: Option<&CStr>| text.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the call.
+    check(unsafe {
+        mount(pointer(source), target.as_ptr(), pointer(fstype), flags, pointer(data).cast())
+    })
+}
+
+/// umount2(MNT_DETACH): detaches the mount at `target` and everything below it.
+pub fn detach(target: &CStr) -> io::Result<()> {
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(unsafe { umount2(target.as_ptr(), MNT_DETACH) })
+}
+
+/// pivot_root(2).
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
+    // SAFETY: pivot_root takes two NUL-terminated strings, which outlive the call.
+    let ret = unsafe { syscall(SYS_PIVOT_ROOT, new_root.as_ptr(), put_old.as_ptr()) };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// sethostname(2).
+pub fn set_hostname(name: &[u8]) -> io::Result<()> {
+    // SAFETY: the kernel reads `name.len()` bytes from `name`, which outlives the call.
+    check(unsafe { sethostname(name.as_ptr().cast(), name.len()) })
+}
+
+/// Brings the loopback interface up (a no-op when it already is).
+pub fn loopback_up() -> io::Result<()> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+    let mut request = InterfaceFlags { name: [0; 16], flags: 0, padding: [0; 22] };
+    request.name[..2].copy_from_slice(b"lo");
+    // SAFETY: SIOCGIFFLAGS fills the flags of the ifreq it is given, which lives on this
+    // stack frame and has the kernel's layout.
+    check(unsafe { ioctl(socket.as_raw_fd(), SIOCGIFFLAGS, &raw mut request) })?;
+    if request.flags & IFF_UP != 0 {
+        return Ok(());
+    }
+    request.flags |= IFF_UP;
+    // SAFETY: as above; SIOCSIFFLAGS only reads the ifreq.
+    check(unsafe { ioctl(socket.as_raw_fd(), SIOCSIFFLAGS, &raw const request) })
+}
+
+/// PR_SET_NO_NEW_PRIVS: neither the command nor anything it runs gains privileges.
+pub fn no_new_privs() -> io::Result<()> {
+    // SAFETY: this prctl takes plain integers.
+    check(unsafe { prctl(PR_SET_NO_NEW_PRIVS, c_ulong::from(1u8), UNUSED, UNUSED, UNUSED) })
+}
+
+/// Drops `capability` from the bounding set.
+pub fn drop_capability(capability: u32) -> io::Result<()> {
+    // SAFETY: PR_CAPBSET_DROP takes a capability number; no memory is passed.
+    check(unsafe { prctl(PR_CAPBSET_DROP, c_ulong::from(capability), UNUSED, UNUSED, UNUSED) })
+}
+
+/// PR_SET_DUMPABLE 0: init's memory and /proc entries are out of the command's reach.
+pub fn non_dumpable() -> io::Result<()> {
+    // SAFETY: this prctl takes plain integers.
+    check(unsafe { prctl(PR_SET_DUMPABLE, UNUSED, UNUSED, UNUSED, UNUSED) })
+}
+
+/// A new cgroup namespace rooted at the cgroups init is in.
+pub fn unshare_cgroup_namespace() -> io::Result<()> {
+    // SAFETY: unshare takes flags only.
+    check(unsafe { unshare(CLONE_NEWCGROUP) })
+}
+
+/// Marks every fd above stderr close-on-exec (the report pipe among them), so that only
+/// 0, 1 and 2 reach the command.
+pub fn only_stdio_on_exec() -> io::Result<()> {
+    // SAFETY: close_range takes plain integers; CLOSE_RANGE_CLOEXEC only sets flags.
+    check(unsafe { close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC) })
+}
+
+/// Sends `signal` to `pid`.
+pub fn send_signal(pid: i32, signal: c_int) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    check(unsafe { kill(pid, signal) })
+}
+
+/// Reaps one ended child: its pid and wait status, or `None` when none has ended.
+pub fn reap_any() -> Option<(i32, c_int)> {
+    let mut status: c_int = 0;
+    // SAFETY: waitpid writes the status into the local it is given.
+    let pid = unsafe { waitpid(-1, &raw mut status, WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+impl SignalSet {
+    /// The set of `signals`.
+    pub fn of(signals: &[c_int]) -> Self {
+        let mut set = Self([0; 16]);
+        // SAFETY: both write into `set`, which has glibc's sigset_t layout; the signal numbers
+        // are valid, so neither can fail.
+        unsafe {
+            sigemptyset(&raw mut set);
+            for signal in signals {
+                sigaddset(&raw mut set, *signal);
+            }
+        }
+        set
+    }
+
+    /// Blocks the set's signals, so that they wait for [`Self::wait`] (init is single-threaded).
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: sigprocmask reads the set, which outlives the call; no old set is asked for.
+        check(unsafe { sigprocmask(SIG_BLOCK, self, std::ptr::null_mut()) })
+    }
+
+    /// Waits for one of the set's (blocked) signals.
+    pub fn wait(&self) -> io::Result<c_int> {
+        let mut signal: c_int = 0;
+        // SAFETY: sigwait reads the set and writes the signal into the local it is given.
+        match unsafe { sigwait(self, &raw mut signal) } {
+            0 => Ok(signal),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
