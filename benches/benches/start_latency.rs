@@ -56,9 +56,9 @@ fn main() {
     engine.shutdown();
 
     // Isolation alone, then isolation plus the host's cgroups (per-task cgroups, placement).
-    let (mut bare_reply, mut bare_end) =
-        rrocker_starts(&runtime, iterations, &["--cgroup-version", "off"]);
-    let (mut to_reply, mut to_end) = rrocker_starts(&runtime, iterations, &[]);
+    let bare = rrocker_starts(&runtime, iterations, &["--cgroup-version", "off"]);
+    let (mut bare_reply, mut bare_end, mut round_trip) = bare;
+    let (mut to_reply, mut to_end, _) = rrocker_starts(&runtime, iterations, &[]);
 
     // runc and crun running the same image with the same namespaces, to the container's exit.
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -83,6 +83,7 @@ fn main() {
         ("fork+exec /bin/true (baseline)", Summary::of(&mut fork_exec)),
         ("unshare -Upmn --fork /bin/true", Summary::of(&mut unshare)),
         ("engine spawn, not isolated", Summary::of(&mut engine_plain)),
+        ("rrocker Query round trip", Summary::of(&mut round_trip)),
         ("rrocker Start reply, no cgroups", Summary::of(&mut bare_reply)),
         ("rrocker Start to end, no cgroups", Summary::of(&mut bare_end)),
         ("rrocker Start reply", Summary::of(&mut to_reply)),
@@ -117,10 +118,17 @@ fn main() {
         }
     }
     let crun = oci_rows.iter().find(|(name, _)| *name == "crun").and_then(|(_, summary)| *summary);
-    let versus_crun = crun.map(|crun| rows[6].1.p50.as_secs_f64() / crun.p50.as_secs_f64());
+    let versus_crun = crun.map(|crun| rows[7].1.p50.as_secs_f64() / crun.p50.as_secs_f64());
     if let Some(ratio) = versus_crun {
         println!("rrocker Start-to-final-status p50 / crun run p50: {ratio:.2}");
     }
+    // What isolation adds to a start: the Start reply without cgroups less an RPC's round trip
+    // and the un-isolated spawn, both of which an un-isolated Start would pay too.
+    let p50_ms = |row: usize| rows[row].1.p50.as_secs_f64() * 1e3;
+    let isolation_ms = p50_ms(4) - p50_ms(3) - p50_ms(2);
+    println!(
+        "isolation adds (Start reply, no cgroups - Query round trip - engine spawn): {isolation_ms:.2} ms p50"
+    );
     let oci_json = |name: &str| {
         oci_rows.iter().find(|(n, _)| *n == name).and_then(|(_, s)| s.map(Summary::to_json))
     };
@@ -129,10 +137,12 @@ fn main() {
         "fork_exec": rows[0].1.to_json(),
         "unshare": rows[1].1.to_json(),
         "engine_not_isolated": rows[2].1.to_json(),
-        "start_reply_no_cgroups": rows[3].1.to_json(),
-        "start_to_final_status_no_cgroups": rows[4].1.to_json(),
-        "start_reply": rows[5].1.to_json(),
-        "start_to_final_status": rows[6].1.to_json(),
+        "query_round_trip": rows[3].1.to_json(),
+        "start_reply_no_cgroups": rows[4].1.to_json(),
+        "start_to_final_status_no_cgroups": rows[5].1.to_json(),
+        "start_reply": rows[6].1.to_json(),
+        "start_to_final_status": rows[7].1.to_json(),
+        "isolation_cost_p50_ms": isolation_ms,
         "runc": oci_json("runc"),
         "crun": oci_json("crun"),
         "rrocker_over_crun_p50": versus_crun,
@@ -152,14 +162,15 @@ fn main() {
 }
 
 /// Sequential starts of `/bin/true` over mTLS on a daemon started with `args`: the time to
-/// each Start reply and to each final status.
+/// each Start reply, to each final status, and of a Query of the ended task (an RPC's round
+/// trip on the same connection).
 fn rrocker_starts(
     runtime: &tokio::runtime::Runtime,
     iterations: usize,
     args: &[&str],
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     let daemon = Daemon::start_with(args);
-    let (mut to_reply, mut to_end) = (Vec::new(), Vec::new());
+    let (mut to_reply, mut to_end, mut round_trip) = (Vec::new(), Vec::new(), Vec::new());
     runtime.block_on(async {
         let mut client = daemon.client("client1").await;
         for _ in 0..iterations {
@@ -169,10 +180,14 @@ fn rrocker_starts(
             to_reply.push(begin.elapsed());
             stream_all(&mut client, &id).await;
             to_end.push(begin.elapsed());
+            let begin = Instant::now();
+            let query = rrocker_proto::v1::QueryRequest { task_id: id.clone() };
+            client.query(query).await.expect("query");
+            round_trip.push(begin.elapsed());
             client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
         }
     });
-    (to_reply, to_end)
+    (to_reply, to_end, round_trip)
 }
 
 /// Durations in whole microseconds.

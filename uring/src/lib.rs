@@ -29,7 +29,6 @@ use std::path::PathBuf;
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog};
 pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
-pub use sys::loopback_up;
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

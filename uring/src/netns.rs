@@ -4,7 +4,8 @@
 //! not own a namespace made outside its user namespace), and an fd to keep it. The engine
 //! thread enters one just around `clone3`, so the child is born in it, and returns to the
 //! daemon's own namespace at once. Every namespace serves one task; an empty pool makes one
-//! on the spot, the same way.
+//! on the spot, the same way. The maker thread runs at idle priority, so that it never takes
+//! a CPU from a task's start.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -32,6 +33,10 @@ impl NetnsPool {
         let (sender, ready) = mpsc::sync_channel(READY);
         let _ = sender.send(first);
         std::thread::Builder::new().name("rrocker-netns".into()).spawn(move || {
+            // Making a namespace takes a millisecond of CPU: never from a task's start.
+            if let Err(error) = crate::sys::idle_priority() {
+                tracing::warn!(%error, "cannot lower the network namespace maker's priority");
+            }
             // Between two namespaces the thread waits in its own, not in one a task got.
             let Ok(home) = current() else { return };
             loop {

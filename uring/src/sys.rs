@@ -69,6 +69,15 @@ unsafe fn clone3_with_pidfd(
     }
 }
 
+/// SCHED_IDLE for the calling thread: it runs only on a CPU that has nothing else to do.
+pub(crate) fn idle_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param`, which outlives the call; pid 0 is the calling
+    // thread.
+    let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// `unshare(CLONE_NEWNET)`: moves the calling thread (only) into a new network namespace.
 pub(crate) fn unshare_network() -> io::Result<()> {
     // SAFETY: CLONE_NEWNET changes only this thread's network namespace; it does not touch
@@ -79,7 +88,7 @@ pub(crate) fn unshare_network() -> io::Result<()> {
 
 /// `ifconfig lo up` in the calling thread's network namespace (SIOCSIFFLAGS); nothing to do
 /// if it is up already.
-pub fn loopback_up() -> io::Result<()> {
+pub(crate) fn loopback_up() -> io::Result<()> {
     let socket = rustix::net::socket_with(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::DGRAM,
