@@ -107,7 +107,7 @@ impl TaskService for Service {
         request: Request<RemoveRequest>,
     ) -> Result<Response<RemoveResponse>, Status> {
         let caller = caller(&request)?;
-        self.registry.remove(&caller, &request.get_ref().task_id)?;
+        self.registry.remove(&caller, &request.get_ref().task_id).await?;
         Ok(Response::new(RemoveResponse {}))
     }
 }

@@ -32,8 +32,12 @@ pub struct Progress {
     pub state: TaskState,
     /// When the task ended, once it has.
     pub finished_at: Option<SystemTime>,
-    /// What it used in all, once it has ended (read just before its cgroup was removed).
+    /// What it used in all, once it has ended (read as its command ended).
     pub final_usage: Option<Usage>,
+    /// Whether everything it held on the host is gone: every process, its cgroup and its
+    /// directory. This follows its end by the few milliseconds its init takes to tear its
+    /// namespaces down.
+    pub released: bool,
 }
 
 /// One task.
@@ -82,6 +86,13 @@ impl Task {
         // The sender lives in `self`, so it cannot be dropped while we wait.
         let ended = progress.wait_for(|progress| progress.state.is_final()).await;
         ended.map(|progress| progress.clone()).unwrap_or_else(|_| self.progress())
+    }
+
+    /// Waits until everything the task held on the host is gone.
+    pub async fn released(&self) {
+        let mut progress = self.progress.subscribe();
+        // The sender lives in `self`, so it cannot be dropped while we wait.
+        let _ = progress.wait_for(|progress| progress.released).await;
     }
 
     fn set_stop_cause(&self, cause: StopCause) {
@@ -170,6 +181,7 @@ impl TaskRegistry {
                 state: TaskState::Running,
                 finished_at: None,
                 final_usage: None,
+                released: false,
             }),
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
@@ -177,20 +189,14 @@ impl TaskRegistry {
         self.lock().insert(task.id, Arc::clone(&task));
         tracing::info!(task = %task.id, owner = %task.owner, pid = task.pid, "task started");
         let watched = Arc::clone(&task);
-        let exit = spawned.exit;
+        let (exit, gone) = (spawned.exit, spawned.gone);
         tokio::spawn(async move {
             let exit = exit.await;
-            // Every process of the task is gone with its init: read what it used, then drop
-            // its cgroup and its files.
-            let cleaned = Arc::clone(&watched);
+            // The command has ended: what the task used is final, though its init may still
+            // be tearing its namespaces down.
+            let counted = Arc::clone(&watched);
             let final_usage = tokio::task::spawn_blocking(move || {
-                drop(task_dir);
-                let cgroup = cleaned.cgroup.as_ref()?;
-                let usage = cgroup.usage();
-                if let Err(error) = cgroup.remove() {
-                    tracing::warn!(task = %cleaned.id, %error, "cannot remove the task's cgroup");
-                }
-                Some(usage)
+                counted.cgroup.as_ref().map(|cgroup| cgroup.usage())
             })
             .await
             .ok()
@@ -202,7 +208,19 @@ impl TaskRegistry {
             };
             tracing::info!(task = %watched.id, ?state, "task ended");
             let finished_at = Some(SystemTime::now());
-            watched.progress.send_replace(Progress { state, finished_at, final_usage });
+            let ended = Progress { state, finished_at, final_usage, released: false };
+            watched.progress.send_replace(ended);
+            // Every process of the task is gone with its init: drop its cgroup and its files.
+            let _ = gone.await;
+            let cleaned = Arc::clone(&watched);
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(task_dir);
+                if let Some(Err(error)) = cleaned.cgroup.as_ref().map(|cgroup| cgroup.remove()) {
+                    tracing::warn!(task = %cleaned.id, %error, "cannot remove the task's cgroup");
+                }
+            })
+            .await;
+            watched.progress.send_modify(|progress| progress.released = true);
         });
         Ok(task)
     }
@@ -238,17 +256,19 @@ impl TaskRegistry {
         Ok((task, progress))
     }
 
-    /// Forgets a finished task and its output.
-    pub fn remove(&self, caller: &Caller, id: &str) -> Result<(), DaemonError> {
+    /// Forgets a finished task and its output, once everything it held on the host is gone.
+    pub async fn remove(&self, caller: &Caller, id: &str) -> Result<(), DaemonError> {
         let task = self.find(caller, id)?;
         if !task.progress().state.is_final() {
             return Err(DaemonError::StillRunning { id: task.id.to_string() });
         }
+        task.released().await;
         self.lock().remove(&task.id);
         Ok(())
     }
 
-    /// Refuses new tasks and stops every running one (SIGTERM, SIGKILL after `grace`).
+    /// Refuses new tasks, stops every running one (SIGTERM, SIGKILL after `grace`) and waits
+    /// until every task has released what it held on the host.
     pub async fn shutdown(&self, grace: Duration) {
         self.closing.store(true, Ordering::SeqCst);
         let running: Vec<_> = self
@@ -260,6 +280,8 @@ impl TaskRegistry {
         tracing::info!(tasks = running.len(), "stopping every task");
         let stops = running.iter().map(|task| self.stop_task(task, grace, StopCause::Shutdown));
         futures_util::future::join_all(stops).await;
+        let tasks: Vec<_> = self.lock().values().cloned().collect();
+        futures_util::future::join_all(tasks.iter().map(|task| task.released())).await;
     }
 
     async fn stop_task(

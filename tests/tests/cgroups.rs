@@ -106,6 +106,8 @@ async fn a_fork_bomb_stays_within_its_pids_limit_and_can_be_stopped() {
     let stopped = client.stop(request).await.expect("stop").into_inner().status.expect("status");
     assert_eq!(stopped.state(), TaskState::Killed);
     assert_eq!(stopped.usage.expect("usage").pids_peak, 32);
+    // rm answers once the ended task has released everything.
+    client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
     assert_eq!(daemon.task_cgroups(), Vec::<PathBuf>::new(), "its cgroups are gone");
 }
 
@@ -276,6 +278,7 @@ async fn the_v2_backend_places_kills_and_removes_for_real() {
     let request = StopRequest { task_id: id.clone(), grace_ms: Some(50) };
     let stopped = client.stop(request).await.expect("stop").into_inner().status.expect("status");
     assert_eq!((stopped.state(), stopped.signal), (TaskState::Killed, Some(libc::SIGKILL)));
+    client.remove(rrocker_proto::v1::RemoveRequest { task_id: id.clone() }).await.expect("rm");
     assert!(!parent.join(&id).exists(), "its cgroup is removed");
     let granted = std::fs::read_to_string(parent.join("cgroup.subtree_control")).expect("ctl");
     if !granted.contains("memory") {

@@ -94,7 +94,9 @@ async fn the_host_filesystem_is_invisible_and_writes_stay_private() {
     assert!(!in_images, "the base image never changes");
     let task_dir = daemon.state_dir().join("tasks").join(&first);
     assert!(task_dir.join("upper/etc/written").exists());
-    client.stop(StopRequest { task_id: first, grace_ms: Some(0) }).await.expect("stop");
+    client.stop(StopRequest { task_id: first.clone(), grace_ms: Some(0) }).await.expect("stop");
+    // rm answers once the ended task has released everything.
+    client.remove(rrocker_proto::v1::RemoveRequest { task_id: first }).await.expect("rm");
     assert!(!task_dir.exists(), "the task's directory is removed when it ends");
 }
 
@@ -274,8 +276,11 @@ async fn a_thousand_tasks_leave_nothing_behind() {
     require_root!();
     let daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
-    // Warm up: the first task may open lazily created daemon resources.
-    run(&mut client, "true").await;
+    // Warm up: the first task may open lazily created daemon resources. (rm answers once
+    // the task has released everything, so that nothing of it is counted below.)
+    let warm_up = start(&mut client, shell("true")).await;
+    stream_all(&mut client, &warm_up).await;
+    client.remove(rrocker_proto::v1::RemoveRequest { task_id: warm_up }).await.expect("rm");
     let fds = || std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).expect("fds").count();
     // The host's mounts and the daemon's own (private) mount namespace.
     let mounts = || {

@@ -89,8 +89,13 @@ pub struct Spawned {
     pub pid: u32,
     /// The task's output, filled by the engine.
     pub output: Arc<OutputLog>,
-    /// Resolves once the child has been reaped (its output may still be draining).
+    /// Resolves with the command's end as soon as it is known: an init's report of its
+    /// command, else the child's reap. Its output may still be draining.
     pub exit: oneshot::Receiver<ExitStatus>,
+    /// Resolves once the child has been reaped and its pipes have ended, and the engine has
+    /// closed its fds: every process of an isolated task is gone (an init's exit tears its
+    /// namespaces down, which takes a few milliseconds more than its command's end).
+    pub gone: oneshot::Receiver<()>,
 }
 
 enum Command {
@@ -277,32 +282,44 @@ async fn start_task(
     };
     let spill = SpillWriter::new(config.spill_dir.clone());
     let (exit_tx, exit) = oneshot::channel();
-    let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit };
+    let (gone_tx, gone) = oneshot::channel();
+    let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit, gone };
     if reply.send(Ok(spawned)).is_err() {
         // Nobody wants the task any more: make sure it does not run unobserved.
         let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
     }
     let reaper = async {
-        let reported = async {
-            match final_report {
-                Some(report) => spawn::final_status(report).await,
-                None => None,
-            }
+        // An init's report of its command comes first and wins over init's own exit (the
+        // report pipe ends with init at the latest).
+        let reported = match final_report {
+            Some(report) => spawn::final_status(report).await,
+            None => None,
         };
-        let (reaped, reported) = tokio::join!(reap(pidfd, child.pid), reported);
-        // An init's report of its command wins over init's own exit.
-        match (reported, reaped) {
-            (Some(status), _) | (None, Ok(status)) => {
+        let exit_tx = match reported {
+            Some(status) => {
+                let _ = exit_tx.send(status);
+                None
+            }
+            None => Some(exit_tx),
+        };
+        match (reap(pidfd, child.pid).await, exit_tx) {
+            (Ok(status), Some(exit_tx)) => {
                 let _ = exit_tx.send(status);
             }
-            (None, Err(error)) => tracing::error!(%error, "cannot reap task"),
+            (Err(error), _) => tracing::error!(%error, "cannot reap task"),
+            (Ok(_), None) => {}
         }
     };
-    let stdout = pump(child.stdout, OutputFd::Stdout, &output, &spill, &config);
-    let stderr = pump(child.stderr, OutputFd::Stderr, &output, &spill, &config);
-    tokio::join!(reaper, stdout, stderr);
-    output.close();
+    // No writer is left once both pipes have ended: the output is complete.
+    let output_read = async {
+        let stdout = pump(child.stdout, OutputFd::Stdout, &output, &spill, &config);
+        let stderr = pump(child.stderr, OutputFd::Stderr, &output, &spill, &config);
+        tokio::join!(stdout, stderr);
+        output.close();
+    };
+    tokio::join!(reaper, output_read);
     tasks.borrow_mut().remove(index);
+    let _ = gone_tx.send(());
 }
 
 /// Waits for the pidfd to become readable (the child exited), kills what is left of the
