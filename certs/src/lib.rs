@@ -2,7 +2,8 @@
 //! server CA signs server certificates, the client CA signs client certificates. Every key is
 //! ECDSA P-256. [`Pki::write_dev`] lays out the dev PKI the README's daemon uses;
 //! tests build fresh PKIs with [`Pki::generate`] and issue odd certificates (expired, signed by
-//! the wrong CA, self-signed, unknown organisation) with [`Pki::issue`].
+//! the wrong CA, self-signed, unknown organisation) with [`Pki::issue`], and revoke them
+//! with a CRL of the client CA ([`Pki::client_revocation_list`]).
 //!
 //! Layout of a PKI directory (keys 0600, directory 0700):
 //! `root-ca.pem`, `server-ca.pem`, `client-ca.pem` (+ `.key` of each CA),
@@ -13,10 +14,13 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevocationReason, RevokedCertParams, SanType,
+    SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -137,6 +141,8 @@ pub struct Issued {
     pub chain_pem: String,
     /// The PKCS#8 private key in PEM.
     pub key_pem: String,
+    /// The leaf's serial number (unique among the certificates of one [`Pki`]).
+    pub serial: u64,
 }
 
 impl Issued {
@@ -152,6 +158,8 @@ pub struct Pki {
     root: CertifiedIssuer<'static, KeyPair>,
     server_ca: CertifiedIssuer<'static, KeyPair>,
     client_ca: CertifiedIssuer<'static, KeyPair>,
+    /// The next leaf's serial number (and CRL number).
+    next_serial: AtomicU64,
 }
 
 impl std::fmt::Debug for Pki {
@@ -181,7 +189,7 @@ impl Pki {
             &root,
         )
         .map_err(generate_error("client CA"))?;
-        Ok(Self { root, server_ca, client_ca })
+        Ok(Self { root, server_ca, client_ca, next_serial: AtomicU64::new(1) })
     }
 
     /// The root CA certificate in PEM.
@@ -235,6 +243,8 @@ impl Pki {
         }];
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        params.serial_number = Some(SerialNumber::from(serial));
         params.use_authority_key_identifier_extension = spec.signer != Signer::SelfSigned;
         let (cert, ca_pem) = match spec.signer {
             Signer::ClientCa => (params.signed_by(&key, &self.client_ca), self.client_ca.pem()),
@@ -242,7 +252,32 @@ impl Pki {
             Signer::SelfSigned => (params.self_signed(&key), String::new()),
         };
         let cert = cert.map_err(generate_error(name))?;
-        Ok(Issued { chain_pem: cert.pem() + &ca_pem, key_pem: key.serialize_pem() })
+        Ok(Issued { chain_pem: cert.pem() + &ca_pem, key_pem: key.serialize_pem(), serial })
+    }
+
+    /// A CRL of the client CA (PEM), valid for a day, revoking `revoked` (certificates it
+    /// issued).
+    pub fn client_revocation_list(&self, revoked: &[&Issued]) -> Result<String, CertError> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::minutes(1),
+            next_update: now + Duration::days(1),
+            // Increasing with every CRL, as the numbers of one issuer's CRLs must.
+            crl_number: SerialNumber::from(self.next_serial.fetch_add(1, Ordering::Relaxed)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|issued| RevokedCertParams {
+                    serial_number: SerialNumber::from(issued.serial),
+                    revocation_time: now - Duration::minutes(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.client_ca).map_err(generate_error("client CA CRL"))?;
+        crl.pem().map_err(generate_error("client CA CRL"))
     }
 
     /// Writes the CA certificates and keys into `dir` (created 0700 if needed).

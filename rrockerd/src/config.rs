@@ -18,6 +18,11 @@ pub struct Config {
     /// if it holds none. Default: /etc/rrocker/pki as root, ~/.config/rrocker/pki otherwise.
     #[arg(long, env = "RROCKER_PKI_DIR")]
     pub pki_dir: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) of the client CA: a client whose certificate one
+    /// revokes is refused at the handshake. Read at start-up and again on SIGHUP (with the
+    /// PKI directory's certificates), so new revocations apply to new connections.
+    #[arg(long, env = "RROCKERD_CRL")]
+    pub crl: Option<PathBuf>,
     /// Directory for runtime state (task roots, spilled output).
     #[arg(long, env = "RROCKERD_STATE_DIR", default_value = "/run/rrocker")]
     pub state_dir: PathBuf,

@@ -31,7 +31,6 @@ use rrocker_proto::v1::task_service_server::TaskServiceServer;
 use rrocker_uring::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::error::DaemonError;
@@ -109,18 +108,20 @@ fn dir_with_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
-/// once it accepts connections.
+/// once it accepts connections, and one line for each SIGHUP (see
+/// [`tls::reloaded_on_sighup`]).
 pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
     let pki_dir = config.pki_dir();
     if !rrocker_certs::has_server_pki(&pki_dir) {
         rrocker_certs::Pki::write_dev(&pki_dir)?;
         tracing::warn!(dir = %pki_dir.display(), "no PKI found: generated a dev PKI (not for production)");
     }
+    // Bad TLS files stop the daemon before it creates anything.
+    let acceptors = tls::reloaded_on_sighup(pki_dir.clone(), config.crl.clone())?;
     let created_state_dir = !config.state_dir.exists();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.state_dir).map_err(
         |source| DaemonError::Io { action: "create", path: config.state_dir.clone(), source },
     )?;
-    let acceptor = TlsAcceptor::from(tls::server_config(&pki_dir)?);
     let mut terminate = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
         action: "handle SIGTERM for",
         path: "rrockerd".into(),
@@ -190,7 +191,7 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(TaskServiceServer::new(service::Service::new(Arc::clone(&registry))))
-        .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptor), shutdown);
+        .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptors), shutdown);
     tokio::select! {
         served = server => served?,
         () = async { drained.notified().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,11 +47,12 @@ impl Connected for TlsConnection {
     }
 }
 
-/// Accepts connections on `listener` and yields those that complete the TLS handshake.
+/// Accepts connections on `listener` and yields those that complete the TLS handshake with
+/// the acceptor `acceptors` holds at the time (it changes when the TLS files are reloaded).
 /// The accept loop ends when the returned stream is dropped.
 pub fn accept_tls(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptors: watch::Receiver<TlsAcceptor>,
 ) -> ReceiverStream<io::Result<TlsConnection>> {
     let (connections, incoming) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -70,7 +71,7 @@ pub fn accept_tls(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let acceptor = acceptors.borrow().clone();
             let connections = connections.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 use rrocker_certs::{Issued, LeafSpec, Pki};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
@@ -68,6 +68,8 @@ pub fn images_dir() -> PathBuf {
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
+    /// The daemon's stdout, after its ready line: where it answers SIGHUP.
+    stdout: BufReader<ChildStdout>,
     addr: SocketAddr,
     pki: Option<Pki>,
     dir: tempfile::TempDir,
@@ -91,6 +93,36 @@ impl Daemon {
         Self::spawn(args, None, dir, Some(pki))
     }
 
+    /// Starts a daemon with a fresh dev PKI whose client CA has a revocation list (empty for
+    /// now: see [`Self::revoke`]), given with `--crl`.
+    pub fn start_with_crl() -> Self {
+        let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
+        let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
+        let crl = dir.path().join("pki").join("client-ca.crl");
+        std::fs::write(&crl, pki.client_revocation_list(&[]).expect("crl")).expect("write crl");
+        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
+        args.extend(["--crl".into(), crl.into_os_string()]);
+        Self::spawn(args, None, dir, Some(pki))
+    }
+
+    /// Revokes `certificates` in the client CA's revocation list (see
+    /// [`Self::start_with_crl`]) and has the daemon reload it; returns the daemon's answer.
+    pub fn revoke(&mut self, certificates: &[&Issued]) -> String {
+        let pki = self.pki.as_ref().expect("a PKI made by the test");
+        let crl = pki.client_revocation_list(certificates).expect("crl");
+        std::fs::write(self.pki_dir().join("client-ca.crl"), crl).expect("write crl");
+        self.reload()
+    }
+
+    /// Sends SIGHUP and returns the line the daemon answers with on stdout (once the reload
+    /// is done).
+    pub fn reload(&mut self) -> String {
+        signal(self.child.id(), libc::SIGHUP);
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read the daemon's answer to SIGHUP");
+        line.trim_end().to_owned()
+    }
+
     /// Starts a daemon as an unprivileged user (`nobody`), with its own images directory and
     /// the dev PKI it generates itself. Needs root.
     pub fn start_unprivileged() -> Self {
@@ -108,13 +140,17 @@ impl Daemon {
         dir: tempfile::TempDir,
         pki: Option<Pki>,
     ) -> Self {
-        let (child, addr) = Self::launch(&args, uid, dir.path());
-        Self { child, addr, pki, dir, args, uid }
+        let (child, stdout, addr) = Self::launch(&args, uid, dir.path());
+        Self { child, stdout, addr, pki, dir, args, uid }
     }
 
     /// Runs rrockerd with `args` plus this harness's own (port 0, PKI and state in `dir`, a
     /// parent cgroup of its own) and waits for its ready line.
-    fn launch(args: &[std::ffi::OsString], uid: Option<u32>, dir: &Path) -> (Child, SocketAddr) {
+    fn launch(
+        args: &[std::ffi::OsString],
+        uid: Option<u32>,
+        dir: &Path,
+    ) -> (Child, BufReader<ChildStdout>, SocketAddr) {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(bin_path("rrockerd"));
         if let Some(uid) = uid {
@@ -139,9 +175,9 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawn rrockerd");
-        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the daemon's ready line");
+        stdout.read_line(&mut line).expect("read the daemon's ready line");
         let addr = line
             .trim()
             .strip_prefix("rrockerd listening on ")
@@ -151,7 +187,7 @@ impl Daemon {
             })
             .parse()
             .expect("socket address");
-        (child, addr)
+        (child, stdout, addr)
     }
 
     /// Kills the daemon with SIGKILL (no clean-up of its own), then starts it again with the
@@ -159,8 +195,8 @@ impl Daemon {
     pub fn kill_and_restart(&mut self) {
         signal(self.child.id(), libc::SIGKILL);
         self.child.wait().expect("wait for rrockerd");
-        let (child, addr) = Self::launch(&self.args, self.uid, self.dir.path());
-        (self.child, self.addr) = (child, addr);
+        let (child, stdout, addr) = Self::launch(&self.args, self.uid, self.dir.path());
+        (self.child, self.stdout, self.addr) = (child, stdout, addr);
     }
 
     /// The daemon's parent cgroup (relative to each hierarchy's root).

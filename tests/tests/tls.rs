@@ -158,3 +158,47 @@ async fn the_cli_explains_a_refused_certificate_in_one_line() {
     assert!(stderr.starts_with("Cannot read the client certificate at "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_is_refused_once_the_crl_is_reloaded() {
+    let mut daemon = Daemon::start_with_crl();
+    let doomed = daemon.issue("doomed", &LeafSpec::client("client", "doomed"));
+    let mut connected = daemon.client("doomed").await;
+    connected.list(ListRequest {}).await.expect("not revoked yet");
+    assert_eq!(daemon.revoke(&[&doomed]), "rrockerd reloaded its TLS configuration");
+    assert_refused(&daemon, config_for(&daemon, "doomed")).await;
+    // Others are unaffected, and so is a connection made before the revocation.
+    daemon.client("client1").await.list(ListRequest {}).await.expect("client1");
+    connected.list(ListRequest {}).await.expect("an established connection stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_that_does_not_parse_keeps_the_configuration_in_use() {
+    let mut daemon = Daemon::start_with_crl();
+    let doomed = daemon.issue("doomed", &LeafSpec::client("client", "doomed"));
+    daemon.revoke(&[&doomed]);
+    std::fs::write(daemon.pki_dir().join("client-ca.crl"), "not a CRL").expect("garble");
+    let answer = daemon.reload();
+    assert!(answer.starts_with("rrockerd kept its TLS configuration: "), "{answer}");
+    assert!(answer.contains("client-ca.crl"), "it names the file: {answer}");
+    assert_refused(&daemon, config_for(&daemon, "doomed")).await;
+    daemon.client("client1").await.list(ListRequest {}).await.expect("client1");
+}
+
+#[test]
+fn a_missing_crl_stops_the_daemon_from_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
+        .args(["--listen", "127.0.0.1:0", "--cgroup-version", "off", "--pki-dir"])
+        .arg(dir.path().join("pki"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--crl")
+        .arg(dir.path().join("missing.crl"))
+        .output()
+        .expect("run rrockerd");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing.crl"), "the error names the file: {stderr}");
+    assert!(!dir.path().join("state").exists(), "nothing was created");
+}
