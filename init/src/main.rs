@@ -83,11 +83,10 @@ fn start_command(plan: &InitPlan) -> Result<i32, StepError> {
     std::env::set_current_dir(OsStr::from_bytes(&plan.workdir)).map_err(step(InitStep::Workdir))?;
     sys::only_stdio_on_exec().map_err(step(InitStep::Fork))?;
     let (argv0, args) = plan.argv.split_first().expect("a plan has a command");
-    let child = Command::new(OsStr::from_bytes(&plan.program))
-        .arg0(OsStr::from_bytes(argv0))
-        .args(args.iter().map(|arg| OsStr::from_bytes(arg)))
-        .spawn()
-        .map_err(step(InitStep::Exec))?;
+    let mut command = Command::new(OsStr::from_bytes(&plan.program));
+    command.arg0(OsStr::from_bytes(argv0)).args(args.iter().map(|arg| OsStr::from_bytes(arg)));
+    sys::unblocked_in_child(&mut command);
+    let child = command.spawn().map_err(step(InitStep::Exec))?;
     Ok(i32::try_from(child.id()).expect("pids fit in pid_t"))
 }
 

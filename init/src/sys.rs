@@ -37,6 +37,7 @@ const SIOCGIFFLAGS: c_ulong = 0x8913;
 const SIOCSIFFLAGS: c_ulong = 0x8914;
 const IFF_UP: i16 = 1;
 const SIG_BLOCK: c_int = 0;
+const SIG_SETMASK: c_int = 2;
 const WNOHANG: c_int = 1;
 /// prctl's unused arguments: variadic, so they must be passed at their full width.
 const UNUSED: c_ulong = 0;
@@ -179,6 +180,20 @@ pub fn unshare_cgroup_namespace() -> io::Result<()> {
 pub fn only_stdio_on_exec() -> io::Result<()> {
     // SAFETY: close_range takes plain integers; CLOSE_RANGE_CLOEXEC only sets flags.
     check(unsafe { close_range(3, u32::MAX, CLOSE_RANGE_CLOEXEC) })
+}
+
+/// Makes `command` start with no signal blocked (init blocks the ones it waits for, and a
+/// child inherits its mask).
+pub fn unblocked_in_child(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let none = SignalSet::of(&[]);
+    // SAFETY: the hook runs in the forked child before exec and only calls sigprocmask,
+    // which is async-signal-safe; `none` is moved into it and lives as long.
+    unsafe {
+        command.pre_exec(move || {
+            check(sigprocmask(SIG_SETMASK, &raw const none, std::ptr::null_mut()))
+        });
+    }
 }
 
 /// Sends `signal` to `pid`.
