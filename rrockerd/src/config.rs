@@ -54,6 +54,12 @@ pub struct Config {
     /// writing keep only their newest 64 KiB there.
     #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 44))]
     pub output_budget_bytes: u64,
+    /// Most tasks running at once; a start beyond it is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "RROCKERD_MAX_TASKS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_tasks: u64,
+    /// Most tasks one identity (certificate CN) runs at once.
+    #[arg(long, env = "RROCKERD_MAX_TASKS_PER_USER", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_tasks_per_user: u64,
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,

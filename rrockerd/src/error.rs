@@ -83,6 +83,9 @@ pub enum DaemonError {
     /// A limit this host's cgroups cannot apply.
     #[error("{0}")]
     LimitUnavailable(String),
+    /// A cap of this daemon's (running tasks, request size) is reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The PKI could not be generated.
     #[error("cannot generate the dev PKI: {0}")]
     Pki(#[from] rrocker_certs::CertError),
@@ -134,6 +137,7 @@ impl DaemonError {
             | Self::LimitUnavailable(_) => Code::FailedPrecondition,
             Self::BinaryNotFound { .. } | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::Unauthenticated => Code::Unauthenticated,
             Self::ShuttingDown => Code::Unavailable,
             Self::Engine(EngineError::Exec { .. } | EngineError::Workdir { .. })

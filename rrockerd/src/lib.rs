@@ -15,6 +15,7 @@ pub mod cgroup;
 pub mod config;
 pub mod error;
 pub mod listener;
+pub mod quota;
 pub mod service;
 pub mod state;
 pub mod tasks;
@@ -161,8 +162,18 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
         }
     }
     let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
-    let registry =
-        Arc::new(TaskRegistry::new(engine, isolator, cgroups, tasks_dir, config.stop_grace()));
+    let quota = quota::Quota::new(
+        usize::try_from(config.max_tasks).unwrap_or(usize::MAX),
+        usize::try_from(config.max_tasks_per_user).unwrap_or(usize::MAX),
+    );
+    let registry = Arc::new(TaskRegistry::new(
+        engine,
+        isolator,
+        cgroups,
+        quota,
+        tasks_dir,
+        config.stop_grace(),
+    ));
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::cgroup::{Cgroups, TaskCgroup};
 use crate::error::DaemonError;
+use crate::quota::Quota;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
 use crate::worker::Isolator;
@@ -110,6 +111,7 @@ pub struct TaskRegistry {
     engine: Engine,
     isolator: Isolator,
     cgroups: Option<Box<dyn Cgroups>>,
+    quota: Arc<Quota>,
     tasks_dir: PathBuf,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
@@ -118,17 +120,19 @@ pub struct TaskRegistry {
 
 impl TaskRegistry {
     /// A registry whose tasks run on `engine`, isolated by `isolator`, limited by `cgroups`
-    /// (if the host has cgroups this daemon may use), with their directories in `tasks_dir`.
+    /// (if the host has cgroups this daemon may use), as many at once as `quota` allows,
+    /// with their directories in `tasks_dir`.
     pub fn new(
         engine: Engine,
         isolator: Isolator,
         cgroups: Option<Box<dyn Cgroups>>,
+        quota: Arc<Quota>,
         tasks_dir: PathBuf,
         default_grace: Duration,
     ) -> Self {
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
-        Self { engine, isolator, cgroups, tasks_dir, tasks, default_grace, closing }
+        Self { engine, isolator, cgroups, quota, tasks_dir, tasks, default_grace, closing }
     }
 
     /// Starts a task for `caller`; returns once its command runs.
@@ -152,6 +156,8 @@ impl TaskRegistry {
                 "this rrockerd runs tasks without cgroups (unprivileged, --cgroup-version off, or none on the host): limits cannot be applied".into(),
             ));
         }
+        // Given back when the task ends, or at once if this start fails.
+        let slot = self.quota.take(&caller.identity)?;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
         let dir = TaskDir::path_for(&self.tasks_dir, id);
@@ -210,6 +216,7 @@ impl TaskRegistry {
             let finished_at = Some(SystemTime::now());
             let ended = Progress { state, finished_at, final_usage, released: false };
             watched.progress.send_replace(ended);
+            drop(slot);
             // Every process of the task is gone with its init: drop its cgroup and its files.
             let _ = gone.await;
             let cleaned = Arc::clone(&watched);

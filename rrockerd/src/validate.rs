@@ -25,12 +25,13 @@ pub fn start_request(request: &StartRequest) -> Result<(), DaemonError> {
         Some(program) if program.is_empty() => return invalid("argv[0] must not be empty".into()),
         _ => {}
     }
+    let too_large = |message: String| Err(DaemonError::ResourceExhausted(message));
     if request.argv.len() > MAX_ENTRIES || request.env.len() > MAX_ENTRIES {
-        return invalid(format!("argv and env may have at most {MAX_ENTRIES} entries each"));
+        return too_large(format!("argv and env may have at most {MAX_ENTRIES} entries each"));
     }
     let total: usize = request.argv.iter().chain(&request.env).map(|item| item.len() + 1).sum();
     if total > MAX_COMMAND_BYTES {
-        return invalid(format!("argv and env together exceed {MAX_COMMAND_BYTES} bytes"));
+        return too_large(format!("argv and env together exceed {MAX_COMMAND_BYTES} bytes"));
     }
     for (index, arg) in request.argv.iter().enumerate() {
         if arg.contains(&0) {
