@@ -19,18 +19,18 @@ mod setup;
 mod sys;
 
 use std::convert::Infallible;
-use std::ffi::{OsStr, c_int};
+use std::ffi::{CString, OsStr, c_int};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 
 use rrocker_init::plan::InitPlan;
 use rrocker_init::report;
 use rrocker_init::step::InitStep;
 
-use setup::{EINVAL, StepError, step};
+use setup::{EINVAL, StepError, c_string, einval, step};
 
 /// The report pipe's fd.
 const REPORT_FD: c_int = 3;
@@ -49,8 +49,8 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const std::ffi::c_char) -> c
 
 /// Sets the task up, starts the command and supervises it; returns only on a failed step.
 fn run(report: &mut File) -> Result<Infallible, StepError> {
-    let plan = InitPlan::from_argv(std::env::args_os())
-        .ok_or_else(|| (InitStep::Arguments, io::Error::from_raw_os_error(EINVAL)))?;
+    let plan =
+        InitPlan::from_argv(std::env::args_os()).ok_or_else(|| (InitStep::Arguments, einval()))?;
     setup::run(&plan)?;
     let mut waited = sys::FORWARDED_SIGNALS.to_vec();
     waited.push(sys::SIGCHLD);
@@ -82,12 +82,14 @@ fn wait_for_placement() -> io::Result<()> {
 fn start_command(plan: &InitPlan) -> Result<i32, StepError> {
     std::env::set_current_dir(OsStr::from_bytes(&plan.workdir)).map_err(step(InitStep::Workdir))?;
     sys::only_stdio_on_exec().map_err(step(InitStep::Fork))?;
-    let (argv0, args) = plan.argv.split_first().expect("a plan has a command");
-    let mut command = Command::new(OsStr::from_bytes(&plan.program));
-    command.arg0(OsStr::from_bytes(argv0)).args(args.iter().map(|arg| OsStr::from_bytes(arg)));
-    sys::unblocked_in_child(&mut command);
-    let child = command.spawn().map_err(step(InitStep::Exec))?;
-    Ok(i32::try_from(child.id()).expect("pids fit in pid_t"))
+    let program = c_string(&plan.program).map_err(step(InitStep::Exec))?;
+    let argv: Vec<CString> = plan
+        .argv
+        .iter()
+        .map(|arg| c_string(arg))
+        .collect::<Result<_, _>>()
+        .map_err(step(InitStep::Exec))?;
+    sys::spawn(&program, &argv).map_err(step(InitStep::Exec))
 }
 
 /// Forwards signals to `command` and reaps children until `command` has exited; then reports

@@ -107,12 +107,17 @@ fn bind_or_mount(
 }
 
 /// A C string; a NUL inside is EINVAL.
-fn c_string(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(EINVAL))
+pub fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| einval())
 }
 
 /// EINVAL, for arguments init cannot pass on.
 pub const EINVAL: i32 = 22;
+
+/// An EINVAL error.
+pub fn einval() -> io::Error {
+    io::Error::from_raw_os_error(EINVAL)
+}
 
 /// Mounts `root` as an overlay: the image below, the task's `upper/` above (`userxattr`:
 /// mounted inside a user namespace).
