@@ -271,6 +271,48 @@ fn a_task_can_ptrace_neither_its_init_nor_another_task() {
     });
 }
 
+#[test]
+fn escape_attempts_from_inside_a_task_fail_and_say_what_stopped_them() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, runtime) = custom_image(dir.path());
+    let probe = rrocker_tests::bin_path("rrocker-escape-probe");
+    rrockerd::worker::image::add_host_binary(&image, &probe).expect("probe in the image");
+    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
+    runtime.block_on(async {
+        let mut client = daemon.client("client1").await;
+        let host_path = daemon.pki_dir().join("server.key");
+        let script =
+            format!("{} {} {}", probe.display(), host_path.display(), daemon.addr().port());
+        let report = run(&mut client, &script).await;
+        let (eacces, eperm) = (libc::EACCES, libc::EPERM);
+        // Kernels without magic SysRq or module support (like this VM's) have neither file
+        // nor syscall: the attempt fails before any permission check.
+        let host_has = |path: &str| std::path::Path::new(path).exists();
+        let sysrq = if host_has("/proc/sysrq-trigger") { eacces } else { libc::ENOENT };
+        let module = if host_has("/proc/modules") { eperm } else { libc::ENOSYS };
+        let expected = [
+            // /proc/sys and /proc/sysrq-trigger belong to the host's root, not the task's.
+            format!("proc-sys: refused {eacces}"),
+            format!("sysrq: refused {sysrq}"),
+            // The bounding set has no CAP_SYS_MODULE, CAP_SYS_ADMIN, CAP_SYS_BOOT or
+            // CAP_SYSLOG; device nodes cannot be made in a user namespace at all.
+            format!("module: refused {module}"),
+            format!("mknod: refused {eperm}"),
+            format!("mount-disk: refused {eperm}"),
+            format!("mount-cgroupfs: refused {eperm}"),
+            format!("bpf: refused {eperm}"),
+            format!("syslog: refused {eperm}"),
+            format!("reboot: refused {eperm}"),
+            // The task's network namespace has only its own loopback.
+            format!("daemon-port: refused {}", libc::ECONNREFUSED),
+            // pivot_root detached the host's root: climbing out of a chroot ends at the task's.
+            "chroot-escape: contained".to_owned(),
+        ];
+        assert_eq!(report.lines().collect::<Vec<_>>(), expected, "{report}");
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_leave_nothing_behind() {
     require_root!();
