@@ -207,3 +207,36 @@ async fn daemon_shutdown_stops_tasks_and_streams_get_the_final_status() {
     assert!(!alive, "the task's process is gone");
     assert!(!daemon.state_dir().exists(), "the state dir the daemon made is removed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_fields_are_refused_in_one_line_and_change_nothing() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("exec sleep 600")).await;
+    // A 1 MiB task id: NOT_FOUND, echoed only in part.
+    let huge = "7".repeat(1 << 20);
+    let status = client.query(QueryRequest { task_id: huge }).await.expect_err("huge id");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().len() < 200 && !status.message().contains('\n'), "{status:?}");
+    // An absurd grace period is refused and does not touch the task.
+    let request = StopRequest { task_id: id.clone(), grace_ms: Some(u64::MAX) };
+    let status = client.stop(request).await.expect_err("grace");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "grace_ms must be at most 86400000 (one day)");
+    let query = QueryRequest { task_id: id.clone() };
+    assert_eq!(client.query(query).await.expect("q").into_inner().state(), TaskState::Running);
+    // NUL bytes in the environment, an empty program name.
+    let mut nul_env = command(&["/bin/true"]);
+    nul_env.env = vec![b"A=b\0c".to_vec()];
+    let mut empty_program = command(&["/bin/true"]);
+    empty_program.argv[0].clear();
+    for (request, message) in
+        [(nul_env, "env[0] contains a NUL byte"), (empty_program, "argv[0] must not be empty")]
+    {
+        let status = client.start(request).await.expect_err("refused");
+        assert_eq!((status.code(), status.message()), (Code::InvalidArgument, message));
+    }
+    let listed = client.list(rrocker_proto::v1::ListRequest {}).await.expect("list").into_inner();
+    assert_eq!(listed.tasks.len(), 1, "only the running task exists");
+    stop(&mut client, &id, 0).await;
+}

@@ -202,3 +202,42 @@ fn a_missing_crl_stops_the_daemon_from_starting() {
     assert!(stderr.contains("missing.crl"), "the error names the file: {stderr}");
     assert!(!dir.path().join("state").exists(), "nothing was created");
 }
+
+/// Runs `openssl s_client` against the daemon as client1 with `args`; whether the
+/// handshake succeeded, and what it printed.
+fn s_client(daemon: &Daemon, args: &[&str]) -> (bool, String) {
+    let pki = daemon.pki_dir();
+    let output = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &daemon.addr().to_string(), "-servername", "localhost"])
+        .args(["-partial_chain", "-verify_return_error", "-CAfile"])
+        .arg(pki.join("server-ca.pem"))
+        .arg("-cert")
+        .arg(pki.join("client1.pem"))
+        .arg("-key")
+        .arg(pki.join("client1.key"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client (.ci/run installs openssl)");
+    let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text.into_owned())
+}
+
+#[test]
+fn openssl_finds_tls13_with_an_aead_suite_and_x25519_and_nothing_weaker() {
+    let daemon = Daemon::start_with(&["--cgroup-version", "off"]);
+    let (connected, text) = s_client(&daemon, &[]);
+    assert!(connected, "{text}");
+    assert!(text.contains("New, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384"), "{text}");
+    assert!(text.contains("Server Temp Key: X25519"), "{text}");
+    let refused = [
+        (&["-tls1_2"][..], "alert protocol version"),
+        (&["-tls1_2", "-cipher", "AES128-SHA:RC4-SHA:DES-CBC3-SHA"][..], "alert protocol version"),
+        (&["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"][..], "alert handshake failure"),
+        (&["-tls1_3", "-groups", "ffdhe2048"][..], "alert handshake failure"),
+    ];
+    for (args, alert) in refused {
+        let (connected, text) = s_client(&daemon, args);
+        assert!(!connected && text.contains(alert), "{args:?}: {text}");
+    }
+}
