@@ -90,26 +90,23 @@ pub fn reloaded_on_sighup(
 
 /// Every certificate in a PEM file, in order.
 pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let name = path.display();
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|error| format!("{name}: {error}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("{name}: {error}"))?;
-    if certificates.is_empty() {
-        return Err(format!("{name}: no certificate"));
-    }
-    Ok(certificates)
+    pem_items(path, "certificate")
 }
 
 /// Every revocation list in a PEM file; at least one.
 fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    pem_items(path, "certificate revocation list")
+}
+
+/// Every item of one kind (`what`) in a PEM file, in order; at least one.
+fn pem_items<T: PemObject>(path: &Path, what: &str) -> Result<Vec<T>, String> {
     let name = path.display();
-    let lists = CertificateRevocationListDer::pem_file_iter(path)
+    let items = T::pem_file_iter(path)
         .map_err(|error| format!("{name}: {error}"))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| format!("{name}: {error}"))?;
-    if lists.is_empty() {
-        return Err(format!("{name}: no certificate revocation list"));
+    if items.is_empty() {
+        return Err(format!("{name}: no {what}"));
     }
-    Ok(lists)
+    Ok(items)
 }

@@ -397,6 +397,21 @@ pub async fn wait_for_output(
     panic!("the task ended without printing {marker:?}: {}", String::from_utf8_lossy(&seen));
 }
 
+/// Reads what is left of a stream (a broken connection ends it too) and returns the final
+/// status it ended with; panics if it ended without one.
+pub async fn final_status_of(
+    mut events: tonic::Streaming<rrocker_proto::v1::StreamResponse>,
+) -> TaskStatus {
+    let mut last = None;
+    while let Ok(Some(message)) = events.message().await {
+        last = message.event;
+    }
+    match last {
+        Some(Event::Status(status)) => status,
+        other => panic!("expected a final status, got {other:?}"),
+    }
+}
+
 /// Hex sha256 of some bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

@@ -9,7 +9,9 @@ use rrocker_proto::v1::{
     KillReason, ListRequest, QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState,
     stream_response::Event,
 };
-use rrocker_tests::{Client, Daemon, command, require_root, shell, start, stream_all};
+use rrocker_tests::{
+    Client, Daemon, command, final_status_of, require_root, shell, start, stream_all,
+};
 use tonic::Code;
 
 async fn state_of(client: &mut Client, id: &str) -> TaskState {
@@ -137,7 +139,7 @@ async fn a_task_that_closes_its_output_keeps_running_until_stopped() {
     let daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
     let id = start(&mut client, shell("echo ready; exec >&- 2>&-; exec sleep 600")).await;
-    let mut events = rrocker_tests::wait_for_output(&mut client, &id, "ready").await;
+    let events = rrocker_tests::wait_for_output(&mut client, &id, "ready").await;
     assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
     let stopped = client
         .stop(StopRequest { task_id: id.clone(), grace_ms: Some(10_000) })
@@ -147,11 +149,7 @@ async fn a_task_that_closes_its_output_keeps_running_until_stopped() {
         .status
         .expect("status");
     assert_eq!((stopped.state(), stopped.signal), (TaskState::Killed, Some(libc::SIGTERM)));
-    let mut last = None;
-    while let Some(message) = events.message().await.expect("message") {
-        last = message.event;
-    }
-    assert!(matches!(last, Some(Event::Status(status)) if status.state() == TaskState::Killed));
+    assert_eq!(final_status_of(events).await.state(), TaskState::Killed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,20 +179,9 @@ async fn sigterm_under_a_hundred_tasks_and_fifty_streams_leaves_nothing() {
     let parent = daemon.cgroup_parent();
     let status = daemon.terminate();
     assert!(status.success(), "rrockerd exits cleanly: {status:?}\n{}", daemon.log());
-    for mut events in streams {
-        let mut last = None;
-        while let Ok(Some(message)) = events.message().await {
-            last = message.event;
-        }
-        match last {
-            Some(Event::Status(status)) => {
-                assert_eq!(
-                    (status.state(), status.reason()),
-                    (TaskState::Killed, KillReason::Shutdown)
-                );
-            }
-            other => panic!("expected a final status, got {other:?}"),
-        }
+    for events in streams {
+        let status = final_status_of(events).await;
+        assert_eq!((status.state(), status.reason()), (TaskState::Killed, KillReason::Shutdown));
     }
     for pid in pids {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "task init {pid} is gone");

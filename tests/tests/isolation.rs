@@ -231,6 +231,19 @@ fn custom_image(dir: &std::path::Path) -> (std::path::PathBuf, tokio::runtime::R
     (image, runtime)
 }
 
+/// A daemon whose image (a copy of the default one in `dir`) also holds the test helper
+/// `probe`, at the same path as on the host; with a runtime to drive it, and that path.
+fn with_probe(
+    dir: &std::path::Path,
+    probe: &str,
+) -> (Daemon, tokio::runtime::Runtime, std::path::PathBuf) {
+    let (image, runtime) = custom_image(dir);
+    let probe = rrocker_tests::bin_path(probe);
+    rrockerd::worker::image::add_host_binary(&image, &probe).expect("probe in the image");
+    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
+    (daemon, runtime, probe)
+}
+
 #[test]
 fn a_custom_image_is_used_as_given() {
     require_root!();
@@ -248,10 +261,7 @@ fn a_custom_image_is_used_as_given() {
 fn a_task_can_ptrace_neither_its_init_nor_another_task() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (image, runtime) = custom_image(dir.path());
-    let probe = rrocker_tests::bin_path("rrocker-ptrace-probe");
-    rrockerd::worker::image::add_host_binary(&image, &probe).expect("probe in the image");
-    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
+    let (daemon, runtime, probe) = with_probe(dir.path(), "rrocker-ptrace-probe");
     runtime.block_on(async {
         let mut client = daemon.client("client1").await;
         let other = start(&mut client, shell("exec sleep 600")).await;
@@ -275,10 +285,7 @@ fn a_task_can_ptrace_neither_its_init_nor_another_task() {
 fn escape_attempts_from_inside_a_task_fail_and_say_what_stopped_them() {
     require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (image, runtime) = custom_image(dir.path());
-    let probe = rrocker_tests::bin_path("rrocker-escape-probe");
-    rrockerd::worker::image::add_host_binary(&image, &probe).expect("probe in the image");
-    let daemon = Daemon::start_with(&["--image", image.to_str().expect("utf8 path")]);
+    let (daemon, runtime, probe) = with_probe(dir.path(), "rrocker-escape-probe");
     runtime.block_on(async {
         let mut client = daemon.client("client1").await;
         let host_path = daemon.pki_dir().join("server.key");

@@ -3,7 +3,6 @@
 
 use rrocker_proto::v1::{
     KillReason, QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState, TaskStatus,
-    stream_response::Event,
 };
 use rrocker_tests::{Client, Daemon, command, shell, start, stream_all, wait_for_output};
 use tonic::Code;
@@ -190,18 +189,9 @@ async fn daemon_shutdown_stops_tasks_and_streams_get_the_final_status() {
     }
     let status = daemon.terminate();
     assert!(status.success(), "rrockerd exits cleanly: {status:?}\n{}", daemon.log());
-    for mut events in streams {
-        let mut last = None;
-        while let Ok(Some(message)) = events.message().await {
-            last = message.event;
-        }
-        match last {
-            Some(Event::Status(status)) => {
-                assert_eq!(status.state(), TaskState::Killed);
-                assert_eq!(status.reason(), KillReason::Shutdown);
-            }
-            other => panic!("expected a final status, got {other:?}"),
-        }
+    for events in streams {
+        let status = rrocker_tests::final_status_of(events).await;
+        assert_eq!((status.state(), status.reason()), (TaskState::Killed, KillReason::Shutdown));
     }
     let alive = std::path::Path::new(&format!("/proc/{polite_pid}")).exists();
     assert!(!alive, "the task's process is gone");
