@@ -31,6 +31,12 @@ pub enum DaemonError {
         /// The task's id.
         id: String,
     },
+    /// Removal of an ended task whose processes, cgroup or directory are not gone yet.
+    #[error("Task '{id}' has ended but is still releasing its resources; try again")]
+    StillReleasing {
+        /// The task's id.
+        id: String,
+    },
     /// The command's program does not exist or cannot be executed.
     #[error("Binary '{program}' not found in base image.")]
     BinaryNotFound {
@@ -134,6 +140,7 @@ impl DaemonError {
             Self::TaskNotFound { .. } => Code::NotFound,
             Self::AlreadyFinished { .. }
             | Self::StillRunning { .. }
+            | Self::StillReleasing { .. }
             | Self::LimitUnavailable(_) => Code::FailedPrecondition,
             Self::BinaryNotFound { .. } | Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::PermissionDenied(_) => Code::PermissionDenied,

@@ -263,13 +263,16 @@ impl TaskRegistry {
         Ok((task, progress))
     }
 
-    /// Forgets a finished task and its output, once everything it held on the host is gone.
+    /// Forgets a finished task and its output, once everything it held on the host is gone
+    /// (waiting up to [`RELEASE_WAIT`] for that).
     pub async fn remove(&self, caller: &Caller, id: &str) -> Result<(), DaemonError> {
         let task = self.find(caller, id)?;
         if !task.progress().state.is_final() {
             return Err(DaemonError::StillRunning { id: task.id.to_string() });
         }
-        task.released().await;
+        if tokio::time::timeout(RELEASE_WAIT, task.released()).await.is_err() {
+            return Err(DaemonError::StillReleasing { id: task.id.to_string() });
+        }
         self.lock().remove(&task.id);
         Ok(())
     }
@@ -326,6 +329,10 @@ impl TaskRegistry {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// How long `rm` waits for an ended task to release what it holds (normally milliseconds; a
+/// process stuck in the kernel can make it longer).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the kernel lists block devices by `major:minor`.
 const SYS_DEV_BLOCK: &str = "/sys/dev/block";
