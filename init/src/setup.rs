@@ -83,18 +83,7 @@ fn mount(
     flags: c_ulong,
     data: Option<&[u8]>,
 ) -> io::Result<()> {
-    bind_or_mount(source.map(Path::new), target, fstype, flags, data)
-}
-
-/// mount(2) with a path as the source.
-fn bind_or_mount(
-    source: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: c_ulong,
-    data: Option<&[u8]>,
-) -> io::Result<()> {
-    let source = source.map(|path| c_string(path.as_os_str().as_bytes())).transpose()?;
+    let source = source.map(|text| c_string(text.as_bytes())).transpose()?;
     let fstype = fstype.map(|name| c_string(name.as_bytes())).transpose()?;
     let data = data.map(c_string).transpose()?;
     sys::mount_fs(
@@ -138,8 +127,7 @@ fn populate_dev(dev: &Path) -> io::Result<()> {
     for device in DEVICES {
         let target = dev.join(device);
         std::fs::File::create(&target)?;
-        let source = Path::new("/dev").join(device);
-        bind_or_mount(Some(&source), &target, None, MS_BIND, None)?;
+        mount(Some(&format!("/dev/{device}")), &target, None, MS_BIND, None)?;
     }
     Ok(())
 }
