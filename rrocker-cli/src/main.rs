@@ -98,7 +98,7 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Forget a finished task and its output.
+    /// Forget a finished task and its output (once its processes, cgroup and files are gone).
     Rm {
         /// The task's id.
         id: String,

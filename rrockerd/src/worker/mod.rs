@@ -1,8 +1,9 @@
 //! Turning a validated start request into what the engine runs: the program resolved to an
 //! executable file (absolute path, or a PATH lookup for a bare name), the environment with
 //! defaults, and the working directory; then wrapped in `rrocker init` (embedded in the
-//! daemon and loaded into a sealed memfd at start-up) running in new user, PID, mount, network, UTS, IPC and
-//! cgroup namespaces as root of a user namespace mapped to an unprivileged id range.
+//! daemon and loaded into a sealed memfd at start-up) running in new user, PID, mount,
+//! network, UTS, IPC and cgroup namespaces as root of a user namespace mapped to an
+//! unprivileged id range.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
