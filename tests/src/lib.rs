@@ -78,6 +78,13 @@ pub struct Daemon {
     uid: Option<u32>,
 }
 
+/// A fresh test directory with a dev PKI in its `pki/`.
+fn dev_pki_dir() -> (tempfile::TempDir, Pki) {
+    let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
+    let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
+    (dir, pki)
+}
+
 impl Daemon {
     /// Starts a daemon with a fresh dev PKI and default flags.
     pub fn start() -> Self {
@@ -86,22 +93,27 @@ impl Daemon {
 
     /// Starts a daemon with a fresh dev PKI and extra flags.
     pub fn start_with(extra_args: &[&str]) -> Self {
-        let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
-        let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
-        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
-        args.extend(extra_args.iter().map(Into::into));
-        Self::spawn(args, None, dir, Some(pki))
+        let (dir, pki) = dev_pki_dir();
+        Self::spawn_with_images(dir, pki, extra_args.iter().map(Into::into))
     }
 
     /// Starts a daemon with a fresh dev PKI whose client CA has a revocation list (empty for
     /// now: see [`Self::revoke`]), given with `--crl`.
     pub fn start_with_crl() -> Self {
-        let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
-        let pki = Pki::write_dev(&dir.path().join("pki")).expect("dev pki");
+        let (dir, pki) = dev_pki_dir();
         let crl = dir.path().join("pki").join("client-ca.crl");
         std::fs::write(&crl, pki.client_revocation_list(&[]).expect("crl")).expect("write crl");
+        Self::spawn_with_images(dir, pki, ["--crl".into(), crl.into_os_string()])
+    }
+
+    /// Spawns rrockerd in `dir` with the tests' shared images directory and `extra_args`.
+    fn spawn_with_images(
+        dir: tempfile::TempDir,
+        pki: Pki,
+        extra_args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Self {
         let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
-        args.extend(["--crl".into(), crl.into_os_string()]);
+        args.extend(extra_args);
         Self::spawn(args, None, dir, Some(pki))
     }
 
