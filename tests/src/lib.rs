@@ -285,6 +285,31 @@ impl Daemon {
         rrocker_cli::connect_with(&self.addr.to_string(), config).await
     }
 
+    /// The daemon's server CA, as a client's trust roots.
+    pub fn server_roots(&self) -> rustls::RootCertStore {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(self.pki_dir().join("server-ca.pem")).expect("ca") {
+            roots.add(ca.expect("ca certificate")).expect("add ca");
+        }
+        roots
+    }
+
+    /// A TLS 1.3 client configuration that trusts this daemon's server CA and offers no
+    /// client certificate.
+    pub fn config_without_certificate(&self) -> rustls::ClientConfig {
+        let roots = self.server_roots();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config
+    }
+
     /// The `rrocker-cli` binary set up to talk to this daemon as `identity`.
     pub fn cli(&self, identity: &str) -> Command {
         let mut command = Command::new(bin_path("rrocker-cli"));

@@ -4,7 +4,7 @@
 use rrocker_proto::v1::{
     ListRequest, QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState,
 };
-use rrocker_tests::{Client, Daemon, shell, start};
+use rrocker_tests::{Client, Daemon, shell, start, wait_for_output};
 use tonic::{Code, Status};
 
 const MISSING: &str = "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14";
@@ -92,4 +92,169 @@ async fn admins_query_stream_and_stop_everyones_tasks() {
     admin.remove(RemoveRequest { task_id: id.clone() }).await.expect("admin removes");
     let gone = owner.query(QueryRequest { task_id: id }).await.expect_err("removed");
     assert_eq!(gone.code(), Code::NotFound);
+}
+
+/// Who calls, in the order of [`MATRIX`]'s columns.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    /// client1, who started the task.
+    Owner,
+    /// client2, another team.
+    OtherClient,
+    /// admin1.
+    Admin,
+    /// A certificate from the client CA whose O is neither `client` nor `admin`.
+    UnknownOrganization,
+    /// A TLS 1.3 client that offers no certificate.
+    NoCertificate,
+}
+
+const CALLERS: [Caller; 5] = [
+    Caller::Owner,
+    Caller::OtherClient,
+    Caller::Admin,
+    Caller::UnknownOrganization,
+    Caller::NoCertificate,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    Start,
+    List,
+    Query,
+    Stream,
+    Stop,
+    Remove,
+}
+
+/// What a call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// An answer.
+    Answered,
+    /// A gRPC error with this code.
+    Denied(Code),
+    /// No answer at all: the TLS handshake or the connection was refused.
+    Refused,
+}
+
+use Outcome::{Answered, Denied, Refused};
+
+/// Every RPC × every caller, on a task of client1's. Another client's task id answers
+/// NOT_FOUND, exactly like a missing one; an unknown organisation is PERMISSION_DENIED on
+/// every call; no certificate never reaches the service.
+const MATRIX: [(Rpc, [Outcome; 5]); 6] = [
+    // Columns: Owner, OtherClient, Admin, UnknownOrganization, NoCertificate.
+    (Rpc::Start, [Answered, Answered, Answered, DENIED, Refused]),
+    (Rpc::List, [Answered, Answered, Answered, DENIED, Refused]),
+    (Rpc::Query, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+    (Rpc::Stream, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+    (Rpc::Stop, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+    (Rpc::Remove, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+];
+const NOT_FOUND: Outcome = Denied(Code::NotFound);
+const DENIED: Outcome = Denied(Code::PermissionDenied);
+
+/// The owner's secrets: in the task's argv and in its output.
+const SECRET_ARGUMENT: &str = "argv-secret-4f1c";
+const SECRET_OUTPUT: &str = "output-secret-9b2e";
+
+async fn connect(daemon: &Daemon, caller: Caller) -> Option<Client> {
+    let identity = match caller {
+        Caller::Owner => "client1",
+        Caller::OtherClient => "client2",
+        Caller::Admin => "admin1",
+        Caller::UnknownOrganization => "guest",
+        Caller::NoCertificate => {
+            return daemon.client_with(daemon.config_without_certificate()).await.ok();
+        }
+    };
+    Some(daemon.client(identity).await)
+}
+
+/// Calls `rpc` on task `id` and returns the outcome with everything the caller got to see.
+async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
+    let task_id = id.to_owned();
+    let seen: Result<String, Status> = match rpc {
+        Rpc::Start => client.start(shell("true")).await.map(|reply| format!("{reply:?}")),
+        Rpc::List => client.list(ListRequest {}).await.map(|reply| format!("{reply:?}")),
+        Rpc::Query => {
+            client.query(QueryRequest { task_id }).await.map(|reply| format!("{reply:?}"))
+        }
+        Rpc::Stream => match client.stream(StreamRequest { task_id }).await {
+            Ok(reply) => {
+                let first = reply.into_inner().message().await;
+                Ok(format!("{first:?}"))
+            }
+            Err(status) => Err(status),
+        },
+        Rpc::Stop => client
+            .stop(StopRequest { task_id, grace_ms: Some(0) })
+            .await
+            .map(|reply| format!("{reply:?}")),
+        Rpc::Remove => {
+            client.remove(RemoveRequest { task_id }).await.map(|reply| format!("{reply:?}"))
+        }
+    };
+    match seen {
+        Ok(seen) => (Answered, seen),
+        Err(status)
+            if matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled) =>
+        {
+            (Refused, status.message().to_owned())
+        }
+        Err(status) => (Denied(status.code()), status.message().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_by_every_caller_gets_exactly_its_code_and_nothing_of_others() {
+    let daemon = Daemon::start();
+    daemon.issue("guest", &rrocker_certs::LeafSpec::client("guests", "guest1"));
+    let mut owner = daemon.client("client1").await;
+    let script = format!("echo {SECRET_OUTPUT}; exec sleep 600 # {SECRET_ARGUMENT}");
+
+    for (rpc, expected) in MATRIX {
+        for (caller, expected) in CALLERS.into_iter().zip(expected) {
+            // A fresh task per cell: Stop and Remove change it. Remove needs an ended task.
+            let id = start(&mut owner, shell(&script)).await;
+            wait_for_output(&mut owner, &id, SECRET_OUTPUT).await;
+            if rpc == Rpc::Remove {
+                owner
+                    .stop(StopRequest { task_id: id.clone(), grace_ms: Some(0) })
+                    .await
+                    .expect("stop");
+            }
+            let (outcome, seen) = match connect(&daemon, caller).await {
+                Some(mut client) => call(&mut client, rpc, &id).await,
+                None => (Refused, String::new()),
+            };
+            assert_eq!(outcome, expected, "{rpc:?} by {caller:?}: {seen}");
+
+            let mut client_sees_own_task = matches!(caller, Caller::Owner | Caller::Admin);
+            client_sees_own_task &= outcome == Answered;
+            if !client_sees_own_task {
+                for secret in [SECRET_ARGUMENT, SECRET_OUTPUT, id.as_str()] {
+                    let shown = if matches!(outcome, Denied(Code::NotFound)) {
+                        // The caller named the id; the answer may repeat it, nothing more.
+                        seen.replace(&format!("'{id}'"), "")
+                    } else {
+                        seen.clone()
+                    };
+                    assert!(
+                        !shown.contains(secret),
+                        "{rpc:?} by {caller:?} shows {secret}: {seen}"
+                    );
+                }
+            }
+            if matches!(caller, Caller::OtherClient) && rpc != Rpc::Start && rpc != Rpc::List {
+                let mut other = connect(&daemon, caller).await.expect("client2");
+                let (_, missing) = call(&mut other, rpc, MISSING).await;
+                assert_eq!(seen.replace(&id, "<id>"), missing.replace(MISSING, "<id>"));
+            }
+            if rpc != Rpc::Remove && !(rpc == Rpc::Stop && outcome == Answered) {
+                owner.stop(StopRequest { task_id: id, grace_ms: Some(0) }).await.expect("stop");
+            }
+        }
+    }
 }

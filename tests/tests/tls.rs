@@ -28,14 +28,6 @@ async fn assert_refused(daemon: &Daemon, config: rustls::ClientConfig) {
     }
 }
 
-fn roots(daemon: &Daemon) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(daemon.pki_dir().join("server-ca.pem")).expect("ca") {
-        roots.add(ca.expect("ca cert")).expect("add ca");
-    }
-    roots
-}
-
 fn config_for(daemon: &Daemon, name: &str) -> rustls::ClientConfig {
     rrocker_cli::client_config(&daemon.options(name)).expect("client config")
 }
@@ -58,11 +50,7 @@ async fn a_dev_client_certificate_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_client_certificate_is_refused() {
     let daemon = Daemon::start();
-    let mut config = builder(&[&rustls::version::TLS13])
-        .with_root_certificates(roots(&daemon))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    assert_refused(&daemon, config).await;
+    assert_refused(&daemon, daemon.config_without_certificate()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +82,7 @@ async fn a_tls12_only_client_is_refused() {
         .collect();
     let key = PrivateKeyDer::from_pem_file(daemon.pki_dir().join("client1.key")).expect("key");
     let mut config = builder(&[&rustls::version::TLS12])
-        .with_root_certificates(roots(&daemon))
+        .with_root_certificates(daemon.server_roots())
         .with_client_auth_cert(chain, key)
         .expect("client auth");
     config.alpn_protocols = vec![b"h2".to_vec()];
