@@ -119,6 +119,17 @@ pub enum DaemonError {
 impl DaemonError {
     /// A spawn failure, with init's own set-up steps named.
     pub fn from_spawn(error: EngineError) -> Self {
+        let out_of_processes = match &error {
+            EngineError::Clone(source) | EngineError::InitSetup { source, .. } => {
+                source.raw_os_error() == Some(libc::EAGAIN)
+            }
+            _ => false,
+        };
+        if out_of_processes {
+            return Self::ResourceExhausted(
+                "Cannot start the task: no more processes may be created (the pids.max of rrocker's parent cgroup, or the host's limit, is reached)".into(),
+            );
+        }
         match error {
             EngineError::InitSetup { step, source } => match InitStep::from_byte(step) {
                 Some(InitStep::Exec) => {

@@ -24,7 +24,7 @@ use crate::quota::Quota;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
 use crate::worker::Isolator;
-use crate::worker::rootfs::TaskDir;
+use crate::worker::rootfs::{self, TaskDir};
 
 /// A task's state and when it reached it.
 #[derive(Debug, Clone)]
@@ -164,6 +164,7 @@ impl TaskRegistry {
         let mut spec = self.isolator.spawn_spec(hostname, &dir, argv.clone(), env, &workdir)?;
         // Both are removed again when dropped: on any failure below, or if this request is
         // cancelled.
+        rootfs::check_room(&self.tasks_dir)?;
         let task_dir = TaskDir::create(dir, self.isolator.root_owner())?;
         let cgroup = match &self.cgroups {
             Some(cgroups) => Some(cgroups.create(&id.to_string(), &limits)?),

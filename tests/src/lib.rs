@@ -76,6 +76,8 @@ pub struct Daemon {
     /// The arguments it was started with, to restart it the same way.
     args: Vec<std::ffi::OsString>,
     uid: Option<u32>,
+    /// A filesystem the test mounted for the daemon, unmounted once the daemon has exited.
+    mounted: Option<PathBuf>,
 }
 
 /// A fresh test directory with a dev PKI in its `pki/`.
@@ -104,6 +106,25 @@ impl Daemon {
         let crl = dir.path().join("pki").join("client-ca.crl");
         std::fs::write(&crl, pki.client_revocation_list(&[]).expect("crl")).expect("write crl");
         Self::spawn_with_images(dir, pki, ["--crl".into(), crl.into_os_string()])
+    }
+
+    /// Starts a daemon whose state directory is a tmpfs of `bytes` (mounted by the test, as
+    /// root), with extra flags. Needs root.
+    pub fn start_with_state_on_tmpfs(bytes: u64, extra_args: &[&str]) -> Self {
+        let (dir, pki) = dev_pki_dir();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
+        rustix::mount::mount(
+            "tmpfs",
+            &state,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            std::ffi::CString::new(format!("size={bytes},mode=0700")).expect("options").as_c_str(),
+        )
+        .expect("mount a tmpfs on the state directory");
+        let mut daemon = Self::spawn_with_images(dir, pki, extra_args.iter().map(Into::into));
+        daemon.mounted = Some(state);
+        daemon
     }
 
     /// Spawns rrockerd in `dir` with the tests' shared images directory and `extra_args`.
@@ -153,7 +174,7 @@ impl Daemon {
         pki: Option<Pki>,
     ) -> Self {
         let (child, stdout, addr) = Self::launch(&args, uid, dir.path());
-        Self { child, stdout, addr, pki, dir, args, uid }
+        Self { child, stdout, addr, pki, dir, args, uid, mounted: None }
     }
 
     /// Runs rrockerd with `args` plus this harness's own (port 0, PKI and state in `dir`, a
@@ -336,6 +357,9 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.terminate();
+        }
+        if let Some(mounted) = self.mounted.take() {
+            let _ = rustix::mount::unmount(&mounted, rustix::mount::UnmountFlags::DETACH);
         }
     }
 }

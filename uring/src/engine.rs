@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::netns::NetnsPool;
 use crate::output::{Chunk, LineChunker, OutputBudget, OutputFd, OutputLog};
 use crate::spawn::{self, SpawnSpec};
+use crate::spill_writer::SpillWriter;
 use crate::{EngineError, sys};
 
 /// Tuning of the engine.
@@ -280,7 +281,7 @@ async fn start_task(
         Some(_) => Arc::new(OutputLog::with_window(config.window_bytes, Some(budget))),
         None => OutputLog::new(),
     };
-    let spill = SpillWriter::new(config.spill_dir.clone());
+    let spill = SpillWriter::new(config.spill_dir.clone(), child.pid);
     let (exit_tx, exit) = oneshot::channel();
     let (gone_tx, gone) = oneshot::channel();
     let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit, gone };
@@ -298,6 +299,7 @@ async fn start_task(
         let exit_tx = match reported {
             Some(status) => {
                 let _ = exit_tx.send(status);
+                spill.end();
                 None
             }
             None => Some(exit_tx),
@@ -309,6 +311,7 @@ async fn start_task(
             (Err(error), _) => tracing::error!(%error, "cannot reap task"),
             (Ok(_), None) => {}
         }
+        spill.end();
     };
     // No writer is left once both pipes have ended: the output is complete.
     let output_read = async {
@@ -385,7 +388,7 @@ async fn pump(
                 let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
                 chunker.push(buffer.split().freeze(), more_waiting, &mut emit);
                 if log.over_budget() {
-                    spill.spill(log).await;
+                    spill.make_room(log).await;
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -397,56 +400,4 @@ async fn pump(
     }
     chunker.finish(&mut emit);
     let _ = file.close().await;
-}
-
-/// Writes a task's oldest output to its spill file (created on first need, O_TMPFILE in the
-/// spill directory) through io_uring. Shared by the task's two pumps on the engine thread;
-/// one batch at a time.
-struct SpillWriter {
-    dir: Option<PathBuf>,
-    file: std::cell::OnceCell<tokio_uring::fs::File>,
-    busy: std::cell::Cell<bool>,
-    failed: std::cell::Cell<bool>,
-}
-
-impl SpillWriter {
-    fn new(dir: Option<PathBuf>) -> Self {
-        Self { dir, file: Default::default(), busy: Default::default(), failed: Default::default() }
-    }
-
-    /// Moves a batch of the log's oldest chunks to the file, unless a batch is already being
-    /// written. After a failure (a full disk...) the task's output stays in memory.
-    async fn spill(&self, log: &OutputLog) {
-        if self.busy.get() || self.failed.get() {
-            return;
-        }
-        self.busy.set(true);
-        let written = self.write_batch(log).await;
-        self.busy.set(false);
-        if let Err(error) = written {
-            tracing::error!(%error, "cannot spill task output; keeping it in memory");
-            self.failed.set(true);
-        }
-    }
-
-    async fn write_batch(&self, log: &OutputLog) -> io::Result<()> {
-        if self.file.get().is_none() {
-            let dir = self.dir.as_deref().ok_or_else(|| io::Error::other("no spill directory"))?;
-            let file = crate::spill::create(dir)?;
-            log.attach_spill_file(std::fs::File::from(file.try_clone()?));
-            let _ = self.file.set(tokio_uring::fs::File::from_std(std::fs::File::from(file)));
-        }
-        let file = self.file.get().expect("set above");
-        let (records, count, offset) = log.spill_batch();
-        if count == 0 {
-            return Ok(());
-        }
-        let length: u64 = records.iter().map(|buffer| buffer.len() as u64).sum();
-        let (written, _) = file.writev_at_all(records, Some(offset)).await;
-        if written? as u64 != length {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short spill write"));
-        }
-        log.commit_spill(count, length);
-        Ok(())
-    }
 }

@@ -19,6 +19,7 @@ mod netns;
 mod output;
 mod spawn;
 mod spill;
+mod spill_writer;
 mod sys;
 
 pub use rrocker_init::report;

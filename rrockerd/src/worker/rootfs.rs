@@ -33,7 +33,10 @@ impl TaskDir {
     pub fn create(path: PathBuf, owner: (u32, u32)) -> Result<Self, DaemonError> {
         let io_error = |path: &Path| {
             let path = path.to_owned();
-            move |source| DaemonError::Io { action: "create", path, source }
+            move |source: io::Error| match source.raw_os_error() {
+                Some(libc::ENOSPC | libc::EDQUOT) => no_room(path.parent().unwrap_or(&path)),
+                _ => DaemonError::Io { action: "create", path, source },
+            }
         };
         fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_error(&path))?;
         let task_dir = Self { path };
@@ -59,6 +62,34 @@ impl Drop for TaskDir {
             _ => {}
         }
     }
+}
+
+/// Least free space in the state directory for a new task: below it, its root's writes and
+/// its spilled output would have nowhere to go.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Refuses a new task when the filesystem of `tasks_dir` has less than [`MIN_FREE_BYTES`]
+/// or no inode left for an unprivileged writer.
+pub fn check_room(tasks_dir: &Path) -> Result<(), DaemonError> {
+    let stats = rustix::fs::statvfs(tasks_dir).map_err(|source| DaemonError::Io {
+        action: "read the free space of",
+        path: tasks_dir.to_owned(),
+        source: source.into(),
+    })?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    let no_inodes = stats.f_files > 0 && stats.f_favail == 0;
+    if free < MIN_FREE_BYTES || no_inodes {
+        return Err(no_room(tasks_dir));
+    }
+    Ok(())
+}
+
+/// The error for a state directory that is full.
+fn no_room(dir: &Path) -> DaemonError {
+    DaemonError::ResourceExhausted(format!(
+        "Cannot start the task: no space is left in the state directory {}; free some there",
+        dir.display()
+    ))
 }
 
 /// Creates the directory that holds task directories (traversable by tasks' unprivileged
