@@ -248,6 +248,21 @@ impl Daemon {
             .collect()
     }
 
+    /// The daemon's open fds, apart from the network namespaces its pool keeps ready, and
+    /// the number of those (it varies with the pool's refill, by a few at most).
+    pub fn open_fds(&self) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for entry in std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("fds") {
+            let target = entry.and_then(|entry| std::fs::read_link(entry.path()));
+            match target {
+                Ok(target) if target.to_string_lossy().starts_with("net:[") => counts.1 += 1,
+                // An fd closed while listing still counts: it was open when listed.
+                _ => counts.0 += 1,
+            }
+        }
+        counts
+    }
+
     /// The daemon's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

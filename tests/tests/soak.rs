@@ -27,12 +27,12 @@ impl Random {
     }
 }
 
-/// What the daemon holds: open fds, threads, RSS (KiB).
+/// What the daemon holds: open fds (but its ready network namespaces), threads, RSS (KiB).
 fn holdings(daemon: &Daemon) -> (usize, usize, u64) {
-    let count = |dir: String| std::fs::read_dir(dir).expect("proc").count();
     let pid = daemon.pid();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc").count();
     let rss = status_kib(pid, "VmRSS").expect("VmRSS");
-    (count(format!("/proc/{pid}/fd")), count(format!("/proc/{pid}/task")), rss)
+    (daemon.open_fds().0, threads, rss)
 }
 
 async fn remove(client: &mut Client, id: String) {
