@@ -1,6 +1,7 @@
 //! Isolation, against the real kernel: each task in its own user, PID, mount, network, UTS,
 //! IPC and cgroup namespaces, as root of a user namespace mapped to an unprivileged range.
 
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::MetadataExt;
 
 use rrocker_proto::v1::{QueryRequest, StopRequest};
@@ -289,8 +290,14 @@ fn escape_attempts_from_inside_a_task_fail_and_say_what_stopped_them() {
     runtime.block_on(async {
         let mut client = daemon.client("client1").await;
         let host_path = daemon.pki_dir().join("server.key");
-        let script =
-            format!("{} {} {}", probe.display(), host_path.display(), daemon.addr().port());
+        // An abstract unix socket listening in the host's network namespace.
+        let socket = format!("rrocker-escape-{}", std::process::id());
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(&socket).expect("name");
+        let _listener =
+            std::os::unix::net::UnixListener::bind_addr(&address).expect("abstract socket");
+        std::os::unix::net::UnixStream::connect_addr(&address).expect("reachable from the host");
+        let port = daemon.addr().port();
+        let script = format!("{} {} {port} {socket}", probe.display(), host_path.display());
         let report = run(&mut client, &script).await;
         let (eacces, eperm) = (libc::EACCES, libc::EPERM);
         // Kernels without magic SysRq or module support (like this VM's) have neither file
@@ -308,11 +315,18 @@ fn escape_attempts_from_inside_a_task_fail_and_say_what_stopped_them() {
             format!("mknod: refused {eperm}"),
             format!("mount-disk: refused {eperm}"),
             format!("mount-cgroupfs: refused {eperm}"),
+            // sysfs may only be mounted by the owner of the network namespace: the daemon
+            // made it outside the task's user namespace. No cgroupfs is mounted in a task, so
+            // its limits cannot be raised from inside.
+            format!("mount-sysfs: refused {eperm}"),
+            format!("cgroup-limit: refused {}", libc::ENOENT),
             format!("bpf: refused {eperm}"),
             format!("syslog: refused {eperm}"),
             format!("reboot: refused {eperm}"),
             // The task's network namespace has only its own loopback.
             format!("daemon-port: refused {}", libc::ECONNREFUSED),
+            // Abstract unix sockets belong to a network namespace: the host's are not there.
+            format!("abstract-socket: refused {}", libc::ECONNREFUSED),
             // pivot_root detached the host's root: climbing out of a chroot ends at the task's.
             "chroot-escape: contained".to_owned(),
         ];

@@ -2,8 +2,9 @@
 //! it or weaken its limits, and prints one line per attempt: `NAME: refused ERRNO`,
 //! `NAME: contained` or `NAME: ALLOWED`.
 //!
-//! `rrocker-escape-probe HOST_PATH PORT`: HOST_PATH exists on the host only (the chroot
-//! escape looks for it), PORT is the daemon's TCP port on the host's 127.0.0.1.
+//! `rrocker-escape-probe HOST_PATH PORT SOCKET`: HOST_PATH exists on the host only (the
+//! chroot escape looks for it), PORT is the daemon's TCP port on the host's 127.0.0.1, SOCKET
+//! the name of an abstract unix socket listening in the host's network namespace.
 
 use std::ffi::CString;
 use std::io::{self, Write};
@@ -11,8 +12,9 @@ use std::net::TcpStream;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let host_path = args.next().expect("usage: rrocker-escape-probe HOST_PATH PORT");
+    let host_path = args.next().expect("usage: rrocker-escape-probe HOST_PATH PORT SOCKET");
     let port: u16 = args.next().and_then(|port| port.parse().ok()).expect("a port");
+    let socket = args.next().expect("an abstract socket name");
     report("proc-sys", write_file("/proc/sys/kernel/core_pattern", "|/tmp/x"));
     report("sysrq", write_file("/proc/sysrq-trigger", "h"));
     // SAFETY: finit_module with fd -1 loads nothing; the kernel checks the capability first.
@@ -20,12 +22,15 @@ fn main() {
     report("mknod", mknod_null());
     report("mount-disk", mount("/dev/vda", "/tmp", "ext4"));
     report("mount-cgroupfs", mount("none", "/tmp", "cgroup2"));
+    report("mount-sysfs", mount("sysfs", "/tmp", "sysfs"));
+    report("cgroup-limit", write_file("/sys/fs/cgroup/pids.max", "max"));
     // SAFETY: BPF_PROG_LOAD (5) with a NULL attribute: the kernel checks permission first.
     report("bpf", check(unsafe { libc::syscall(libc::SYS_bpf, 5, std::ptr::null::<u8>(), 0) }));
     report("syslog", check(read_kernel_log()));
     // SAFETY: LINUX_REBOOT_CMD_CAD_OFF only flips Ctrl-Alt-Del handling, if it is allowed.
     report("reboot", check(i64::from(unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_CAD_OFF) })));
     report("daemon-port", TcpStream::connect(("127.0.0.1", port)).map(drop));
+    report("abstract-socket", connect_abstract(&socket));
     println!("chroot-escape: {}", chroot_escape(&host_path));
     let _ = io::stdout().flush();
 }
@@ -59,6 +64,12 @@ fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
     check(i64::from(unsafe {
         libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
     }))
+}
+
+fn connect_abstract(name: &str) -> io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    std::os::unix::net::UnixStream::connect_addr(&address).map(drop)
 }
 
 /// syslog(SYSLOG_ACTION_READ_ALL).
