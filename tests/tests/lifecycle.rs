@@ -208,6 +208,14 @@ async fn malformed_fields_are_refused_in_one_line_and_change_nothing() {
     let status = client.query(QueryRequest { task_id: huge }).await.expect_err("huge id");
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().len() < 200 && !status.message().contains('\n'), "{status:?}");
+    // Ids that are not UUIDs: NOT_FOUND, like any unknown id.
+    for odd in ["", "not-a-uuid", "../../etc", "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb1z"] {
+        let status = client.query(QueryRequest { task_id: odd.into() }).await.expect_err("odd id");
+        assert_eq!(status.code(), Code::NotFound, "{odd:?}: {status:?}");
+        let request = StopRequest { task_id: odd.into(), grace_ms: Some(0) };
+        let status = client.stop(request).await.expect_err("odd id");
+        assert_eq!(status.code(), Code::NotFound, "{odd:?}: {status:?}");
+    }
     // An absurd grace period is refused and does not touch the task.
     let request = StopRequest { task_id: id.clone(), grace_ms: Some(u64::MAX) };
     let status = client.stop(request).await.expect_err("grace");
