@@ -54,6 +54,11 @@ pub struct Config {
     /// writing keep only their newest 64 KiB there.
     #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 44))]
     pub output_budget_bytes: u64,
+    /// Bytes of output all tasks together keep for replay, in memory and spilled (unlimited
+    /// if not given). At it, a start is refused (RESOURCE_EXHAUSTED) and tasks that write
+    /// wait, losing nothing, until `rm` of finished tasks frees some.
+    #[arg(long, env = "RROCKERD_MAX_OUTPUT_BYTES", value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    pub max_output_bytes: Option<u64>,
     /// Most tasks running at once; a start beyond it is refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "RROCKERD_MAX_TASKS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_tasks: u64,

@@ -144,6 +144,7 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
         spill_dir: Some(spill_dir.clone()),
         window_bytes: usize::try_from(config.output_window_bytes).unwrap_or(usize::MAX),
         budget_bytes: usize::try_from(config.output_budget_bytes).unwrap_or(usize::MAX),
+        kept_bytes: config.max_output_bytes.unwrap_or(u64::MAX),
         // Making network namespaces ahead needs CAP_SYS_ADMIN in the host's user namespace.
         netns_pool: rustix::process::geteuid().is_root(),
         ..EngineConfig::default()

@@ -156,6 +156,13 @@ impl TaskRegistry {
                 "this rrockerd runs tasks without cgroups (unprivileged, --cgroup-version off, or none on the host): limits cannot be applied".into(),
             ));
         }
+        let output = self.engine.output_budget();
+        if output.is_full() {
+            return Err(DaemonError::ResourceExhausted(format!(
+                "Cannot start the task: rrockerd keeps {} bytes of task output, its limit (--max-output-bytes); remove finished tasks (rm) to free some",
+                output.kept()
+            )));
+        }
         // Given back when the task ends, or at once if this start fails.
         let slot = self.quota.take(&caller.identity)?;
         let id = Uuid::new_v4();

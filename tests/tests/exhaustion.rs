@@ -1,7 +1,8 @@
-//! The host running out of something the daemon needs: disk space in the state directory,
-//! or processes in rrocker's parent cgroup. Each gives a clear RESOURCE_EXHAUSTED at start
-//! with nothing created, running tasks are untouched, and output is never lost: a task whose
-//! output cannot be spilled waits, with the daemon's memory bounded, until there is room.
+//! Running out of something a task needs: disk space in the state directory, processes in
+//! rrocker's parent cgroup, or the limit on all kept output (`--max-output-bytes`). Each
+//! gives a clear RESOURCE_EXHAUSTED at start with nothing created, running tasks are
+//! untouched, and output is never lost: a task whose output cannot be spilled waits, with the
+//! daemon's memory bounded, until there is room.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -156,6 +157,40 @@ async fn a_start_past_the_parent_cgroups_pids_limit_is_refused_and_creates_nothi
     assert_eq!(state_of(&mut client, &running).await, TaskState::Running);
 
     std::fs::write(&pids_max, "max").expect("lift the limit");
+    let id = start(&mut client, shell("echo again")).await;
+    assert_eq!(stream_all(&mut client, &id).await.stdout, b"again\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_output_at_its_limit_refuses_starts_and_holds_writers_until_rm_frees_some() {
+    let limits = ["--max-output-bytes", "4194304", "--output-window-bytes", "1048576"];
+    let daemon = Daemon::start_with(&limits);
+    let mut client = daemon.client("client1").await;
+    let three_mib = 3 << 20;
+    let first = start(&mut client, shell(&format!("head -c {three_mib} /dev/zero"))).await;
+    assert_eq!(stream_all(&mut client, &first).await.stdout.len(), three_mib);
+
+    // The second task's output reaches the limit: it waits, and starts are refused.
+    let script = format!("head -c {three_mib} /dev/zero; echo done");
+    let second = start(&mut client, shell(&script)).await;
+    let events = client.stream(StreamRequest { task_id: second.clone() }).await.expect("stream");
+    wait_for_log(&daemon, "cannot spill task output", 1).await;
+    assert_eq!(state_of(&mut client, &second).await, TaskState::Running);
+    let refused = client.start(shell("true")).await.expect_err("output limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--max-output-bytes"), "{refused:?}");
+
+    // Removing the first task frees its output: the second goes on and loses nothing.
+    client.remove(RemoveRequest { task_id: first }).await.expect("rm");
+    let mut stdout = Vec::new();
+    let reading = read_to_end(events.into_inner(), &mut stdout);
+    let status = tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .expect("the task goes on once output is freed");
+    assert_eq!((status.state(), status.exit_code), (TaskState::Completed, Some(0)));
+    let mut expected = vec![0u8; three_mib];
+    expected.extend_from_slice(b"done\n");
+    assert!(stdout == expected, "{} bytes, not the task's {}", stdout.len(), expected.len());
     let id = start(&mut client, shell("echo again")).await;
     assert_eq!(stream_all(&mut client, &id).await.stdout, b"again\n");
 }

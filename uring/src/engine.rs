@@ -44,6 +44,9 @@ pub struct EngineConfig {
     /// Bytes of output all tasks together keep in memory (with a spill directory); over it,
     /// the windows of tasks that are writing shrink to 64 KiB.
     pub budget_bytes: usize,
+    /// Bytes of output all tasks together keep, in memory and spill files; at it, tasks that
+    /// write wait (their output is not spilled) until logs are dropped.
+    pub kept_bytes: u64,
     /// Give isolated tasks network namespaces made ahead by a thread of the engine (needs
     /// CAP_SYS_ADMIN; without it, each clone3 makes its own).
     pub netns_pool: bool,
@@ -59,6 +62,7 @@ impl Default for EngineConfig {
             spill_dir: None,
             window_bytes: 4 << 20,
             budget_bytes: 256 << 20,
+            kept_bytes: u64::MAX,
             netns_pool: false,
         }
     }
@@ -110,6 +114,7 @@ enum Command {
 pub struct Engine {
     commands: Option<mpsc::UnboundedSender<Command>>,
     thread: Option<JoinHandle<()>>,
+    budget: Arc<OutputBudget>,
 }
 
 impl Engine {
@@ -117,6 +122,8 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Self, EngineError> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let budget = OutputBudget::new(config.budget_bytes, config.kept_bytes);
+        let shared = Arc::clone(&budget);
         let thread = std::thread::Builder::new()
             .name("rrocker-uring".into())
             .spawn(move || {
@@ -130,14 +137,19 @@ impl Engine {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                runtime.block_on(run(receiver, config));
+                runtime.block_on(run(receiver, config, shared));
             })
             .map_err(EngineError::Thread)?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { commands: Some(commands), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(Self { commands: Some(commands), thread: Some(thread), budget }),
             Ok(Err(error)) => Err(EngineError::Ring(error)),
             Err(_) => Err(EngineError::Stopped),
         }
+    }
+
+    /// What all tasks' output holds, in memory and in all.
+    pub fn output_budget(&self) -> &OutputBudget {
+        &self.budget
     }
 
     /// Starts `spec` and returns once the command has been exec'd.
@@ -186,7 +198,11 @@ struct Entry {
 
 type Tasks = Rc<RefCell<Slab<Entry>>>;
 
-async fn run(mut commands: mpsc::UnboundedReceiver<Command>, config: EngineConfig) {
+async fn run(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    config: EngineConfig,
+    budget: Arc<OutputBudget>,
+) {
     let tasks: Tasks = Rc::new(RefCell::new(Slab::new()));
     let netns = match config.netns_pool.then(NetnsPool::start) {
         Some(Ok(pool)) => Some(Rc::new(pool)),
@@ -196,7 +212,6 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, config: EngineConfi
         }
         None => None,
     };
-    let budget = OutputBudget::new(config.budget_bytes);
     let config = Rc::new(config);
     let mut serial = 0u64;
     while let Some(command) = commands.recv().await {

@@ -7,7 +7,7 @@
 //! other readers. The log never drops or alters a byte.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -129,6 +129,8 @@ struct Stored {
     window_bytes: usize,
     /// Bytes of records in the file (all complete).
     file_len: u64,
+    /// Bytes of output appended so far (in memory and in the file).
+    total: u64,
     /// (chunk number, file offset) of some records' starts, at least
     /// [`spill::CHECKPOINT_EVERY`] apart, the first at (0, 0).
     checkpoints: Vec<(usize, u64)>,
@@ -158,31 +160,51 @@ impl Default for OutputLog {
 impl Drop for OutputLog {
     fn drop(&mut self) {
         if let Some(shared) = &self.shared {
-            shared.used.fetch_sub(self.lock().window_bytes, Ordering::Relaxed);
+            let stored = self.lock();
+            shared.used.fetch_sub(stored.window_bytes, Ordering::Relaxed);
+            shared.kept.fetch_sub(stored.total, Ordering::Relaxed);
         }
     }
 }
 
-/// The memory all of an engine's output windows may hold together. Over it, every log that
-/// is being written shrinks its window to [`OutputBudget::MIN_WINDOW`].
+/// What all of an engine's output logs may hold together: in memory (over it, every log that
+/// is being written shrinks its window to [`OutputBudget::MIN_WINDOW`]), and in all (memory
+/// and spill files: over it, nothing more is spilled, so writing tasks wait).
 #[derive(Debug)]
 pub struct OutputBudget {
     used: AtomicUsize,
     limit: usize,
+    kept: AtomicU64,
+    kept_limit: u64,
 }
 
 impl OutputBudget {
     /// The smallest window a log is shrunk to when the shared budget is exceeded.
     pub const MIN_WINDOW: usize = 64 * 1024;
 
-    /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self { used: AtomicUsize::new(0), limit })
+    /// A budget of `limit` bytes in memory and `kept_limit` bytes in all.
+    pub fn new(limit: usize, kept_limit: u64) -> Arc<Self> {
+        Arc::new(Self { used: AtomicUsize::new(0), limit, kept: AtomicU64::new(0), kept_limit })
     }
 
     /// Bytes held by all windows now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of output all logs hold now, in memory and in spill files.
+    pub fn kept(&self) -> u64 {
+        self.kept.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes of output all logs may hold.
+    pub fn kept_limit(&self) -> u64 {
+        self.kept_limit
+    }
+
+    /// Whether the logs hold as much output as they may.
+    pub fn is_full(&self) -> bool {
+        self.kept() >= self.kept_limit
     }
 
     fn exceeded(&self) -> bool {
@@ -221,10 +243,12 @@ impl OutputLog {
     pub fn append(&self, chunk: Chunk) {
         if let Some(shared) = &self.shared {
             shared.used.fetch_add(chunk.data.len(), Ordering::Relaxed);
+            shared.kept.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
         }
         let count = {
             let mut stored = self.lock();
             stored.window_bytes += chunk.data.len();
+            stored.total += chunk.data.len() as u64;
             stored.window.push_back(chunk);
             stored.first + stored.window.len()
         };
@@ -260,6 +284,11 @@ impl OutputLog {
     /// Whether the window is over its budget (its own, or the shared one).
     pub(crate) fn over_budget(&self) -> bool {
         self.window_limit != usize::MAX && self.lock().window_bytes > self.current_limit()
+    }
+
+    /// Whether the logs sharing this one's budget hold as much output as they may.
+    pub(crate) fn kept_budget_full(&self) -> bool {
+        self.shared.as_ref().is_some_and(|shared| shared.is_full())
     }
 
     /// Gives the log its spill file (for readers).

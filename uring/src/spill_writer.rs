@@ -2,7 +2,8 @@
 //! the task's spill file (created on first need, O_TMPFILE in the spill directory) through
 //! io_uring. Shared by the task's two pumps on the engine thread; one batch at a time.
 //!
-//! When the file cannot take a batch (a full disk, a quota...), nothing is dropped and memory
+//! When the file cannot take a batch (a full disk, a quota, the engine's limit on all kept
+//! output...), nothing is dropped and memory
 //! does not grow: the pumps stop reading, so the task blocks on its full pipe, and retry with
 //! a backoff until the disk has room again. Once the task's command has ended, what its pipes
 //! still hold (at most their buffers) stays in memory instead, so its end is never held up.
@@ -77,7 +78,7 @@ impl SpillWriter {
                         tracing::error!(
                             pid = self.pid,
                             %error,
-                            "cannot spill task output; the task waits until the state directory has room"
+                            "cannot spill task output; the task waits until there is room"
                         );
                     }
                     let ended = self.wake.notified();
@@ -95,6 +96,10 @@ impl SpillWriter {
     }
 
     async fn write_batch(&self, log: &OutputLog) -> io::Result<()> {
+        if log.kept_budget_full() {
+            let full = "all tasks' output has reached the limit of what rrocker keeps";
+            return Err(io::Error::new(io::ErrorKind::StorageFull, full));
+        }
         if self.file.get().is_none() {
             let dir = self.dir.as_deref().ok_or_else(|| io::Error::other("no spill directory"))?;
             let file = crate::spill::create(dir)?;
