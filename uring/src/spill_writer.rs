@@ -51,7 +51,8 @@ impl SpillWriter {
         }
     }
 
-    /// The task's command has ended: stop waiting for the disk, keep the rest in memory.
+    /// The task's command has ended: stop waiting for room; what cannot be spilled from now
+    /// on (at most what its pipes still hold) stays in memory.
     pub(crate) fn end(&self) {
         self.ended.set(true);
         self.wake.notify_waiters();
@@ -62,7 +63,7 @@ impl SpillWriter {
     /// retries (the caller reads no more meanwhile) until one succeeds or the task ends.
     pub(crate) async fn make_room(&self, log: &OutputLog) {
         let mut retry = RETRY_MIN;
-        while log.over_budget() && !self.ended.get() && !self.busy.get() {
+        while log.over_budget() && !self.busy.get() {
             self.busy.set(true);
             let written = self.write_batch(log).await;
             self.busy.set(false);
