@@ -111,7 +111,11 @@ fn dir_with_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
 /// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
 /// once it accepts connections, and one line for each SIGHUP (see
 /// [`tls::reloaded_on_sighup`]).
-pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    mounts: Mounts,
+    spawner: Option<rrocker_uring::Spawner>,
+) -> Result<(), DaemonError> {
     let pki_dir = config.pki_dir();
     if !rrocker_certs::has_server_pki(&pki_dir) {
         rrocker_certs::Pki::write_dev(&pki_dir)?;
@@ -147,6 +151,7 @@ pub async fn run(config: Config, mounts: Mounts) -> Result<(), DaemonError> {
         kept_bytes: config.max_output_bytes.unwrap_or(u64::MAX),
         // Making network namespaces ahead needs CAP_SYS_ADMIN in the host's user namespace.
         netns_pool: rustix::process::geteuid().is_root(),
+        spawner: spawner.map(Arc::new),
         ..EngineConfig::default()
     })?;
     let isolator = worker::Isolator::new(task_image(&config, mounts)?, config.id_map())?;

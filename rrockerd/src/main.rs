@@ -25,6 +25,15 @@ fn main() -> ExitCode {
     } else {
         rrockerd::Mounts::Host
     };
+    // Also while single-threaded and still small: the helper that clones tasks (a clone from
+    // the daemon copies page and fd tables that grow with its tasks).
+    let spawner = match rrocker_uring::Spawner::fork() {
+        Ok(spawner) => Some(spawner),
+        Err(error) => {
+            tracing::warn!(%error, "cannot start the spawner; the engine clones tasks itself");
+            None
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -32,7 +41,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(rrockerd::run(config, mounts)) {
+    match runtime.block_on(rrockerd::run(config, mounts, spawner)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("rrockerd: {error}");

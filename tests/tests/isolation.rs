@@ -355,20 +355,22 @@ async fn a_thousand_tasks_leave_nothing_behind() {
             .expect("threads")
             .filter_map(|thread| std::fs::read_to_string(thread.ok()?.path().join("children")).ok())
             .flat_map(|list| list.split_whitespace().map(String::from).collect::<Vec<_>>())
+            // The spawner, the daemon's helper for clones, lives as long as the daemon.
+            .filter(|pid| {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                comm.trim_end() != "rrocker-spawn"
+            })
             .collect()
     };
     let tasks_dir = daemon.state_dir().join("tasks");
-    let (fds_before, mounts_before) = (daemon.open_fds().0, mounts());
+    let (fds_before, mounts_before) = (daemon.open_fds_at_rest().await, mounts());
     for _ in 0..1000 {
         let id = start(&mut client, shell("true")).await;
         stream_all(&mut client, &id).await;
         client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
     }
-    let (fds_after, network_namespaces) = daemon.open_fds();
-    assert_eq!(fds_after, fds_before, "daemon fds");
-    // The engine's and the pool's maker's own namespaces, the pool's four ready ones and one
-    // in the maker's hand.
-    assert!(network_namespaces <= 7, "{network_namespaces} network namespace fds");
+    // Every task's namespace is gone, or the pool would never be back at its seven.
+    assert_eq!(daemon.open_fds_at_rest().await, fds_before, "daemon fds");
     assert_eq!(mounts(), mounts_before, "host mounts");
     assert_eq!(children(), Vec::<String>::new(), "no child (or zombie) of the daemon is left");
     assert_eq!(std::fs::read_dir(&tasks_dir).expect("tasks dir").count(), 0, "task directories");
@@ -399,4 +401,36 @@ async fn an_unprivileged_daemon_maps_its_own_uid_to_root() {
         run(&mut client, "id -u; cat /proc/self/uid_map; echo hi > /etc/x && cat /etc/x").await;
     let words: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(words, ["0", "0", "65534", "1", "hi"], "{out}");
+}
+
+/// The children of `pid` (of all its threads).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads")
+        .filter_map(|thread| std::fs::read_to_string(thread.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spawner_clones_tasks_as_the_daemons_children_and_dies_with_it() {
+    require_root!();
+    let mut daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let spawners: Vec<u32> = children_of(daemon.pid())
+        .into_iter()
+        .filter(|&pid| comm(pid).trim_end() == "rrocker-spawn")
+        .collect();
+    assert_eq!(spawners.len(), 1, "one spawner");
+    let id = start(&mut client, shell("echo up; exec sleep 600")).await;
+    drop(rrocker_tests::wait_for_output(&mut client, &id, "up").await);
+    let init = client.query(QueryRequest { task_id: id }).await.expect("query").into_inner().pid;
+    // The spawner cloned it (CLONE_PARENT): the daemon is its parent, so it can reap it.
+    assert!(children_of(daemon.pid()).contains(&init), "init {init} is the daemon's child");
+    assert!(children_of(spawners[0]).is_empty(), "the spawner keeps no child");
+    daemon.terminate();
+    assert!(comm(spawners[0]).trim_end() != "rrocker-spawn", "the spawner ended with the daemon");
 }

@@ -28,11 +28,11 @@ impl Random {
 }
 
 /// What the daemon holds: open fds (but its ready network namespaces), threads, RSS (KiB).
-fn holdings(daemon: &Daemon) -> (usize, usize, u64) {
+async fn holdings(daemon: &Daemon) -> (usize, usize, u64) {
     let pid = daemon.pid();
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc").count();
     let rss = status_kib(pid, "VmRSS").expect("VmRSS");
-    (daemon.open_fds().0, threads, rss)
+    (daemon.open_fds_at_rest().await, threads, rss)
 }
 
 async fn remove(client: &mut Client, id: String) {
@@ -116,7 +116,7 @@ async fn a_soak_leaves_the_daemon_as_it_found_it() {
     for kind in 0..KINDS {
         round(&daemon, &mut clients, 0, kind, 0).await;
     }
-    let before = holdings(&daemon);
+    let before = holdings(&daemon).await;
     let mounts_before = std::fs::read_to_string(format!("/proc/{}/mountinfo", daemon.pid()));
     let secs = std::env::var("RROCKER_SOAK_SECS").ok().and_then(|secs| secs.parse().ok());
     let deadline = secs.map(|secs| Instant::now() + Duration::from_secs(secs));
@@ -127,7 +127,7 @@ async fn a_soak_leaves_the_daemon_as_it_found_it() {
         round(&daemon, &mut clients, who, kind, grace).await;
         rounds += 1;
     }
-    let after = holdings(&daemon);
+    let after = holdings(&daemon).await;
     eprintln!("soak: {rounds} rounds; fds, threads, RSS KiB before {before:?}, after {after:?}");
     assert_eq!(after.0, before.0, "daemon fds");
     // Idle blocking-pool threads linger for 10 s; the engine and runtime threads are fixed.

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::netns::NetnsPool;
 use crate::output::{Chunk, LineChunker, OutputBudget, OutputFd, OutputLog};
 use crate::spawn::{self, SpawnSpec};
+use crate::spawner::Spawner;
 use crate::spill_writer::SpillWriter;
 use crate::{EngineError, sys};
 
@@ -50,6 +51,9 @@ pub struct EngineConfig {
     /// Give isolated tasks network namespaces made ahead by a thread of the engine (needs
     /// CAP_SYS_ADMIN; without it, each clone3 makes its own).
     pub netns_pool: bool,
+    /// The helper process that clones tasks (see [`Spawner`]); without it, the engine thread
+    /// clones them itself.
+    pub spawner: Option<Arc<Spawner>>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
             budget_bytes: 256 << 20,
             kept_bytes: u64::MAX,
             netns_pool: false,
+            spawner: None,
         }
     }
 }
@@ -251,7 +256,8 @@ async fn start_task(
     serial: u64,
     reply: oneshot::Sender<Result<Spawned, EngineError>>,
 ) {
-    let child = match spawn::clone_child(&spec, config.pipe_size, netns.as_deref()) {
+    let spawner = config.spawner.as_deref();
+    let child = match spawn::clone_child(&spec, config.pipe_size, netns.as_deref(), spawner) {
         Ok(child) => child,
         Err(error) => {
             let _ = reply.send(Err(error));

@@ -18,6 +18,7 @@ mod engine;
 mod netns;
 mod output;
 mod spawn;
+mod spawner;
 mod spill;
 mod spill_writer;
 mod sys;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog};
 pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
+pub use spawner::Spawner;
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

@@ -56,13 +56,18 @@ impl NetnsPool {
         Ok(Self { ready, home })
     }
 
+    /// A fresh namespace: one made ahead, or else one made now.
+    pub(crate) fn take(&self) -> io::Result<OwnedFd> {
+        match self.ready.try_recv() {
+            Ok(namespace) => Ok(namespace),
+            Err(_) => make_here(&self.home),
+        }
+    }
+
     /// Runs `spawn` with the calling (engine) thread in a fresh network namespace, then
     /// returns the thread to its own.
     pub(crate) fn within_fresh<T>(&self, spawn: impl FnOnce() -> T) -> io::Result<T> {
-        let namespace = match self.ready.try_recv() {
-            Ok(namespace) => namespace,
-            Err(_) => make_here(&self.home)?,
-        };
+        let namespace = self.take()?;
         move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Network))?;
         let spawned = spawn();
         move_into_link_name_space(self.home.as_fd(), Some(LinkNameSpaceType::Network))

@@ -16,7 +16,9 @@ use crate::EngineError;
 use crate::engine::ExitStatus;
 use crate::netns::NetnsPool;
 use crate::report::{self, Record};
+use crate::spawner::Spawner;
 use crate::sys::{self, ChildPlan, ChildStep, ExecTarget};
+use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -105,6 +107,7 @@ pub(crate) fn clone_child(
     spec: &SpawnSpec,
     pipe_size: usize,
     netns: Option<&NetnsPool>,
+    spawner: Option<&Spawner>,
 ) -> Result<Cloning, EngineError> {
     let program_path = match &spec.program {
         Program::Path(path) => Some(c_string(path.as_os_str().as_bytes(), "program path")?),
@@ -155,15 +158,25 @@ pub(crate) fn clone_child(
     plan.go_fd = go.as_ref().map(|(read_end, _)| read_end.as_fd());
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
     let new_network = libc::CLONE_NEWNET as u64;
-    let (pid, pidfd) = match netns.filter(|_| plan.namespaces & new_network != 0) {
+    let pool = netns.filter(|_| plan.namespaces & new_network != 0);
+    if pool.is_some() {
         // Born in a network namespace made ahead instead of one made by clone3.
-        Some(pool) => {
-            plan.namespaces &= !new_network;
-            pool.within_fresh(|| sys::spawn_child(&plan)).and_then(|spawned| spawned)
-        }
-        None => sys::spawn_child(&plan),
+        plan.namespaces &= !new_network;
     }
-    .map_err(EngineError::Clone)?;
+    let spawned = match spawner {
+        Some(spawner) => {
+            let network = pool.map(NetnsPool::take).transpose().map_err(EngineError::Clone)?;
+            match spawner.spawn(&plan, network.as_ref().map(AsFd::as_fd)) {
+                // A command too large for the spawner's socket is cloned from here.
+                Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    spawn_here(&plan, pool, network)
+                }
+                spawned => spawned,
+            }
+        }
+        None => spawn_here(&plan, pool, None),
+    };
+    let (pid, pidfd) = spawned.map_err(EngineError::Clone)?;
     if let Some((_, sync_write)) = &sync {
         let released = id_map
             .map_or(Ok(()), |map| {
@@ -190,6 +203,27 @@ pub(crate) fn clone_child(
         error_pipe: error_read,
         go: go.map(|(_, write_end)| write_end),
     })
+}
+
+/// Clones the child from the engine thread, in `network` or a fresh namespace of `pool` if
+/// given.
+fn spawn_here(
+    plan: &ChildPlan<'_>,
+    pool: Option<&NetnsPool>,
+    network: Option<OwnedFd>,
+) -> io::Result<(u32, OwnedFd)> {
+    match (network, pool) {
+        (Some(network), _) => {
+            let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+            move_into_link_name_space(network.as_fd(), Some(LinkNameSpaceType::Network))?;
+            let spawned = sys::spawn_child(plan);
+            move_into_link_name_space(home.as_fd(), Some(LinkNameSpaceType::Network))
+                .expect("the engine thread returns to its own network namespace");
+            spawned
+        }
+        (None, Some(pool)) => pool.within_fresh(|| sys::spawn_child(plan))?,
+        (None, None) => sys::spawn_child(plan),
+    }
 }
 
 /// Places a running child (whose init waits on the go pipe) in its v1 cgroups on a blocking

@@ -22,8 +22,8 @@ enum Cloned {
 /// clone3 flag: start the child in the cgroup v2 directory `clone_args.cgroup` refers to.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// `clone3(CLONE_PIDFD | extra_flags)`, into `cgroup` if given, with SIGCHLD as exit signal: a fork that also returns
-/// a pidfd for the child.
+/// `clone3(CLONE_PIDFD | extra_flags)`, into `cgroup` if given, with SIGCHLD as exit signal
+/// (or, with CLONE_PARENT, the caller's): a fork that also returns a pidfd for the child.
 ///
 /// # Safety
 /// The caller is multi-threaded: in the child, only async-signal-safe functions may run
@@ -39,7 +39,12 @@ unsafe fn clone3_with_pidfd(
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         child_tid: 0,
         parent_tid: 0,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel takes the caller's own exit signal (and refuses one).
+        exit_signal: if extra_flags & libc::CLONE_PARENT as u64 == 0 {
+            libc::SIGCHLD as u64
+        } else {
+            0
+        },
         stack: 0,
         stack_size: 0,
         tls: 0,
@@ -66,6 +71,22 @@ unsafe fn clone3_with_pidfd(
             // nothing else owns it.
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         }),
+    }
+}
+
+/// fork(2), only for a process that has a single thread (else it fails with EBUSY): the
+/// child is then a plain copy that may allocate and lock. Returns the child's pid to the
+/// parent and `None` to the child.
+pub(crate) fn fork_single_threaded() -> io::Result<Option<u32>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    if !status.lines().any(|line| line.split_whitespace().eq(["Threads:", "1"])) {
+        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    // SAFETY: with one thread there is no lock another thread could hold in the child.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(u32::try_from(pid).expect("fork returns a positive pid"))),
     }
 }
 
@@ -184,6 +205,9 @@ pub(crate) enum ExecTarget<'a> {
 pub(crate) struct ChildPlan<'a> {
     pub target: ExecTarget<'a>,
     pub workdir: &'a CStr,
+    /// The argument and environment strings (for a plan sent to the spawner).
+    pub argv_strings: &'a [CString],
+    pub env_strings: &'a [CString],
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     pub stdio: [BorrowedFd<'a>; 3],
@@ -206,7 +230,8 @@ pub(crate) struct ChildPlan<'a> {
     pub go_fd: Option<BorrowedFd<'a>>,
     /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
     pub cgroup: Option<BorrowedFd<'a>>,
-    parent_pid: libc::pid_t,
+    /// The process the child must be a child of (else its parent died before it ran).
+    pub parent_pid: libc::pid_t,
 }
 
 impl<'a> ChildPlan<'a> {
@@ -226,6 +251,8 @@ impl<'a> ChildPlan<'a> {
         Self {
             target,
             workdir,
+            argv_strings: argv,
+            env_strings: env,
             argv: pointers(argv),
             envp: pointers(env),
             stdio,
