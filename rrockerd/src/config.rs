@@ -59,6 +59,11 @@ pub struct Config {
     /// wait, losing nothing, until `rm` of finished tasks frees some.
     #[arg(long, env = "RROCKERD_MAX_OUTPUT_BYTES", value_parser = clap::value_parser!(u64).range(1 << 20..))]
     pub max_output_bytes: Option<u64>,
+    /// Clone tasks from the engine thread instead of the spawner, the small helper process
+    /// forked at start-up (whose clones stay cheap however big the daemon grows). For
+    /// comparison and debugging.
+    #[arg(long)]
+    pub no_spawner: bool,
     /// Most tasks running at once; a start beyond it is refused (RESOURCE_EXHAUSTED).
     #[arg(long, env = "RROCKERD_MAX_TASKS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_tasks: u64,

@@ -27,12 +27,13 @@ fn main() -> ExitCode {
     };
     // Also while single-threaded and still small: the helper that clones tasks (a clone from
     // the daemon copies page and fd tables that grow with its tasks).
-    let spawner = match rrocker_uring::Spawner::fork() {
-        Ok(spawner) => Some(spawner),
-        Err(error) => {
+    let spawner = match (!config.no_spawner).then(rrocker_uring::Spawner::fork) {
+        Some(Ok(spawner)) => Some(spawner),
+        Some(Err(error)) => {
             tracing::warn!(%error, "cannot start the spawner; the engine clones tasks itself");
             None
         }
+        None => None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
