@@ -38,7 +38,7 @@ fn main() {
         let id = warm.start(command(&["/bin/true"])).await.expect("start").into_inner().task_id;
         stream_all(&mut warm, &id).await;
         warm.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
-        let before = DaemonCounts::of(&daemon);
+        let before = DaemonCounts::at_rest(&daemon).await;
         let begin = Instant::now();
         let workers = (0..IN_FLIGHT).map(|_| {
             let mut client = client.clone();
@@ -72,7 +72,7 @@ fn main() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         println!("idle blocking threads exited after {:.1} s", settled.elapsed().as_secs_f64());
-        (rate, before, DaemonCounts::of(&daemon))
+        (rate, before, DaemonCounts::at_rest(&daemon).await)
     });
 
     println!("churn: {tasks} tasks, {IN_FLIGHT} in flight");
