@@ -83,15 +83,7 @@ async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_roo
     wait_for_log(&daemon, "cannot spill task output", 1).await;
     assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
     std::fs::remove_file(&filler).expect("free the disk");
-    let mut stdout = Vec::new();
-    let reading = read_to_end(events.into_inner(), &mut stdout);
-    let status = tokio::time::timeout(Duration::from_secs(120), reading)
-        .await
-        .expect("the task goes on once the disk has room");
-    assert_eq!((status.state(), status.exit_code), (TaskState::Completed, Some(0)));
-    let mut expected = vec![0u8; total];
-    expected.extend_from_slice(b"done\n");
-    assert!(stdout == expected, "{} bytes, not the task's {}", stdout.len(), expected.len());
+    let expected = completes_with_zeros_then_done(events, total).await;
     assert_eq!(stream_all(&mut client, &id).await.stdout, expected, "a late replay too");
     assert!(daemon.log().contains("task output spills to disk again"));
     let peak = rrocker_tests::status_kib(daemon.pid(), "VmHWM").expect("VmHWM");
@@ -108,6 +100,25 @@ async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_roo
     client.remove(RemoveRequest { task_id: id }).await.expect("rm");
     assert_eq!(task_dirs(&daemon), 1, "only the first task's directory is left");
     assert_eq!(state_of(&mut client, &running).await, TaskState::Running);
+}
+
+/// Reads the stream of a task printing `zeros` zero bytes then `done` to its end (the task
+/// must go on: two minutes at most), checks that it completed and that nothing was lost, and
+/// returns what it printed.
+async fn completes_with_zeros_then_done(
+    events: tonic::Response<tonic::Streaming<rrocker_proto::v1::StreamResponse>>,
+    zeros: usize,
+) -> Vec<u8> {
+    let mut stdout = Vec::new();
+    let reading = read_to_end(events.into_inner(), &mut stdout);
+    let status = tokio::time::timeout(Duration::from_secs(120), reading)
+        .await
+        .expect("the task goes on once there is room");
+    assert_eq!((status.state(), status.exit_code), (TaskState::Completed, Some(0)));
+    let mut expected = vec![0u8; zeros];
+    expected.extend_from_slice(b"done\n");
+    assert!(stdout == expected, "{} bytes, not the task's {}", stdout.len(), expected.len());
+    stdout
 }
 
 /// Reads a stream to its end, appending stdout to `stdout`; returns the final status.
@@ -182,15 +193,7 @@ async fn kept_output_at_its_limit_refuses_starts_and_holds_writers_until_rm_free
 
     // Removing the first task frees its output: the second goes on and loses nothing.
     client.remove(RemoveRequest { task_id: first }).await.expect("rm");
-    let mut stdout = Vec::new();
-    let reading = read_to_end(events.into_inner(), &mut stdout);
-    let status = tokio::time::timeout(Duration::from_secs(120), reading)
-        .await
-        .expect("the task goes on once output is freed");
-    assert_eq!((status.state(), status.exit_code), (TaskState::Completed, Some(0)));
-    let mut expected = vec![0u8; three_mib];
-    expected.extend_from_slice(b"done\n");
-    assert!(stdout == expected, "{} bytes, not the task's {}", stdout.len(), expected.len());
+    completes_with_zeros_then_done(events, three_mib).await;
     let id = start(&mut client, shell("echo again")).await;
     assert_eq!(stream_all(&mut client, &id).await.stdout, b"again\n");
 }
