@@ -16,7 +16,7 @@ use rrocker_proto::v1::stream_response::Event;
 use rrocker_tests::{Client, Daemon};
 
 /// Starts timed at each level.
-const SAMPLES: usize = 20;
+const SAMPLES: usize = 50;
 /// A task printing its clock every second without forking (`read -t` on a silent coproc).
 const TICKER: &str = "coproc cat; while :; do echo $EPOCHREALTIME; read -t 1 -u ${COPROC[0]}; done";
 
