@@ -229,3 +229,75 @@ fn openssl_finds_tls13_with_an_aead_suite_and_x25519_and_nothing_weaker() {
         assert!(!connected && text.contains(alert), "{args:?}: {text}");
     }
 }
+
+/// A client session store that counts the TLS 1.3 tickets it is given.
+#[derive(Debug)]
+struct TicketCounter {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl rustls::client::ClientSessionStore for TicketCounter {
+    fn set_kx_hint(
+        &self,
+        server: rustls::pki_types::ServerName<'static>,
+        group: rustls::NamedGroup,
+    ) {
+        self.inner.set_kx_hint(server, group);
+    }
+
+    fn kx_hint(&self, server: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server)
+    }
+
+    fn remove_tls12_session(&self, server: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(server);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(server, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_ticket_is_issued_so_no_session_outlives_a_revocation() {
+    let daemon = Daemon::start();
+    let counter = Arc::new(TicketCounter {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        tickets: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut config = config_for(&daemon, "client1");
+    config.resumption = rustls::client::Resumption::store(counter.clone());
+    let mut client = daemon.client_with(config).await.expect("connect");
+    // Tickets come right after the handshake, before any answer: two answers read them.
+    client.list(ListRequest {}).await.expect("list");
+    client.list(ListRequest {}).await.expect("list again");
+    assert_eq!(counter.tickets.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
