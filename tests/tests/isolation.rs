@@ -419,11 +419,7 @@ async fn the_spawner_clones_tasks_as_the_daemons_children_and_dies_with_it() {
     require_root!();
     let mut daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
-    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let spawners: Vec<u32> = children_of(daemon.pid())
-        .into_iter()
-        .filter(|&pid| comm(pid).trim_end() == "rrocker-spawn")
-        .collect();
+    let spawners = spawners_of(&daemon);
     assert_eq!(spawners.len(), 1, "one spawner");
     let id = start(&mut client, shell("echo up; exec sleep 600")).await;
     drop(rrocker_tests::wait_for_output(&mut client, &id, "up").await);
@@ -432,5 +428,29 @@ async fn the_spawner_clones_tasks_as_the_daemons_children_and_dies_with_it() {
     assert!(children_of(daemon.pid()).contains(&init), "init {init} is the daemon's child");
     assert!(children_of(spawners[0]).is_empty(), "the spawner keeps no child");
     daemon.terminate();
-    assert!(comm(spawners[0]).trim_end() != "rrocker-spawn", "the spawner ended with the daemon");
+    assert_ne!(comm(spawners[0]), "rrocker-spawn", "the spawner ended with the daemon");
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim_end().to_owned()
+}
+
+/// The daemon's spawner processes.
+fn spawners_of(daemon: &Daemon) -> Vec<u32> {
+    children_of(daemon.pid()).into_iter().filter(|&pid| comm(pid) == "rrocker-spawn").collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_spawner_the_daemon_clones_tasks_itself() {
+    require_root!();
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let spawner = spawners_of(&daemon).pop().expect("a spawner");
+    rrocker_tests::signal(spawner, libc::SIGKILL);
+    for _ in 0..2 {
+        let id = start(&mut client, shell("echo up")).await;
+        assert_eq!(stream_all(&mut client, &id).await.stdout, b"up\n");
+    }
+    assert!(daemon.log().contains("the spawner is gone"), "{}", daemon.log());
+    assert_eq!(comm(spawner), "", "the dead spawner was reaped");
 }

@@ -167,8 +167,7 @@ pub(crate) fn clone_child(
         Some(spawner) => {
             let network = pool.map(NetnsPool::take).transpose().map_err(EngineError::Clone)?;
             match spawner.spawn(&plan, network.as_ref().map(AsFd::as_fd)) {
-                // A command too large for the spawner's socket is cloned from here.
-                Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) => {
+                Err(error) if Spawner::clone_here_instead(&error) => {
                     spawn_here(&plan, pool, network)
                 }
                 spawned => spawned,

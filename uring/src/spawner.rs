@@ -13,6 +13,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
@@ -30,6 +31,8 @@ const MAX_FDS: usize = 10;
 pub struct Spawner {
     socket: Mutex<OwnedFd>,
     pid: u32,
+    /// Set once the spawner is found dead: the engine clones by itself from then on.
+    gone: AtomicBool,
 }
 
 impl Spawner {
@@ -47,12 +50,13 @@ impl Spawner {
         let room = MAX_REQUEST;
         let _ = rustix::net::sockopt::set_socket_send_buffer_size_force(&ours, room)
             .or_else(|_| rustix::net::sockopt::set_socket_send_buffer_size(&ours, room));
+        let daemon = std::process::id();
         match sys::fork_single_threaded()? {
             None => {
                 drop(ours);
-                serve(&theirs)
+                serve(&theirs, daemon)
             }
-            Some(pid) => Ok(Self { socket: Mutex::new(ours), pid }),
+            Some(pid) => Ok(Self { socket: Mutex::new(ours), pid, gone: AtomicBool::new(false) }),
         }
     }
 
@@ -68,18 +72,47 @@ impl Spawner {
         plan: &ChildPlan<'_>,
         network: Option<BorrowedFd<'_>>,
     ) -> io::Result<(u32, OwnedFd)> {
+        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the spawner is gone");
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(gone());
+        }
         let (payload, fds) = encode(plan, network);
         let socket = self.socket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        send(&socket, &payload, &fds)?;
         let mut reply = [0u8; 5];
-        let (length, mut pidfds) = receive(&socket, &mut reply)?;
+        let answer = send(&socket, &payload, &fds).and_then(|()| receive(&socket, &mut reply));
         let number = u32::from_le_bytes(reply[1..5].try_into().expect("four bytes"));
-        match (length, reply[0], pidfds.pop()) {
-            (5, 0, Some(pidfd)) => Ok((number, pidfd)),
-            (5, 1, _) => {
+        match answer {
+            Ok((5, mut pidfds)) if reply[0] == 0 && pidfds.len() == 1 => {
+                Ok((number, pidfds.remove(0)))
+            }
+            Ok((5, _)) if reply[0] == 1 => {
                 Err(io::Error::from_raw_os_error(i32::try_from(number).unwrap_or(libc::EIO)))
             }
-            _ => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the spawner is gone")),
+            Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) => Err(error),
+            // Gone (killed, crashed) or speaking nonsense: never ask it again.
+            _ => {
+                if !self.gone.swap(true, Ordering::Relaxed) {
+                    tracing::error!(pid = self.pid, "the spawner is gone; the engine clones tasks");
+                    self.end();
+                }
+                Err(gone())
+            }
+        }
+    }
+
+    /// Whether an error of [`Self::spawn`] means that the engine should clone by itself: the
+    /// command is too large for the socket, or the spawner is gone.
+    pub(crate) fn clone_here_instead(error: &io::Error) -> bool {
+        error.raw_os_error() == Some(libc::EMSGSIZE) || error.kind() == io::ErrorKind::BrokenPipe
+    }
+}
+
+impl Spawner {
+    /// Kills the spawner (our unreaped child: its pid cannot name anyone else) and reaps it.
+    fn end(&self) {
+        if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
     }
 }
@@ -87,6 +120,9 @@ impl Spawner {
 impl Drop for Spawner {
     /// Closes the socket, which ends the spawner, and reaps it.
     fn drop(&mut self) {
+        if self.gone.load(Ordering::Relaxed) {
+            return;
+        }
         let socket = self.socket.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = rustix::net::shutdown(&*socket, rustix::net::Shutdown::Both);
         if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
@@ -262,10 +298,12 @@ fn receive(socket: &OwnedFd, buffer: &mut [u8]) -> io::Result<(usize, Vec<OwnedF
 const MAX_REQUEST: usize = 4 << 20;
 
 /// The spawner's life: clone a child for each request until the daemon is gone.
-fn serve(socket: &OwnedFd) -> ! {
+fn serve(socket: &OwnedFd, daemon: u32) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let _ = rustix::thread::set_name(c"rrocker-spawn");
-    if rustix::process::getppid().is_none() {
+    // The daemon may have died before the death signal was armed.
+    let parent = rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get());
+    if parent.and_then(|pid| u32::try_from(pid).ok()) != Some(daemon) {
         std::process::exit(0);
     }
     let Ok(home) = std::fs::File::open("/proc/thread-self/ns/net") else { std::process::exit(1) };
