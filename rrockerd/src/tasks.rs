@@ -116,6 +116,9 @@ pub struct TaskRegistry {
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
     closing: AtomicBool,
+    /// Held (shared) by every start from its check of `closing` until its task is listed, so
+    /// that a shutdown, which takes it exclusively, sees every task a start made.
+    start_gate: tokio::sync::RwLock<()>,
 }
 
 impl TaskRegistry {
@@ -132,7 +135,18 @@ impl TaskRegistry {
     ) -> Self {
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
-        Self { engine, isolator, cgroups, quota, tasks_dir, tasks, default_grace, closing }
+        let start_gate = tokio::sync::RwLock::new(());
+        Self {
+            engine,
+            isolator,
+            cgroups,
+            quota,
+            tasks_dir,
+            tasks,
+            default_grace,
+            closing,
+            start_gate,
+        }
     }
 
     /// Starts a task for `caller`; returns once its command runs.
@@ -141,6 +155,7 @@ impl TaskRegistry {
         caller: &Caller,
         request: StartRequest,
     ) -> Result<Arc<Task>, DaemonError> {
+        let _starting = self.start_gate.read().await;
         if self.closing.load(Ordering::SeqCst) {
             return Err(DaemonError::ShuttingDown);
         }
@@ -289,6 +304,8 @@ impl TaskRegistry {
     /// until every task has released what it held on the host.
     pub async fn shutdown(&self, grace: Duration) {
         self.closing.store(true, Ordering::SeqCst);
+        // Starts already past the check finish (and list their task) first.
+        drop(self.start_gate.write().await);
         let running: Vec<_> = self
             .lock()
             .values()

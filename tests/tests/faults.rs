@@ -176,9 +176,23 @@ async fn sigterm_under_a_hundred_tasks_and_fifty_streams_leaves_nothing() {
             streams.push(rrocker_tests::wait_for_output(&mut follower, &id, "up").await);
         }
     }
+    // Starts keep coming, on a connection of their own, while the daemon shuts down.
+    let mut starter = daemon.client("client1").await;
+    let (first_started, started) = tokio::sync::oneshot::channel();
+    let starts = tokio::spawn(async move {
+        let mut first_started = Some(first_started);
+        let mut count = 0;
+        while starter.start(shell("exec sleep 600")).await.is_ok() {
+            count += 1;
+            first_started.take().map(|sender| sender.send(()));
+        }
+        count
+    });
+    started.await.expect("the starter runs");
     let parent = daemon.cgroup_parent();
     let status = daemon.terminate();
     assert!(status.success(), "rrockerd exits cleanly: {status:?}\n{}", daemon.log());
+    assert!(starts.await.expect("starter") >= 1);
     for events in streams {
         let status = final_status_of(events).await;
         assert_eq!((status.state(), status.reason()), (TaskState::Killed, KillReason::Shutdown));
