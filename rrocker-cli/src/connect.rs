@@ -85,6 +85,13 @@ pub async fn connect_with(
     addr: &str,
     config: rustls::ClientConfig,
 ) -> Result<TaskServiceClient<Channel>, CliError> {
+    let channel = channel_with(addr, config).await?;
+    Ok(TaskServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+}
+
+/// Connects to the daemon with `config` and returns the channel, for any of its services
+/// (the task service, grpc.health.v1).
+pub async fn channel_with(addr: &str, config: rustls::ClientConfig) -> Result<Channel, CliError> {
     let (host, socket) = resolve(addr).await?;
     let server_name = match host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -100,7 +107,7 @@ pub async fn connect_with(
         // at one window per round trip.
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW);
-    let channel = endpoint
+    endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();
             let server_name = server_name.clone();
@@ -112,8 +119,7 @@ pub async fn connect_with(
             }
         }))
         .await
-        .map_err(|error| CliError::connection(addr, &error))?;
-    Ok(TaskServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+        .map_err(|error| CliError::connection(addr, &error))
 }
 
 /// Connects to the daemon as `options` describes.

@@ -9,7 +9,7 @@ pub mod limits;
 
 use std::path::PathBuf;
 
-pub use connect::{ConnectOptions, client_config, connect, connect_with};
+pub use connect::{ConnectOptions, channel_with, client_config, connect, connect_with};
 
 /// Everything that can go wrong in the CLI, each shown as one sentence.
 #[derive(Debug, thiserror::Error)]

@@ -190,6 +190,9 @@ pub async fn run(
     println!("rrockerd listening on {addr}");
     let _ = std::io::stdout().flush();
 
+    // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<TaskServiceServer<service::Service>>().await;
     let drained = tokio::sync::Notify::new();
     let shutdown = {
         let registry = Arc::clone(&registry);
@@ -200,6 +203,8 @@ pub async fn run(
                 _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
             }
+            health.set_not_serving::<TaskServiceServer<service::Service>>().await;
+            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             registry.shutdown(grace).await;
             drained.notify_one();
         }
@@ -207,6 +212,7 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .add_service(health_service)
         .add_service(TaskServiceServer::new(service::Service::new(Arc::clone(&registry))))
         .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptors), shutdown);
     tokio::select! {
