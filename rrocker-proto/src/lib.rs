@@ -6,4 +6,8 @@
 /// Messages and the `TaskService` client and server of `rrocker.v1`.
 pub mod v1 {
     tonic::include_proto!("rrocker.v1");
+
+    /// The encoded `FileDescriptorSet` of `rrocker.proto`, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/rrocker_descriptor.bin"));
 }

@@ -114,6 +114,9 @@ pub enum DaemonError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The server reflection service could not be built from the API's descriptors.
+    #[error("cannot build the server reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 impl DaemonError {
@@ -167,7 +170,8 @@ impl DaemonError {
             | Self::Pki(_)
             | Self::Tls { .. }
             | Self::Listen { .. }
-            | Self::Serve(_) => Code::Internal,
+            | Self::Serve(_)
+            | Self::Reflection(_) => Code::Internal,
         }
     }
 }

@@ -193,6 +193,15 @@ pub async fn run(
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<TaskServiceServer<service::Service>>().await;
+    // Server reflection (v1, and v1alpha that many tools still ask), so that grpcurl and the
+    // like need no .proto file.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(rrocker_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection, reflection_alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let drained = tokio::sync::Notify::new();
     let shutdown = {
         let registry = Arc::clone(&registry);
@@ -213,6 +222,8 @@ pub async fn run(
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(TaskServiceServer::new(service::Service::new(Arc::clone(&registry))))
         .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptors), shutdown);
     tokio::select! {

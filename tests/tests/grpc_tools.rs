@@ -1,6 +1,7 @@
-//! grpc.health.v1, for standard tools and load balancers: over the same mTLS listener, the
-//! server and the task service are SERVING while the daemon runs; an unknown service is
-//! NOT_FOUND.
+//! What standard gRPC tools use, over the same mTLS listener: grpc.health.v1 (the server and
+//! the task service are SERVING while the daemon runs, NOT_SERVING once it shuts down; an
+//! unknown service is NOT_FOUND) and server reflection (the services and their descriptors,
+//! so that no .proto file is needed).
 
 use rrocker_tests::Daemon;
 use tonic::Code;
@@ -50,4 +51,49 @@ async fn a_daemon_shutting_down_reports_not_serving() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_services_and_describes_the_task_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let daemon = Daemon::start();
+    let config = rrocker_cli::client_config(&daemon.options("client1")).expect("config");
+    let channel =
+        rrocker_cli::channel_with(&daemon.addr().to_string(), config).await.expect("connect");
+    let mut reflection = ServerReflectionClient::new(channel);
+    let requests = [
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("rrocker.v1.TaskService".into()),
+    ]
+    .map(|request| ServerReflectionRequest { host: String::new(), message_request: Some(request) });
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.expect("answer").and_then(|answer| answer.message_response)
+    else {
+        panic!("no service list");
+    };
+    let mut names: Vec<_> = list.service.into_iter().map(|service| service.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "rrocker.v1.TaskService"]
+    );
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.expect("answer").and_then(|answer| answer.message_response)
+    else {
+        panic!("no descriptor for rrocker.v1.TaskService");
+    };
+    let file: prost_types::FileDescriptorProto =
+        prost::Message::decode(files.file_descriptor_proto[0].as_slice()).expect("a descriptor");
+    assert_eq!(file.package(), "rrocker.v1");
+    let methods: Vec<_> = file.service[0].method.iter().map(|method| method.name()).collect();
+    assert_eq!(methods, ["Start", "Stop", "Query", "Stream", "List", "Remove"]);
 }
