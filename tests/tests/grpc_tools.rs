@@ -97,3 +97,51 @@ async fn reflection_lists_the_services_and_describes_the_task_service() {
     let methods: Vec<_> = file.service[0].method.iter().map(|method| method.name()).collect();
     assert_eq!(methods, ["Start", "Stop", "Query", "Stream", "List", "Remove"]);
 }
+
+/// Whether Python with grpcio and grpcio-tools can run the foreign client.
+fn python_grpc() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_client_starts_and_streams_a_task_over_mtls() {
+    if !python_grpc() {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("python3 with grpcio and grpcio-tools is needed, and CI=true forbids skipping");
+        }
+        eprintln!(
+            "SKIPPED: python3 with grpcio and grpcio-tools is not installed (pip install grpcio grpcio-tools)"
+        );
+        return;
+    }
+    let daemon = Daemon::start();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = std::process::Command::new("python3")
+        .arg(root.join("tests/python/foreign_client.py"))
+        .arg(daemon.addr().to_string())
+        .arg(daemon.pki_dir())
+        .arg("client1")
+        .arg(root.join("rrocker-proto/proto"))
+        .arg("echo hello from python; echo oops >&2; exit 3")
+        .output()
+        .expect("run python3");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the foreign client failed: {stderr}");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(answer["stdout"], "hello from python\n");
+    assert_eq!(answer["stderr"], "oops\n");
+    assert_eq!(answer["state"], "TASK_STATE_COMPLETED");
+    assert_eq!(answer["exit_code"], 3);
+    // The same task, seen by rrocker's own client.
+    let mut client = daemon.client("client1").await;
+    let id = answer["task_id"].as_str().expect("an id").to_owned();
+    let status = client
+        .query(rrocker_proto::v1::QueryRequest { task_id: id })
+        .await
+        .expect("query")
+        .into_inner();
+    assert_eq!((status.owner.as_str(), status.exit_code), ("client1", Some(3)));
+}
