@@ -52,6 +52,13 @@ pub fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Tells systemd the daemon's state, if it runs under systemd with Type=notify.
+fn notify_systemd(state: sd_notify::NotifyState<'_>) {
+    if let Err(error) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+}
+
 /// Where the daemon's own mounts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mounts {
@@ -189,6 +196,8 @@ pub async fn run(
     tracing::info!(%addr, pki = %pki_dir.display(), "serving");
     println!("rrockerd listening on {addr}");
     let _ = std::io::stdout().flush();
+    // systemd's Type=notify readiness (nothing without $NOTIFY_SOCKET).
+    notify_systemd(sd_notify::NotifyState::Ready);
 
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -212,6 +221,7 @@ pub async fn run(
                 _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
             }
+            notify_systemd(sd_notify::NotifyState::Stopping);
             health.set_not_serving::<TaskServiceServer<service::Service>>().await;
             health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             registry.shutdown(grace).await;
