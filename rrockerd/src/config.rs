@@ -59,6 +59,10 @@ pub struct Config {
     /// wait, losing nothing, until `rm` of finished tasks frees some.
     #[arg(long, env = "RROCKERD_MAX_OUTPUT_BYTES", value_parser = clap::value_parser!(u64).range(1 << 20..))]
     pub max_output_bytes: Option<u64>,
+    /// How the daemon logs to stderr (the level comes from RUST_LOG, default info). Logs
+    /// name tasks, owners and pids, never certificates, keys or task output.
+    #[arg(long, env = "RROCKERD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Clone tasks from the engine thread instead of the spawner, the small helper process
     /// forked at start-up (whose clones stay cheap however big the daemon grows). For
     /// comparison and debugging.
@@ -73,6 +77,15 @@ pub struct Config {
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,
+}
+
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, with the event's fields and its span (a task's `id`).
+    Json,
 }
 
 /// The `--cgroup-version` choices.

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         rrockerd::worker::idmap::hold();
     }
     let config = rrockerd::config::Config::parse();
-    rrockerd::init_logging();
+    rrockerd::init_logging(config.log_format);
     // While still single-threaded: a mount namespace of our own, so that the mounts the
     // daemon makes (the idmapped image) never show in the host's and die with it.
     let mounts = if rustix::process::geteuid().is_root() {

@@ -216,10 +216,12 @@ impl TaskRegistry {
             stop_lock: tokio::sync::Mutex::new(()),
         });
         self.lock().insert(task.id, Arc::clone(&task));
-        tracing::info!(task = %task.id, owner = %task.owner, pid = task.pid, "task started");
+        // Every event of the task's life is logged in its span.
+        let span = tracing::info_span!("task", id = %task.id);
+        span.in_scope(|| tracing::info!(owner = %task.owner, pid = task.pid, "task started"));
         let watched = Arc::clone(&task);
         let (exit, gone) = (spawned.exit, spawned.gone);
-        tokio::spawn(async move {
+        let watch = async move {
             let exit = exit.await;
             // The command has ended: what the task used is final, though its init may still
             // be tearing its namespaces down.
@@ -235,7 +237,7 @@ impl TaskRegistry {
                 Ok(exit) => TaskState::ended(exit, watched.stop_cause(), oom_killed),
                 Err(_) => TaskState::Failed { error: "the task engine stopped".into() },
             };
-            tracing::info!(task = %watched.id, ?state, "task ended");
+            tracing::info!(?state, "task ended");
             let finished_at = Some(SystemTime::now());
             let ended = Progress { state, finished_at, final_usage, released: false };
             watched.progress.send_replace(ended);
@@ -251,7 +253,9 @@ impl TaskRegistry {
             })
             .await;
             watched.progress.send_modify(|progress| progress.released = true);
-        });
+            tracing::info!("task released");
+        };
+        tokio::spawn(tracing::Instrument::instrument(watch, span));
         Ok(task)
     }
 
