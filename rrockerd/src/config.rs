@@ -11,6 +11,14 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
+    /// A TOML file of settings, keyed by the flags' long names; flags and environment
+    /// variables win over it.
+    #[arg(long, env = "RROCKERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file, defaults) as such a
+    /// file, and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "RROCKERD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,

@@ -13,6 +13,7 @@
 pub mod authz;
 pub mod cgroup;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod listener;
 pub mod quota;

@@ -3,14 +3,32 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::worker::idmap::HOLDER_ARGV0)
     {
         rrockerd::worker::idmap::hold();
     }
-    let config = rrockerd::config::Config::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let loaded = rrockerd::config_file::load(args.clone());
+    let config = match loaded {
+        Ok(config) if config.print_config => {
+            return match rrockerd::config_file::print(args) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("rrockerd: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("rrockerd: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     rrockerd::init_logging(config.log_format);
     // While still single-threaded: a mount namespace of our own, so that the mounts the
     // daemon makes (the idmapped image) never show in the host's and die with it.
