@@ -328,6 +328,12 @@ impl Daemon {
         rrocker_cli::connect(&self.options(identity)).await.expect("connect to rrockerd")
     }
 
+    /// A bare channel authenticated as `identity`, for any of the daemon's services.
+    pub async fn channel(&self, identity: &str) -> tonic::transport::Channel {
+        let config = rrocker_cli::client_config(&self.options(identity)).expect("client config");
+        rrocker_cli::channel_with(&self.addr.to_string(), config).await.expect("connect")
+    }
+
     /// A gRPC client with a custom TLS configuration.
     pub async fn client_with(
         &self,

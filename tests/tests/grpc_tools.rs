@@ -11,9 +11,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_service_reports_the_task_service_serving() {
     let daemon = Daemon::start();
-    let config = rrocker_cli::client_config(&daemon.options("client1")).expect("config");
-    let channel =
-        rrocker_cli::channel_with(&daemon.addr().to_string(), config).await.expect("connect");
+    let channel = daemon.channel("client1").await;
     let mut health = HealthClient::new(channel);
     for service in ["", "rrocker.v1.TaskService"] {
         let request = HealthCheckRequest { service: service.into() };
@@ -34,9 +32,7 @@ async fn a_daemon_shutting_down_reports_not_serving() {
     let script = "trap '' TERM; echo up; while :; do sleep 1; done";
     let id = rrocker_tests::start(&mut client, rrocker_tests::shell(script)).await;
     drop(rrocker_tests::wait_for_output(&mut client, &id, "up").await);
-    let config = rrocker_cli::client_config(&daemon.options("client1")).expect("config");
-    let channel =
-        rrocker_cli::channel_with(&daemon.addr().to_string(), config).await.expect("connect");
+    let channel = daemon.channel("client1").await;
     let mut health = HealthClient::new(channel);
     rrocker_tests::signal(daemon.pid(), libc::SIGTERM);
     // The daemon flips the status as it handles the signal: ask until it has.
@@ -61,9 +57,7 @@ async fn reflection_lists_the_services_and_describes_the_task_service() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let daemon = Daemon::start();
-    let config = rrocker_cli::client_config(&daemon.options("client1")).expect("config");
-    let channel =
-        rrocker_cli::channel_with(&daemon.addr().to_string(), config).await.expect("connect");
+    let channel = daemon.channel("client1").await;
     let mut reflection = ServerReflectionClient::new(channel);
     let requests = [
         MessageRequest::ListServices(String::new()),
