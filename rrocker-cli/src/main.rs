@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rrocker_cli::{CliError, ConnectOptions, format, limits};
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
@@ -103,10 +103,41 @@ enum Command {
         /// The task's id.
         id: String,
     },
+    /// Print a shell completion script, e.g. `rrocker-cli completions bash >
+    /// /etc/bash_completion.d/rrocker-cli`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `rrocker-cli man | man -l -`.
+    Man,
+}
+
+/// Completions and the manual page need no daemon: printed from the flags' definitions.
+fn print_help_files(command: &Command) -> Option<std::io::Result<()>> {
+    let mut cli = Cli::command();
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cli, "rrocker-cli", &mut stdout);
+            Some(Ok(()))
+        }
+        Command::Man => Some(clap_mangen::Man::new(cli).render(&mut stdout)),
+        _ => None,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(printed) = print_help_files(&cli.command) {
+        return match printed {
+            Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("Cannot write to stdout: {error}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -193,6 +224,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             client.remove(RemoveRequest { task_id: id.clone() }).await.map_err(rpc_error)?;
             writeln!(stdout, "Removed task {id}")?;
         }
+        // Printed by main without a connection.
+        Command::Completions { .. } | Command::Man => {}
     }
     Ok(())
 }

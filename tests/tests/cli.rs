@@ -137,3 +137,29 @@ fn the_seed_limits_work_verbatim_and_query_shows_them_with_usage() {
     assert!(json["usage"]["pids_peak"].as_u64().is_some_and(|peak| peak >= 2), "{json}");
     assert!(run(&daemon, &["stop", "--grace", "0", &id]).status.success());
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_flag_definitions_without_a_daemon() {
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(rrocker_tests::bin_path("rrocker-cli"))
+            .args(args)
+            .env("RROCKER_ADDR", "127.0.0.1:1")
+            .output()
+            .expect("run rrocker-cli");
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let bash = cli(&["completions", "bash"]);
+    for word in ["start", "stop", "query", "stream", "list", "rm", "--max-mem"] {
+        assert!(bash.contains(word), "{word} missing from the bash completions");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("rrocker-cli.bash");
+    std::fs::write(&script, &bash).expect("write");
+    let checked = std::process::Command::new("bash").arg("-n").arg(&script).status().expect("bash");
+    assert!(checked.success(), "bash finds the completion script malformed");
+    assert!(cli(&["completions", "zsh"]).starts_with("#compdef rrocker-cli"));
+    let man = cli(&["man"]);
+    assert!(man.contains(".TH rrocker-cli 1"), "{man}");
+    assert!(man.contains(".SH SUBCOMMANDS") && man.contains("rrocker\\-cli\\-start"), "{man}");
+}
