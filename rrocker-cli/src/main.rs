@@ -54,6 +54,9 @@ enum OutputFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a command as a task and print its id.
+    #[command(
+        after_help = "Examples:\n  rrocker-cli start /bin/sh -c 'echo hello'\n  rrocker-cli start --max-cpu 50% --max-mem 1G --max-pids 100 /bin/sleep 10\n  rrocker-cli start -w /tmp -e LANG=C.UTF-8 /bin/ls -la"
+    )]
     Start {
         /// Working directory of the command.
         #[arg(long, short = 'w')]
@@ -68,6 +71,9 @@ enum Command {
         command: Vec<OsString>,
     },
     /// Stop a task: SIGTERM, then SIGKILL after the grace period.
+    #[command(
+        after_help = "Examples:\n  rrocker-cli stop ID\n  rrocker-cli stop --grace 0 ID    # SIGKILL at once"
+    )]
     Stop {
         /// The task's id.
         id: String,
@@ -76,6 +82,9 @@ enum Command {
         grace: Option<u64>,
     },
     /// Print a task's state and exit code.
+    #[command(
+        after_help = "Examples:\n  rrocker-cli query ID\n  rrocker-cli query -v ID    # why it was killed, its limits and usage\n  rrocker-cli query -o json ID"
+    )]
     Query {
         /// The task's id.
         id: String,
@@ -87,29 +96,39 @@ enum Command {
         output: OutputFormat,
     },
     /// Print a task's output from the start, follow it until the task ends, then its state.
+    #[command(
+        after_help = "Examples:\n  rrocker-cli stream ID\n  rrocker-cli stream ID | sha256sum    # stdout only; stderr and the state go to stderr"
+    )]
     Stream {
         /// The task's id.
         id: String,
     },
     /// List the tasks you can see.
-    #[command(visible_alias = "ps")]
+    #[command(
+        visible_alias = "ps",
+        after_help = "Examples:\n  rrocker-cli list\n  rrocker-cli --identity admin1 ps    # every owner's tasks\n  rrocker-cli list -o json"
+    )]
     List {
         /// Output format.
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// Forget a finished task and its output (once its processes, cgroup and files are gone).
+    #[command(after_help = "Examples:\n  rrocker-cli rm ID")]
     Rm {
         /// The task's id.
         id: String,
     },
-    /// Print a shell completion script, e.g. `rrocker-cli completions bash >
-    /// /etc/bash_completion.d/rrocker-cli`.
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  rrocker-cli completions bash > /etc/bash_completion.d/rrocker-cli\n  rrocker-cli completions zsh > ~/.zfunc/_rrocker-cli"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `rrocker-cli man | man -l -`.
+    /// Print the manual page (roff).
+    #[command(after_help = "Examples:\n  rrocker-cli man | man -l -")]
     Man,
 }
 

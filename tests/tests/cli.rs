@@ -139,7 +139,7 @@ fn the_seed_limits_work_verbatim_and_query_shows_them_with_usage() {
 }
 
 #[test]
-fn completions_and_the_manual_page_come_from_the_flag_definitions_without_a_daemon() {
+fn help_examples_completions_and_the_manual_page_come_without_a_daemon() {
     let cli = |args: &[&str]| {
         let output = std::process::Command::new(rrocker_tests::bin_path("rrocker-cli"))
             .args(args)
@@ -159,6 +159,10 @@ fn completions_and_the_manual_page_come_from_the_flag_definitions_without_a_daem
     let checked = std::process::Command::new("bash").arg("-n").arg(&script).status().expect("bash");
     assert!(checked.success(), "bash finds the completion script malformed");
     assert!(cli(&["completions", "zsh"]).starts_with("#compdef rrocker-cli"));
+    for command in ["start", "stop", "query", "stream", "list", "rm", "completions", "man"] {
+        let help = cli(&[command, "--help"]);
+        assert!(help.contains("\nExamples:\n  rrocker-cli "), "{command} --help has no example");
+    }
     let man = cli(&["man"]);
     assert!(man.contains(".TH rrocker-cli 1"), "{man}");
     assert!(man.contains(".SH SUBCOMMANDS") && man.contains("rrocker\\-cli\\-start"), "{man}");
