@@ -184,9 +184,9 @@ impl TaskRegistry {
         let hostname = &id.to_string()[..12];
         let dir = TaskDir::path_for(&self.tasks_dir, id);
         let mut spec = self.isolator.spawn_spec(hostname, &dir, argv.clone(), env, &workdir)?;
+        rootfs::check_room(&self.tasks_dir)?;
         // Both are removed again when dropped: on any failure below, or if this request is
         // cancelled.
-        rootfs::check_room(&self.tasks_dir)?;
         let task_dir = TaskDir::create(dir, self.isolator.root_owner())?;
         let cgroup = match &self.cgroups {
             Some(cgroups) => Some(cgroups.create(&id.to_string(), &limits)?),

@@ -320,7 +320,6 @@ async fn start_task(
         let exit_tx = match reported {
             Some(status) => {
                 let _ = exit_tx.send(status);
-                spill.end();
                 None
             }
             None => Some(exit_tx),

@@ -8,7 +8,7 @@
 //! a CPU from a task's start.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc;
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
@@ -67,13 +67,28 @@ impl NetnsPool {
     /// Runs `spawn` with the calling (engine) thread in a fresh network namespace, then
     /// returns the thread to its own.
     pub(crate) fn within_fresh<T>(&self, spawn: impl FnOnce() -> T) -> io::Result<T> {
-        let namespace = self.take()?;
-        move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Network))?;
-        let spawned = spawn();
-        move_into_link_name_space(self.home.as_fd(), Some(LinkNameSpaceType::Network))
-            .expect("the engine thread returns to its own network namespace");
-        Ok(spawned)
+        self.within(self.take()?, spawn)
     }
+
+    /// Runs `spawn` with the calling (engine) thread in `namespace` (one [`Self::take`]
+    /// gave), then returns the thread to its own.
+    pub(crate) fn within<T>(&self, namespace: OwnedFd, spawn: impl FnOnce() -> T) -> io::Result<T> {
+        within(namespace.as_fd(), self.home.as_fd(), spawn)
+    }
+}
+
+/// Runs `run` with the calling thread in the network namespace `namespace`, then moves the
+/// thread back to `home`.
+pub(crate) fn within<T>(
+    namespace: BorrowedFd<'_>,
+    home: BorrowedFd<'_>,
+    run: impl FnOnce() -> T,
+) -> io::Result<T> {
+    move_into_link_name_space(namespace, Some(LinkNameSpaceType::Network))?;
+    let ran = run();
+    move_into_link_name_space(home, Some(LinkNameSpaceType::Network))
+        .expect("a thread returns to its own network namespace");
+    Ok(ran)
 }
 
 /// The calling thread's network namespace.

@@ -197,11 +197,6 @@ impl OutputBudget {
         self.kept.load(Ordering::Relaxed)
     }
 
-    /// The most bytes of output all logs may hold.
-    pub fn kept_limit(&self) -> u64 {
-        self.kept_limit
-    }
-
     /// Whether the logs hold as much output as they may.
     pub fn is_full(&self) -> bool {
         self.kept() >= self.kept_limit

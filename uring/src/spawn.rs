@@ -18,7 +18,6 @@ use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::spawner::Spawner;
 use crate::sys::{self, ChildPlan, ChildStep, ExecTarget};
-use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -204,24 +203,17 @@ pub(crate) fn clone_child(
     })
 }
 
-/// Clones the child from the engine thread, in `network` or a fresh namespace of `pool` if
-/// given.
+/// Clones the child from the engine thread: with a pool, in `network` (taken from it) or
+/// else a fresh namespace of it.
 fn spawn_here(
     plan: &ChildPlan<'_>,
     pool: Option<&NetnsPool>,
     network: Option<OwnedFd>,
 ) -> io::Result<(u32, OwnedFd)> {
-    match (network, pool) {
-        (Some(network), _) => {
-            let home = std::fs::File::open("/proc/thread-self/ns/net")?;
-            move_into_link_name_space(network.as_fd(), Some(LinkNameSpaceType::Network))?;
-            let spawned = sys::spawn_child(plan);
-            move_into_link_name_space(home.as_fd(), Some(LinkNameSpaceType::Network))
-                .expect("the engine thread returns to its own network namespace");
-            spawned
-        }
-        (None, Some(pool)) => pool.within_fresh(|| sys::spawn_child(plan))?,
-        (None, None) => sys::spawn_child(plan),
+    match (pool, network) {
+        (Some(pool), Some(network)) => pool.within(network, || sys::spawn_child(plan))?,
+        (Some(pool), None) => pool.within_fresh(|| sys::spawn_child(plan))?,
+        (None, _) => sys::spawn_child(plan),
     }
 }
 

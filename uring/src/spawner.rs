@@ -19,7 +19,6 @@ use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
-use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 use crate::sys::{self, ChildPlan, ExecTarget};
 
@@ -60,11 +59,6 @@ impl Spawner {
         }
     }
 
-    /// The spawner's pid.
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// Has the spawner clone a child that runs `plan`, born in `network` if given; returns
     /// the child's pid and pidfd, as [`sys::spawn_child`] does.
     pub(crate) fn spawn(
@@ -93,7 +87,8 @@ impl Spawner {
             _ => {
                 if !self.gone.swap(true, Ordering::Relaxed) {
                     tracing::error!(pid = self.pid, "the spawner is gone; the engine clones tasks");
-                    self.end();
+                    // Our unreaped child: its pid cannot name anyone else.
+                    self.reap(Some(rustix::process::Signal::KILL));
                 }
                 Err(gone())
             }
@@ -105,29 +100,27 @@ impl Spawner {
     pub(crate) fn clone_here_instead(error: &io::Error) -> bool {
         error.raw_os_error() == Some(libc::EMSGSIZE) || error.kind() == io::ErrorKind::BrokenPipe
     }
-}
 
-impl Spawner {
-    /// Kills the spawner (our unreaped child: its pid cannot name anyone else) and reaps it.
-    fn end(&self) {
+    /// Sends `signal` to the spawner, if given, and waits for it to exit.
+    fn reap(&self, signal: Option<rustix::process::Signal>) {
         if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            if let Some(signal) = signal {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
         }
     }
 }
 
 impl Drop for Spawner {
-    /// Closes the socket, which ends the spawner, and reaps it.
+    /// Closes the socket, which ends the spawner, and reaps it (unless it was reaped as gone).
     fn drop(&mut self) {
         if self.gone.load(Ordering::Relaxed) {
             return;
         }
         let socket = self.socket.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = rustix::net::shutdown(&*socket, rustix::net::Shutdown::Both);
-        if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
-            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-        }
+        self.reap(None);
     }
 }
 
@@ -373,11 +366,10 @@ fn clone_for(
     plan.go_fd = go.as_ref().map(AsFd::as_fd);
     plan.cgroup = cgroup.as_ref().map(AsFd::as_fd);
     plan.parent_pid = rustix::process::Pid::as_raw(rustix::process::getppid());
-    let Some(network) = network else { return sys::spawn_child(&plan) };
-    move_into_link_name_space(network.as_fd(), Some(LinkNameSpaceType::Network))?;
-    let spawned = sys::spawn_child(&plan);
-    move_into_link_name_space(home, Some(LinkNameSpaceType::Network))?;
-    spawned
+    match network {
+        Some(network) => crate::netns::within(network.as_fd(), home, || sys::spawn_child(&plan))?,
+        None => sys::spawn_child(&plan),
+    }
 }
 
 #[cfg(test)]
