@@ -192,18 +192,6 @@ pub async fn run(
         tasks_dir,
         config.stop_grace(),
     ));
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
-    tracing::info!(%addr, pki = %pki_dir.display(), "serving");
-    println!("rrockerd listening on {addr}");
-    let _ = std::io::stdout().flush();
-    // systemd's Type=notify readiness (nothing without $NOTIFY_SOCKET).
-    notify_systemd(sd_notify::NotifyState::Ready);
-
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<TaskServiceServer<service::Service>>().await;
@@ -216,6 +204,19 @@ pub async fn run(
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
     };
     let (reflection, reflection_alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
+    // Ready (the line on stdout, systemd's READY=1) only once every service is built.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+    tracing::info!(%addr, pki = %pki_dir.display(), "serving");
+    println!("rrockerd listening on {addr}");
+    let _ = std::io::stdout().flush();
+    // systemd's Type=notify readiness (nothing without $NOTIFY_SOCKET).
+    notify_systemd(sd_notify::NotifyState::Ready);
+
     let drained = tokio::sync::Notify::new();
     let shutdown = {
         let registry = Arc::clone(&registry);
