@@ -267,15 +267,8 @@ impl Daemon {
     /// (the maker opens sysctl files and sockets while it makes one): the engine's and the
     /// maker's own namespaces, four ready and one in the maker's hand. Root daemons only.
     pub async fn open_fds_at_rest(&self) -> usize {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let (fds, network_namespaces) = self.open_fds();
-            if network_namespaces == 7 {
-                return fds;
-            }
-            assert!(std::time::Instant::now() < deadline, "the pool never filled up");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        eventually("the network namespace pool to fill up", || self.open_fds().1 == 7).await;
+        self.open_fds().0
     }
 
     /// The daemon's address.
@@ -407,6 +400,16 @@ fn cgroup_parent_for(dir: &Path) -> String {
     dir.file_name().expect("a tempdir has a name").to_string_lossy().into_owned()
 }
 
+/// Waits until `done` holds, asking every 10 ms, for at most a minute; for conditions that
+/// the daemon gives no event for (its log file, its fds). Panics naming `what` it waited for.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited a minute for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A `/proc/PID/status` memory figure in KiB (`VmRSS`, `VmHWM`...), if the process and the
 /// field exist.
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -439,6 +442,13 @@ pub fn shell(script: &str) -> StartRequest {
 /// Starts a task and returns its id.
 pub async fn start(client: &mut Client, request: StartRequest) -> String {
     client.start(request).await.expect("start").into_inner().task_id
+}
+
+/// Starts a task that runs until it is stopped, and returns its id once its command runs.
+pub async fn start_running(client: &mut Client) -> String {
+    let id = start(client, shell("echo up; exec sleep 600")).await;
+    drop(wait_for_output(client, &id, "up").await);
+    id
 }
 
 /// Everything a stream delivered: stdout bytes, stderr bytes, and the final status.

@@ -169,8 +169,7 @@ async fn a_restart_after_sigkill_kills_and_removes_the_leftovers() {
     let mut client = daemon.client("client1").await;
     let mut pids = Vec::new();
     for _ in 0..3 {
-        let id = start(&mut client, shell("echo up; exec sleep 600")).await;
-        drop(wait_for_output(&mut client, &id, "up").await);
+        let id = rrocker_tests::start_running(&mut client).await;
         pids.push(client.query(QueryRequest { task_id: id }).await.expect("q").into_inner().pid);
     }
     drop(client);

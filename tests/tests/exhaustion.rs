@@ -6,10 +6,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rrocker_proto::v1::{QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState};
-use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all, wait_for_output};
+use rrocker_tests::{Client, Daemon, require_root, shell, start, stream_all};
 use tonic::Code;
 
 const MIB: u64 = 1 << 20;
@@ -42,11 +42,8 @@ fn fill_leaving(path: &Path, room: u64) {
 /// Waits until the daemon has logged `needle` `count` times (it logs the event as it happens;
 /// the log is a file, so this polls it), for at most a minute.
 async fn wait_for_log(daemon: &Daemon, needle: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while daemon.log().matches(needle).count() < count {
-        assert!(Instant::now() < deadline, "the daemon never logged {needle:?}:\n{}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("the daemon to log {needle:?} {count} times");
+    rrocker_tests::eventually(&what, || daemon.log().matches(needle).count() >= count).await;
 }
 
 fn task_dirs(daemon: &Daemon) -> usize {
@@ -63,8 +60,7 @@ async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_roo
     require_root!();
     let daemon = Daemon::start_with_state_on_tmpfs(64 * MIB, &["--output-window-bytes", "1048576"]);
     let mut client = daemon.client("client1").await;
-    let running = start(&mut client, shell("echo up; exec sleep 600")).await;
-    drop(wait_for_output(&mut client, &running, "up").await);
+    let running = rrocker_tests::start_running(&mut client).await;
     let filler = daemon.state_dir().join("filler");
 
     // Full: a start is refused, and creates nothing.
@@ -153,8 +149,7 @@ async fn a_start_past_the_parent_cgroups_pids_limit_is_refused_and_creates_nothi
     require_root!();
     let daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
-    let running = start(&mut client, shell("echo up; exec sleep 600")).await;
-    drop(wait_for_output(&mut client, &running, "up").await);
+    let running = rrocker_tests::start_running(&mut client).await;
     let cgroups = daemon.task_cgroups().len();
 
     // The running task's init and sleep are all the parent cgroup may hold.

@@ -421,8 +421,7 @@ async fn the_spawner_clones_tasks_as_the_daemons_children_and_dies_with_it() {
     let mut client = daemon.client("client1").await;
     let spawners = spawners_of(&daemon);
     assert_eq!(spawners.len(), 1, "one spawner");
-    let id = start(&mut client, shell("echo up; exec sleep 600")).await;
-    drop(rrocker_tests::wait_for_output(&mut client, &id, "up").await);
+    let id = rrocker_tests::start_running(&mut client).await;
     let init = client.query(QueryRequest { task_id: id }).await.expect("query").into_inner().pid;
     // The spawner cloned it (CLONE_PARENT): the daemon is its parent, so it can reap it.
     assert!(children_of(daemon.pid()).contains(&init), "init {init} is the daemon's child");
