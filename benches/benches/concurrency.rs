@@ -152,7 +152,7 @@ async fn start_followed(
     let mut client = daemon.client("client1").await;
     let latencies = Arc::clone(latencies);
     tokio::spawn(async move {
-        let request = StreamRequest { task_id: id };
+        let request = StreamRequest { task_id: id, ..Default::default() };
         let Ok(response) = client.stream(request).await else { return };
         let mut events = response.into_inner();
         while let Ok(Some(message)) = events.message().await {

@@ -139,8 +139,11 @@ fn plain_pipe(writer: &[&str], size: Option<usize>) -> Duration {
 
 /// Streams a task to its end, discarding the output; returns the stdout bytes received.
 async fn drain(client: &mut Client, id: &str) -> u64 {
-    let mut events =
-        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut events = client
+        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
     let mut bytes = 0;
     while let Some(message) = events.message().await.expect("message") {
         if let Some(Event::Output(output)) = message.event {

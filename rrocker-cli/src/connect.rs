@@ -51,6 +51,15 @@ impl ConnectOptions {
     }
 }
 
+/// The first Organization (O) of the identity's certificate, which is its role to the
+/// daemon (`admin`, `client`); `None` when the certificate cannot be read or has none.
+pub fn organization(options: &ConnectOptions) -> Option<String> {
+    let certificate = CertificateDer::pem_file_iter(options.cert_path()).ok()?.next()?.ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&certificate).ok()?;
+    let first = parsed.subject().iter_organization().next()?;
+    first.as_str().ok().map(str::to_owned)
+}
+
 /// The client TLS configuration: TLS 1.3 only, the server CA as the only trust anchor, and
 /// the identity's certificate chain for client authentication.
 pub fn client_config(options: &ConnectOptions) -> Result<rustls::ClientConfig, CliError> {

@@ -186,6 +186,19 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
             usage.oom_kills,
         ));
     }
+    if status.created_at_ms != 0 {
+        lines.push_str(&format!("Created: {}\n", timestamp(status.created_at_ms)));
+    }
+    if status.finished_at_ms != 0 {
+        let ran = span(status.finished_at_ms.saturating_sub(status.created_at_ms));
+        lines.push_str(&format!("Finished: {} (ran {ran})\n", timestamp(status.finished_at_ms)));
+    }
+    if status.pid != 0 {
+        lines.push_str(&format!("Pid: {} (on the daemon's host)\n", status.pid));
+    }
+    if !status.owner.is_empty() {
+        lines.push_str(&format!("Owner: {}\n", status.owner));
+    }
     lines
 }
 
@@ -201,25 +214,141 @@ pub fn bytes(count: u64) -> String {
     if unit == 0 { format!("{count} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
-/// The list as a table: ID, OWNER, STATE, COMMAND.
-pub fn list_table(tasks: &[TaskStatus]) -> String {
-    let mut table = format!("{:<36}  {:<12}  {:<16}  {}\n", "ID", "OWNER", "STATE", "COMMAND");
-    for status in tasks {
-        let mut state = state_name(status.state()).to_owned();
-        match (status.exit_code, status.signal) {
-            (_, Some(signal)) => state.push_str(&format!(" ({})", signal_name(signal))),
-            (Some(code), None) => state.push_str(&format!(" ({code})")),
-            (None, None) => {}
+/// Which columns `ps` shows besides ID, COMMAND and STATUS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PsColumns {
+    /// The daemon each task runs on (more than one daemon asked).
+    pub host: bool,
+    /// Who started each task (the caller is an admin).
+    pub owner: bool,
+    /// Whole ids and commands instead of 12 characters and 40.
+    pub no_trunc: bool,
+}
+
+/// One task in `ps`'s table, and the daemon it runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct PsRow<'a> {
+    /// The daemon's address.
+    pub host: &'a str,
+    /// The task.
+    pub status: &'a TaskStatus,
+}
+
+/// The characters of an id `ps` shows (also the task's hostname).
+pub const SHORT_ID: usize = 12;
+/// The characters of a command `ps` shows.
+const SHORT_COMMAND: usize = 40;
+
+/// `ps`'s table: [HOST] ID COMMAND [OWNER] STATUS, one task a line. The status is styled
+/// (ANSI), for a stream that drops the styles where colour is not wanted.
+pub fn ps_table(rows: &[PsRow<'_>], columns: PsColumns, now_ms: u64) -> String {
+    let cut = |text: String, limit: usize| {
+        if columns.no_trunc || text.chars().count() <= limit {
+            text
+        } else {
+            let mut short: String = text.chars().take(limit - 1).collect();
+            short.push('…');
+            short
         }
-        table.push_str(&format!(
-            "{:<36}  {:<12}  {:<16}  {}\n",
-            status.task_id,
-            status.owner,
-            state,
-            command_line(&status.argv)
-        ));
+    };
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|row| {
+            let id = if columns.no_trunc {
+                row.status.task_id.clone()
+            } else {
+                row.status.task_id.chars().take(SHORT_ID).collect()
+            };
+            let command = cut(command_line(&row.status.argv), SHORT_COMMAND);
+            [row.host.to_owned(), id, command, row.status.owner.clone()]
+        })
+        .collect();
+    let shown = [columns.host, true, true, columns.owner];
+    let titles = ["HOST", "ID", "COMMAND", "OWNER"];
+    let widths: Vec<usize> = (0..4)
+        .map(|column| {
+            let widest = cells.iter().map(|row| row[column].chars().count()).max().unwrap_or(0);
+            widest.max(titles[column].len())
+        })
+        .collect();
+    let line = |texts: [&str; 4], status: String| {
+        let mut line = String::new();
+        for column in (0..4).filter(|column| shown[*column]) {
+            line.push_str(&format!("{:<width$}   ", texts[column], width = widths[column]));
+        }
+        line.push_str(&status);
+        line.push('\n');
+        line
+    };
+    let mut table = line(titles, "STATUS".into());
+    for (row, cells) in rows.iter().zip(&cells) {
+        let (text, style) = ps_status(row.status, now_ms);
+        let texts = [cells[0].as_str(), &cells[1], &cells[2], &cells[3]];
+        table.push_str(&line(texts, format!("{style}{text}{style:#}")));
     }
     table
+}
+
+/// A task's STATUS in `ps`, docker's way (`Running 3s`, `Completed (0) 1m ago`, `Killed
+/// (SIGTERM) 5s ago`, `Killed (out of memory) 2h ago`), and its colour.
+pub fn ps_status(status: &TaskStatus, now_ms: u64) -> (String, anstyle::Style) {
+    use anstyle::{AnsiColor, Style};
+    let colour = |colour: AnsiColor| Style::new().fg_color(Some(colour.into()));
+    let state = status.state();
+    let ago = format!("{} ago", age(now_ms.saturating_sub(status.finished_at_ms)));
+    match state {
+        TaskState::Running | TaskState::Starting | TaskState::Unspecified => {
+            let text = format!(
+                "{} {}",
+                state_name(state),
+                age(now_ms.saturating_sub(status.created_at_ms))
+            );
+            (text, colour(AnsiColor::Green))
+        }
+        TaskState::Completed => {
+            let code = status.exit_code.unwrap_or_default();
+            let style = if code == 0 { Style::new() } else { colour(AnsiColor::Yellow) };
+            (format!("Completed ({code}) {ago}"), style)
+        }
+        TaskState::Killed => {
+            let why = match (status.reason(), status.signal, status.exit_code) {
+                (KillReason::OutOfMemory, _, _) => "out of memory".to_owned(),
+                (_, Some(signal), _) => signal_name(signal),
+                (_, None, Some(code)) => code.to_string(),
+                (_, None, None) => "unknown".to_owned(),
+            };
+            (format!("Killed ({why}) {ago}"), colour(AnsiColor::Red))
+        }
+        TaskState::Failed => (format!("Failed {ago}"), colour(AnsiColor::Red)),
+    }
+}
+
+/// A time span in its largest whole unit, as `ps` shows ages: `0s`, `59s`, `1m`, `3h`, `2d`.
+pub fn age(ms: u64) -> String {
+    let seconds = ms / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86_400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+/// A time in milliseconds since the Unix epoch, as UTC to the second (RFC 3339).
+pub fn timestamp(unix_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A time span to the millisecond, e.g. `3.205s` or `1h 2m 3.5s`.
+pub fn span(ms: u64) -> String {
+    let (hours, minutes, seconds) =
+        (ms / 3_600_000, ms / 60_000 % 60, (ms % 60_000) as f64 / 1000.0);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds:.3}s"),
+        (0, _) => format!("{minutes}m {seconds:.3}s"),
+        _ => format!("{hours}h {minutes}m {seconds:.3}s"),
+    }
 }
 
 /// Parses a duration such as `10`, `10s`, `1.5s`, `500ms` or `2m` (a bare number is seconds).
@@ -283,6 +412,64 @@ mod tests {
         assert_eq!(json["signal"], "SIGTERM");
         assert_eq!(json["reason"], "stopped");
         assert_eq!(json["exit_code"], Value::Null);
+    }
+
+    fn task(state: TaskState, created_at_ms: u64, finished_at_ms: u64) -> TaskStatus {
+        let mut task = status(state, None);
+        task.task_id = "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14".into();
+        task.argv = vec![b"/bin/sleep".to_vec(), b"10".to_vec()];
+        task.owner = "client1".into();
+        (task.created_at_ms, task.finished_at_ms) = (created_at_ms, finished_at_ms);
+        task
+    }
+
+    #[test]
+    fn ps_statuses_say_how_long_ago_in_dockers_words() {
+        let now = 1_000_000_000;
+        let text = |status: &TaskStatus| ps_status(status, now).0;
+        assert_eq!(text(&task(TaskState::Running, now - 3_400, 0)), "Running 3s");
+        let mut done = task(TaskState::Completed, now - 200_000, now - 61_000);
+        done.exit_code = Some(0);
+        assert_eq!(text(&done), "Completed (0) 1m ago");
+        let mut stopped = task(TaskState::Killed, now - 10_000, now - 5_000);
+        stopped.signal = Some(15);
+        stopped.set_reason(KillReason::Stopped);
+        assert_eq!(text(&stopped), "Killed (SIGTERM) 5s ago");
+        let mut oom = task(TaskState::Killed, now - 10_000_000, now - 7_300_000);
+        oom.signal = Some(9);
+        oom.set_reason(KillReason::OutOfMemory);
+        assert_eq!(text(&oom), "Killed (out of memory) 2h ago");
+        assert_eq!(age(3 * 86_400_000 + 5), "3d");
+    }
+
+    #[test]
+    fn the_ps_table_shows_short_ids_and_owners_only_when_asked() {
+        let now = 1_000_000_000;
+        let running = task(TaskState::Running, now - 1_000, 0);
+        let rows = [PsRow { host: "127.0.0.1:50051", status: &running }];
+        let plain = |columns| {
+            let table = ps_table(&rows, columns, now);
+            anstream::adapter::strip_str(&table).to_string()
+        };
+        assert_eq!(
+            plain(PsColumns::default()),
+            "ID             COMMAND         STATUS\n0e6b1e8c-ab6   /bin/sleep 10   Running 1s\n"
+        );
+        let admin = plain(PsColumns { owner: true, host: true, no_trunc: true });
+        assert_eq!(
+            admin.lines().nth(1),
+            Some(
+                "127.0.0.1:50051   0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14   /bin/sleep 10   client1   Running 1s"
+            )
+        );
+        assert!(ps_table(&rows, PsColumns::default(), now).contains("\u{1b}[32mRunning 1s"));
+    }
+
+    #[test]
+    fn times_are_utc_to_the_second() {
+        assert_eq!(timestamp(1_764_568_800_123), "2025-12-01T06:00:00Z");
+        assert_eq!(span(3_205), "3.205s");
+        assert_eq!(span(3_723_500), "1h 2m 3.500s");
     }
 
     #[test]

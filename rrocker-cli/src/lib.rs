@@ -5,11 +5,16 @@
 
 pub mod connect;
 pub mod format;
+pub mod ids;
 pub mod limits;
+pub mod output;
+pub mod run;
 
 use std::path::PathBuf;
 
-pub use connect::{ConnectOptions, channel_with, client_config, connect, connect_with};
+pub use connect::{
+    ConnectOptions, channel_with, client_config, connect, connect_with, organization,
+};
 
 /// Everything that can go wrong in the CLI, each shown as one sentence.
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,20 @@
-//! `rrocker-cli`: start, stop, query, stream, list and remove rrocker tasks.
+//! `rrocker-cli`: start, run, stop, query, stream, list (`ps`) and remove rrocker tasks. Thin:
+//! flags here, everything else in the `rrocker_cli` library.
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use rrocker_cli::{CliError, ConnectOptions, format, limits};
-use rrocker_proto::v1::stream_response::Event;
+use rrocker_cli::output::{Terminal, ended_early};
+use rrocker_cli::run::RUN_FAILED;
+use rrocker_cli::{CliError, ConnectOptions, format, ids, limits};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
     Fd, ListRequest, QueryRequest, RemoveRequest, StartRequest, StopRequest, StreamRequest,
+    TaskState, TaskStatus,
 };
 use tonic::transport::Channel;
 
@@ -20,7 +22,7 @@ use tonic::transport::Channel;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Address of rrockerd.
+    /// Address of rrockerd, HOST:PORT; `ps` also takes a comma-separated list of daemons.
     #[arg(long, env = "RROCKER_ADDR", default_value = "127.0.0.1:50051", global = true)]
     addr: String,
     /// Directory with server-ca.pem and <identity>.pem/.key
@@ -57,25 +59,24 @@ enum Command {
     #[command(
         after_help = "Examples:\n  rrocker-cli start /bin/sh -c 'echo hello'\n  rrocker-cli start --max-cpu 50% --max-mem 1G --max-pids 100 /bin/sleep 10\n  rrocker-cli start -w /tmp -e LANG=C.UTF-8 /bin/ls -la"
     )]
-    Start {
-        /// Working directory of the command.
-        #[arg(long, short = 'w')]
-        workdir: Option<OsString>,
-        /// Environment entry KEY=VALUE (repeatable); none means a minimal default.
-        #[arg(long = "env", short = 'e')]
-        env: Vec<OsString>,
+    Start(TaskArgs),
+    /// Start a command as a task and stream it until it ends; exit with its exit code.
+    #[command(
+        after_help = "The exit code is the task's: 128 + N when signal N ended it, 125 when it could not\nstart. Ctrl-C stops the task (SIGTERM, then SIGKILL after the grace period) and waits\nfor its end; a second Ctrl-C detaches.\n\nExamples:\n  rrocker-cli run /bin/sh -c 'echo hello; exit 3'; echo $?    # hello, then 3\n  rrocker-cli run --max-mem 64M /bin/sh -c 'head -c 1G /dev/zero | tail'\n  rrocker-cli run -d /bin/sleep 60    # prints the id, like start"
+    )]
+    Run {
+        /// Print the task's id and return at once (like start).
+        #[arg(long, short = 'd')]
+        detach: bool,
         #[command(flatten)]
-        limits: limits::LimitFlags,
-        /// The command and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<OsString>,
+        task: TaskArgs,
     },
     /// Stop a task: SIGTERM, then SIGKILL after the grace period.
     #[command(
         after_help = "Examples:\n  rrocker-cli stop ID\n  rrocker-cli stop --grace 0 ID    # SIGKILL at once"
     )]
     Stop {
-        /// The task's id.
+        /// The task's id, or a unique prefix of it.
         id: String,
         /// Time between SIGTERM and SIGKILL, e.g. 10s or 500ms [default: the daemon's, 10s].
         #[arg(long, value_parser = format::parse_duration_ms)]
@@ -86,9 +87,9 @@ enum Command {
         after_help = "Examples:\n  rrocker-cli query ID\n  rrocker-cli query -v ID    # why it was killed, its limits and usage\n  rrocker-cli query -o json ID"
     )]
     Query {
-        /// The task's id.
+        /// The task's id, or a unique prefix of it.
         id: String,
-        /// Also print why it was killed, its limits and what it used.
+        /// Also print why it was killed, its signal, limits, usage, times, pid and owner.
         #[arg(long, short = 'v')]
         verbose: bool,
         /// Output format.
@@ -97,18 +98,39 @@ enum Command {
     },
     /// Print a task's output from the start, follow it until the task ends, then its state.
     #[command(
-        after_help = "Examples:\n  rrocker-cli stream ID\n  rrocker-cli stream ID | sha256sum    # stdout only; stderr and the state go to stderr"
+        after_help = "Examples:\n  rrocker-cli stream ID\n  rrocker-cli stream ID | sha256sum    # stdout only; stderr and the state go to stderr\n  rrocker-cli stream --tail 20 --stderr ID    # the last 20 lines of stderr, then follow\n  rrocker-cli stream --no-follow ID    # what it printed so far"
     )]
     Stream {
-        /// The task's id.
+        /// The task's id, or a unique prefix of it.
         id: String,
+        /// Only the task's stdout.
+        #[arg(long, conflicts_with = "stderr")]
+        stdout: bool,
+        /// Only the task's stderr.
+        #[arg(long)]
+        stderr: bool,
+        /// Start at the last N lines printed so far (0: only what comes next).
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+        /// Print what the task printed so far and its current state, then return.
+        #[arg(long)]
+        no_follow: bool,
     },
-    /// List the tasks you can see.
+    /// List running tasks (-a: every task), across every daemon RROCKER_ADDR lists.
     #[command(
-        visible_alias = "ps",
-        after_help = "Examples:\n  rrocker-cli list\n  rrocker-cli --identity admin1 ps    # every owner's tasks\n  rrocker-cli list -o json"
+        visible_alias = "list",
+        after_help = "Examples:\n  rrocker-cli ps\n  rrocker-cli ps -a    # finished tasks too\n  rrocker-cli --identity admin1 ps -a    # every owner's tasks\n  rrocker-cli stop $(rrocker-cli ps -q)    # ids only\n  RROCKER_ADDR=host1:50051,host2:50051 rrocker-cli ps    # several hosts\n  rrocker-cli ps -o json"
     )]
-    List {
+    Ps {
+        /// Also finished tasks.
+        #[arg(long, short = 'a')]
+        all: bool,
+        /// Only the tasks' ids.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Whole ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
         /// Output format.
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -116,7 +138,7 @@ enum Command {
     /// Forget a finished task and its output (once its processes, cgroup and files are gone).
     #[command(after_help = "Examples:\n  rrocker-cli rm ID")]
     Rm {
-        /// The task's id.
+        /// The task's id, or a unique prefix of it.
         id: String,
     },
     /// Print a shell completion script.
@@ -130,6 +152,36 @@ enum Command {
     /// Print the manual page (roff).
     #[command(after_help = "Examples:\n  rrocker-cli man | man -l -")]
     Man,
+}
+
+/// What to run and under which limits (`start` and `run`).
+#[derive(Debug, clap::Args)]
+struct TaskArgs {
+    /// Working directory of the command.
+    #[arg(long, short = 'w')]
+    workdir: Option<OsString>,
+    /// Environment entry KEY=VALUE (repeatable); none means a minimal default.
+    #[arg(long = "env", short = 'e')]
+    env: Vec<OsString>,
+    #[command(flatten)]
+    limits: limits::LimitFlags,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+impl TaskArgs {
+    /// The start request; bad limits are refused before anything is sent.
+    fn request(self) -> Result<StartRequest, CliError> {
+        let limits =
+            limits::build(&self.limits, limits::resolve_device).map_err(CliError::Usage)?;
+        Ok(StartRequest {
+            argv: self.command.into_iter().map(OsString::into_vec).collect(),
+            env: self.env.into_iter().map(OsString::into_vec).collect(),
+            workdir: self.workdir.map(OsString::into_vec).unwrap_or_default(),
+            limits,
+        })
+    }
 }
 
 /// Completions and the manual page need no daemon: printed from the flags' definitions.
@@ -157,33 +209,34 @@ fn main() -> ExitCode {
             _ => ExitCode::SUCCESS,
         };
     }
+    // `run` ends with its task's exit code, and with docker's 125 when it cannot start it.
+    let failed = if matches!(cli.command, Command::Run { .. }) { RUN_FAILED } else { 1 };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("Cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(failed);
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
         Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{error}");
-            ExitCode::FAILURE
+            let red = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Red.into()));
+            anstream::eprintln!("{red}{error}{red:#}");
+            ExitCode::from(failed)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
-    // Bad limits are refused before anything is sent.
-    let start_limits = match &cli.command {
-        Command::Start { limits, .. } => {
-            limits::build(limits, limits::resolve_device).map_err(CliError::Usage)?
-        }
-        _ => None,
-    };
+/// The daemons `--addr` names: one, or for `ps` a comma-separated list.
+fn addresses(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|addr| !addr.is_empty()).map(str::to_owned).collect()
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     let options = ConnectOptions {
         addr: cli.addr.clone(),
         pki_dir: cli.pki_dir.unwrap_or_else(rrocker_certs::default_pki_dir),
@@ -192,88 +245,182 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         key: cli.key,
         ca: cli.ca,
     };
-    let mut client = rrocker_cli::connect(&options).await?;
-    let rpc_error = |status| CliError::from_status(&cli.addr, status);
+    let addrs = addresses(&cli.addr);
+    if let Command::Ps { all, quiet, no_trunc, output } = cli.command {
+        return ps(&options, &addrs, Ps { all, quiet, no_trunc, output }).await;
+    }
+    let [addr] = addrs.as_slice() else {
+        return Err(CliError::Usage(format!(
+            "--addr (RROCKER_ADDR) names {} daemons; only ps asks several: pass one HOST:PORT",
+            addrs.len()
+        )));
+    };
+    let options = ConnectOptions { addr: addr.clone(), ..options };
+    let rpc_error = |error| match error {
+        CliError::Status(status) => CliError::from_status(addr, status),
+        other => other,
+    };
+    act(&options, cli.command).await.map_err(rpc_error)
+}
+
+/// Runs one command against one daemon; RPC failures come back as [`CliError::Status`].
+async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError> {
+    let connect = || rrocker_cli::connect(options);
+    let status = CliError::Status;
     let mut stdout = std::io::stdout().lock();
-    match cli.command {
-        Command::Start { workdir, env, limits: _, command } => {
-            let request = StartRequest {
-                argv: command.into_iter().map(OsString::into_vec).collect(),
-                env: env.into_iter().map(OsString::into_vec).collect(),
-                workdir: workdir.map(OsString::into_vec).unwrap_or_default(),
-                limits: start_limits,
-            };
-            let started = client.start(request).await.map_err(rpc_error)?.into_inner();
+    match command {
+        Command::Start(task) => {
+            let request = task.request()?;
+            let started = connect().await?.start(request).await.map_err(status)?.into_inner();
             writeln!(stdout, "{}", started.task_id)?;
         }
+        Command::Run { detach, task } => {
+            let request = task.request()?;
+            drop(stdout);
+            return rrocker_cli::run::run(&mut connect().await?, request, detach).await;
+        }
         Command::Stop { id, grace } => {
-            let request = StopRequest { task_id: id.clone(), grace_ms: grace };
-            client.stop(request).await.map_err(rpc_error)?;
+            let mut client = connect().await?;
+            let id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let request =
+                StopRequest { task_id: id.clone(), grace_ms: grace, ..Default::default() };
+            client.stop(request).await.map_err(status)?;
             writeln!(stdout, "Killed task {id}")?;
         }
         Command::Query { id, verbose, output } => {
-            let status = client.query(QueryRequest { task_id: id }).await.map_err(rpc_error)?;
-            let status = status.into_inner();
+            let mut client = connect().await?;
+            let id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let task = client.query(QueryRequest { task_id: id }).await.map_err(status)?;
+            let task = task.into_inner();
             match output {
                 OutputFormat::Text if verbose => {
-                    write!(stdout, "{}", format::verbose_lines(&status))?;
+                    write!(stdout, "{}", format::verbose_lines(&task))?
                 }
-                OutputFormat::Text => write!(stdout, "{}", format::state_lines(&status))?,
-                OutputFormat::Json => writeln!(stdout, "{:#}", format::status_json(&status))?,
+                OutputFormat::Text => write!(stdout, "{}", format::state_lines(&task))?,
+                OutputFormat::Json => writeln!(stdout, "{:#}", format::status_json(&task))?,
             }
         }
-        Command::Stream { id } => {
+        Command::Stream { id, stdout: only_stdout, stderr: only_stderr, tail, no_follow } => {
             drop(stdout);
-            stream(&mut client, id).await.map_err(|error| match error {
-                CliError::Status(status) => rpc_error(status),
-                other => other,
-            })?;
-        }
-        Command::List { output } => {
-            let tasks = client.list(ListRequest {}).await.map_err(rpc_error)?.into_inner().tasks;
-            match output {
-                OutputFormat::Text => write!(stdout, "{}", format::list_table(&tasks))?,
-                OutputFormat::Json => {
-                    let all: Vec<_> = tasks.iter().map(format::status_json).collect();
-                    writeln!(stdout, "{:#}", serde_json::Value::Array(all))?;
-                }
-            }
+            let fd = match (only_stdout, only_stderr) {
+                (true, _) => Fd::Stdout,
+                (_, true) => Fd::Stderr,
+                _ => Fd::Unspecified,
+            };
+            let mut client = connect().await?;
+            let task_id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let request = StreamRequest { task_id, fd: fd.into(), tail_lines: tail, no_follow };
+            stream(&mut client, request).await?;
         }
         Command::Rm { id } => {
-            client.remove(RemoveRequest { task_id: id.clone() }).await.map_err(rpc_error)?;
+            let mut client = connect().await?;
+            let id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            client.remove(RemoveRequest { task_id: id.clone() }).await.map_err(status)?;
             writeln!(stdout, "Removed task {id}")?;
         }
-        // Printed by main without a connection.
-        Command::Completions { .. } | Command::Man => {}
+        // Printed by main without a connection; asked of every daemon by `ps`.
+        Command::Completions { .. } | Command::Man | Command::Ps { .. } => {}
     }
-    Ok(())
+    Ok(0)
+}
+
+/// What `ps` shows.
+#[derive(Debug, Clone, Copy)]
+struct Ps {
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    output: OutputFormat,
+}
+
+/// Lists the tasks of every daemon in `addrs`, asked at once; a daemon that cannot be asked
+/// gets its one line on stderr, the others' tasks are still shown, and the exit code is 1.
+async fn ps(options: &ConnectOptions, addrs: &[String], shown: Ps) -> Result<u8, CliError> {
+    if addrs.is_empty() {
+        return Err(CliError::Usage(
+            "--addr (RROCKER_ADDR) names no daemon: pass HOST:PORT".into(),
+        ));
+    }
+    let asks = addrs.iter().map(|addr| async move {
+        let options = ConnectOptions { addr: addr.clone(), ..options.clone() };
+        let mut client = rrocker_cli::connect(&options).await?;
+        let listed = client.list(ListRequest {}).await;
+        let tasks = listed.map_err(|status| CliError::from_status(addr, status))?;
+        Ok::<_, CliError>(tasks.into_inner().tasks)
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut failed = None;
+    let mut found = Vec::new();
+    for (addr, answer) in addrs.iter().zip(answers) {
+        match answer {
+            Ok(tasks) => found.extend(tasks.into_iter().map(|task| (addr.as_str(), task))),
+            Err(error) if addrs.len() == 1 => return Err(error),
+            Err(error) => failed = Some(error),
+        }
+    }
+    found.retain(|(_, task)| shown.all || !is_finished(task));
+    let mut stdout = anstream::stdout().lock();
+    match shown.output {
+        OutputFormat::Json => {
+            let all = found.iter().map(|(addr, task)| {
+                let mut json = format::status_json(task);
+                json["host"] = serde_json::Value::from(*addr);
+                json
+            });
+            writeln!(stdout, "{:#}", serde_json::Value::Array(all.collect()))?;
+        }
+        OutputFormat::Text if shown.quiet => {
+            for (_, task) in &found {
+                let id = &task.task_id;
+                writeln!(
+                    stdout,
+                    "{}",
+                    if shown.no_trunc { id } else { &id[..format::SHORT_ID.min(id.len())] }
+                )?;
+            }
+        }
+        OutputFormat::Text => {
+            let columns = format::PsColumns {
+                host: addrs.len() > 1,
+                owner: rrocker_cli::organization(options).as_deref() == Some("admin"),
+                no_trunc: shown.no_trunc,
+            };
+            let rows: Vec<_> =
+                found.iter().map(|(host, status)| format::PsRow { host, status }).collect();
+            write!(stdout, "{}", format::ps_table(&rows, columns, now_ms()))?;
+        }
+    }
+    drop(stdout);
+    match failed {
+        Some(error) => {
+            eprintln!("{error}");
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+fn is_finished(task: &TaskStatus) -> bool {
+    matches!(task.state(), TaskState::Completed | TaskState::Killed | TaskState::Failed)
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Writes the task's stdout bytes to stdout and stderr bytes to stderr, unchanged, then the
 /// final state lines on stderr.
-async fn stream(client: &mut TaskServiceClient<Channel>, id: String) -> Result<(), CliError> {
-    let mut events =
-        client.stream(StreamRequest { task_id: id }).await.map_err(CliError::Status)?.into_inner();
-    // Output goes straight to fds 1 and 2, one write per piece (std's stdout would copy it
-    // into its line buffer and scan it for newlines first).
-    let unbuffered =
-        |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
-    let mut stdout = unbuffered(std::io::stdout().as_fd())?;
-    let mut stderr = unbuffered(std::io::stderr().as_fd())?;
+async fn stream(
+    client: &mut TaskServiceClient<Channel>,
+    request: StreamRequest,
+) -> Result<(), CliError> {
+    let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
+    let mut terminal = Terminal::new()?;
     while let Some(message) = events.message().await.map_err(CliError::Status)? {
-        match message.event {
-            Some(Event::Output(output)) if output.fd() == Fd::Stderr => {
-                stderr.write_all(&output.data)?;
-            }
-            Some(Event::Output(output)) => stdout.write_all(&output.data)?,
-            Some(Event::Status(status)) => {
-                write!(stderr, "{}", format::state_lines(&status))?;
-                return Ok(());
-            }
-            None => {}
+        if let Some(status) = terminal.write(message)? {
+            return terminal.note(&format::state_lines(&status));
         }
     }
-    Err(CliError::Status(tonic::Status::unavailable(
-        "the stream ended before the task's final status",
-    )))
+    Err(CliError::Status(ended_early()))
 }

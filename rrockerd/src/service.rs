@@ -13,7 +13,7 @@ use rrocker_proto::v1::{
     StartRequest, StartResponse, StopRequest, StopResponse, StreamRequest, StreamResponse,
     stream_response::Event,
 };
-use rrocker_uring::{Chunk, OutputFd};
+use rrocker_uring::{Chunk, OutputFd, View};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{Access, Caller};
@@ -59,8 +59,18 @@ impl TaskService for Service {
 
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
         let caller = caller(&request)?;
-        let StopRequest { task_id, grace_ms } = request.into_inner();
-        let (task, progress) = self.registry.stop(&caller, &task_id, grace_ms).await?;
+        let StopRequest { task_id, grace_ms, no_wait } = request.into_inner();
+        // A stop goes on to its SIGKILL even if its caller leaves.
+        let registry = Arc::clone(&self.registry);
+        let (signalled, terminated) = tokio::sync::oneshot::channel();
+        let stop = async move { registry.stop(&caller, &task_id, grace_ms, signalled).await };
+        let stopping = tokio::spawn(stop);
+        let failed = |_| Status::internal("the stop failed");
+        if no_wait && let Ok(task) = terminated.await {
+            let now = status(&task, &task.progress());
+            return Ok(Response::new(StopResponse { status: Some(now) }));
+        }
+        let (task, progress) = stopping.await.map_err(failed)??;
         Ok(Response::new(StopResponse { status: Some(status(&task, &progress)) }))
     }
 
@@ -81,14 +91,22 @@ impl TaskService for Service {
     ) -> Result<Response<OutputStream>, Status> {
         let caller = caller(&request)?;
         let task = self.registry.find(&caller, &request.get_ref().task_id)?;
-        let reader = task.output();
-        let events = futures_util::stream::unfold(Some((reader, task)), |state| async move {
+        let only = match request.get_ref().fd() {
+            proto::Fd::Unspecified => None,
+            proto::Fd::Stdout => Some(OutputFd::Stdout),
+            proto::Fd::Stderr => Some(OutputFd::Stderr),
+        };
+        let follow = !request.get_ref().no_follow;
+        let view = View { only, tail_lines: request.get_ref().tail_lines, follow };
+        let reader = task.output(view).await;
+        let events = futures_util::stream::unfold(Some((reader, task)), move |state| async move {
             let (mut reader, task) = state?;
             let event = match reader.next().await {
                 Some(chunk) => {
                     return Some((Ok(output_event(chunk)), Some((reader, task))));
                 }
-                None => Event::Status(status(&task, &task.finished().await)),
+                None if follow => Event::Status(status(&task, &task.finished().await)),
+                None => Event::Status(status(&task, &task.progress())),
             };
             Some((Ok(StreamResponse { event: Some(event) }), None))
         });

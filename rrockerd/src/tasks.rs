@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rrocker_proto::v1::{Limits, StartRequest, Usage};
-use rrocker_uring::{Engine, LogReader, OutputLog, TaskKey};
-use tokio::sync::watch;
+use rrocker_uring::{Engine, LogReader, OutputLog, TaskKey, View};
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::authz::Caller;
@@ -76,9 +76,9 @@ impl Task {
         progress.final_usage.or_else(|| self.cgroup.as_ref().map(|cgroup| cgroup.usage()))
     }
 
-    /// A reader of the task's output from its first byte.
-    pub fn output(&self) -> LogReader {
-        self.output.reader()
+    /// A reader of the part of the task's output that `view` selects.
+    pub async fn output(&self, view: View) -> LogReader {
+        self.output.reader_with(view).await
     }
 
     /// Waits until the task has ended and returns its final state.
@@ -277,16 +277,18 @@ impl TaskRegistry {
         tasks
     }
 
-    /// Stops a running task: SIGTERM, then SIGKILL once `grace_ms` (or the default) passed.
+    /// Stops a running task: SIGTERM (then the task goes to `signalled`), then SIGKILL once
+    /// `grace_ms` (or the default) passed.
     pub async fn stop(
         &self,
         caller: &Caller,
         id: &str,
         grace_ms: Option<u64>,
+        signalled: oneshot::Sender<Arc<Task>>,
     ) -> Result<(Arc<Task>, Progress), DaemonError> {
         let task = self.find(caller, id)?;
         let grace = validate::grace(grace_ms, self.default_grace)?;
-        let progress = self.stop_task(&task, grace, StopCause::User).await?;
+        let progress = self.stop_task(&task, grace, StopCause::User, Some(signalled)).await?;
         Ok((task, progress))
     }
 
@@ -317,7 +319,8 @@ impl TaskRegistry {
             .cloned()
             .collect();
         tracing::info!(tasks = running.len(), "stopping every task");
-        let stops = running.iter().map(|task| self.stop_task(task, grace, StopCause::Shutdown));
+        let stops =
+            running.iter().map(|task| self.stop_task(task, grace, StopCause::Shutdown, None));
         futures_util::future::join_all(stops).await;
         let tasks: Vec<_> = self.lock().values().cloned().collect();
         futures_util::future::join_all(tasks.iter().map(|task| task.released())).await;
@@ -325,9 +328,10 @@ impl TaskRegistry {
 
     async fn stop_task(
         &self,
-        task: &Task,
+        task: &Arc<Task>,
         grace: Duration,
         cause: StopCause,
+        signalled: Option<oneshot::Sender<Arc<Task>>>,
     ) -> Result<Progress, DaemonError> {
         let _exclusive = task.stop_lock.lock().await;
         if task.progress().state.is_final() {
@@ -335,6 +339,9 @@ impl TaskRegistry {
         }
         task.set_stop_cause(cause);
         self.engine.signal(task.key, libc::SIGTERM).await?;
+        if let Some(signalled) = signalled {
+            let _ = signalled.send(Arc::clone(task));
+        }
         if let Ok(progress) = tokio::time::timeout(grace, task.finished()).await {
             return Ok(progress);
         }

@@ -464,8 +464,11 @@ pub struct Streamed {
 
 /// Streams a task to its end.
 pub async fn stream_all(client: &mut Client, id: &str) -> Streamed {
-    let mut events =
-        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut events = client
+        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
     let mut streamed = Streamed::default();
     while let Some(message) = events.message().await.expect("stream message") {
         match message.event.expect("event") {
@@ -490,8 +493,11 @@ pub async fn wait_for_output(
     id: &str,
     marker: &str,
 ) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
-    let mut events =
-        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut events = client
+        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
     let mut seen = Vec::new();
     while let Some(message) = events.message().await.expect("message") {
         if let Some(Event::Output(output)) = message.event {

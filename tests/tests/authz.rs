@@ -14,8 +14,14 @@ async fn errors_for(client: &mut Client, id: &str) -> Vec<(Code, String)> {
     let task_id = id.to_owned();
     let results: Vec<Result<(), Status>> = vec![
         client.query(QueryRequest { task_id: task_id.clone() }).await.map(drop),
-        client.stream(StreamRequest { task_id: task_id.clone() }).await.map(drop),
-        client.stop(StopRequest { task_id: task_id.clone(), grace_ms: Some(0) }).await.map(drop),
+        client
+            .stream(StreamRequest { task_id: task_id.clone(), ..Default::default() })
+            .await
+            .map(drop),
+        client
+            .stop(StopRequest { task_id: task_id.clone(), grace_ms: Some(0), ..Default::default() })
+            .await
+            .map(drop),
         client.remove(RemoveRequest { task_id }).await.map(drop),
     ];
     results
@@ -48,7 +54,10 @@ async fn another_clients_task_looks_exactly_like_a_missing_one() {
     let status =
         owner.query(QueryRequest { task_id: id.clone() }).await.expect("query").into_inner();
     assert_eq!(status.state(), TaskState::Running);
-    owner.stop(StopRequest { task_id: id, grace_ms: Some(0) }).await.expect("owner stops");
+    owner
+        .stop(StopRequest { task_id: id, grace_ms: Some(0), ..Default::default() })
+        .await
+        .expect("owner stops");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +91,7 @@ async fn admins_query_stream_and_stop_everyones_tasks() {
         admin.query(QueryRequest { task_id: id.clone() }).await.expect("query").into_inner();
     assert_eq!(status.owner, "client1");
     let stopped = admin
-        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(0) })
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(0), ..Default::default() })
         .await
         .expect("admin stops")
         .into_inner();
@@ -181,7 +190,7 @@ async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
         Rpc::Query => {
             client.query(QueryRequest { task_id }).await.map(|reply| format!("{reply:?}"))
         }
-        Rpc::Stream => match client.stream(StreamRequest { task_id }).await {
+        Rpc::Stream => match client.stream(StreamRequest { task_id, ..Default::default() }).await {
             Ok(reply) => {
                 let first = reply.into_inner().message().await;
                 Ok(format!("{first:?}"))
@@ -189,7 +198,7 @@ async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
             Err(status) => Err(status),
         },
         Rpc::Stop => client
-            .stop(StopRequest { task_id, grace_ms: Some(0) })
+            .stop(StopRequest { task_id, grace_ms: Some(0), ..Default::default() })
             .await
             .map(|reply| format!("{reply:?}")),
         Rpc::Remove => {
@@ -221,7 +230,11 @@ async fn every_rpc_by_every_caller_gets_exactly_its_code_and_nothing_of_others()
             wait_for_output(&mut owner, &id, SECRET_OUTPUT).await;
             if rpc == Rpc::Remove {
                 owner
-                    .stop(StopRequest { task_id: id.clone(), grace_ms: Some(0) })
+                    .stop(StopRequest {
+                        task_id: id.clone(),
+                        grace_ms: Some(0),
+                        ..Default::default()
+                    })
                     .await
                     .expect("stop");
             }
@@ -253,7 +266,10 @@ async fn every_rpc_by_every_caller_gets_exactly_its_code_and_nothing_of_others()
                 assert_eq!(seen.replace(&id, "<id>"), missing.replace(MISSING, "<id>"));
             }
             if rpc != Rpc::Remove && !(rpc == Rpc::Stop && outcome == Answered) {
-                owner.stop(StopRequest { task_id: id, grace_ms: Some(0) }).await.expect("stop");
+                owner
+                    .stop(StopRequest { task_id: id, grace_ms: Some(0), ..Default::default() })
+                    .await
+                    .expect("stop");
             }
         }
     }

@@ -102,7 +102,7 @@ async fn a_fork_bomb_stays_within_its_pids_limit_and_can_be_stopped() {
     assert_eq!(peak, 32, "the bomb reaches the limit and no further");
     // The host still forks.
     assert!(std::process::Command::new("/bin/true").status().expect("fork").success());
-    let request = StopRequest { task_id: id.clone(), grace_ms: Some(100) };
+    let request = StopRequest { task_id: id.clone(), grace_ms: Some(100), ..Default::default() };
     let stopped = client.stop(request).await.expect("stop").into_inner().status.expect("status");
     assert_eq!(stopped.state(), TaskState::Killed);
     assert_eq!(stopped.usage.expect("usage").pids_peak, 32);
@@ -274,7 +274,7 @@ async fn the_v2_backend_places_kills_and_removes_for_real() {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
     let placed = format!("0::/{}/{id}", daemon.cgroup_parent());
     assert!(cgroup.lines().any(|line| line == placed), "{cgroup}");
-    let request = StopRequest { task_id: id.clone(), grace_ms: Some(50) };
+    let request = StopRequest { task_id: id.clone(), grace_ms: Some(50), ..Default::default() };
     let stopped = client.stop(request).await.expect("stop").into_inner().status.expect("status");
     assert_eq!((stopped.state(), stopped.signal), (TaskState::Killed, Some(libc::SIGKILL)));
     client.remove(rrocker_proto::v1::RemoveRequest { task_id: id.clone() }).await.expect("rm");

@@ -94,11 +94,12 @@ fn list_and_rm() {
     let daemon = Daemon::start();
     let id = start(&daemon, &["/bin/true"]);
     let _ = run(&daemon, &["stream", &id]);
-    let listed = stdout(&run(&daemon, &["list"]));
+    let listed = stdout(&run(&daemon, &["list", "-a", "--no-trunc"]));
     assert!(listed.starts_with("ID "), "{listed}");
     assert!(listed.contains(&id) && listed.contains("Completed (0)"), "{listed}");
     let json: serde_json::Value =
-        serde_json::from_slice(&run(&daemon, &["list", "--output", "json"]).stdout).expect("json");
+        serde_json::from_slice(&run(&daemon, &["list", "-a", "--output", "json"]).stdout)
+            .expect("json");
     assert_eq!(json[0]["id"], id.as_str());
     assert_eq!(json[0]["exit_code"], 0);
     assert_eq!(stdout(&run(&daemon, &["rm", &id])), format!("Removed task {id}\n"));

@@ -75,7 +75,10 @@ async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_roo
     fill_leaving(&filler, 2 * MIB);
     let total = 32 << 20;
     let id = start(&mut client, shell(&format!("head -c {total} /dev/zero; echo done"))).await;
-    let events = client.stream(StreamRequest { task_id: id.clone() }).await.expect("stream");
+    let events = client
+        .stream(StreamRequest { task_id: id.clone(), ..Default::default() })
+        .await
+        .expect("stream");
     wait_for_log(&daemon, "cannot spill task output", 1).await;
     assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
     std::fs::remove_file(&filler).expect("free the disk");
@@ -89,7 +92,7 @@ async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_roo
     fill_leaving(&filler, 2 * MIB);
     let waiting = start(&mut client, shell(&format!("head -c {total} /dev/zero"))).await;
     wait_for_log(&daemon, "cannot spill task output", 2).await;
-    let stop = StopRequest { task_id: waiting.clone(), grace_ms: Some(0) };
+    let stop = StopRequest { task_id: waiting.clone(), grace_ms: Some(0), ..Default::default() };
     let stopped = client.stop(stop).await.expect("stop").into_inner().status.expect("status");
     assert_eq!(stopped.state(), TaskState::Killed);
     client.remove(RemoveRequest { task_id: waiting }).await.expect("rm");
@@ -179,7 +182,10 @@ async fn kept_output_at_its_limit_refuses_starts_and_holds_writers_until_rm_free
     // The second task's output reaches the limit: it waits, and starts are refused.
     let script = format!("head -c {three_mib} /dev/zero; echo done");
     let second = start(&mut client, shell(&script)).await;
-    let events = client.stream(StreamRequest { task_id: second.clone() }).await.expect("stream");
+    let events = client
+        .stream(StreamRequest { task_id: second.clone(), ..Default::default() })
+        .await
+        .expect("stream");
     wait_for_log(&daemon, "cannot spill task output", 1).await;
     assert_eq!(state_of(&mut client, &second).await, TaskState::Running);
     let refused = client.start(shell("true")).await.expect_err("output limit");

@@ -71,7 +71,9 @@ async fn caps_refuse_with_resource_exhausted_and_harm_nothing_running() {
     let refused = two.start(command(&["/bin/echo", &huge])).await.expect_err("too large");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     // A slot comes back when its task ends.
-    one.stop(StopRequest { task_id: a, grace_ms: Some(0) }).await.expect("stop");
+    one.stop(StopRequest { task_id: a, grace_ms: Some(0), ..Default::default() })
+        .await
+        .expect("stop");
     start(&mut one, sleeper()).await;
 }
 
@@ -81,8 +83,11 @@ async fn a_client_killed_mid_stream_harms_neither_the_task_nor_other_clients() {
     let daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
     let id = start(&mut client, shell(COUNTER)).await;
-    let mut other =
-        client.stream(StreamRequest { task_id: id.clone() }).await.expect("stream").into_inner();
+    let mut other = client
+        .stream(StreamRequest { task_id: id.clone(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
     let mut cli = daemon
         .cli("client1")
         .args(["stream", &id])
@@ -105,10 +110,16 @@ async fn a_client_killed_mid_stream_harms_neither_the_task_nor_other_clients() {
     };
     assert!(later.windows(2).all(|pair| pair[1] == pair[0] + 1), "{later:?}");
     assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
-    let mut replay = client.stream(StreamRequest { task_id: id.clone() }).await.expect("s");
+    let mut replay = client
+        .stream(StreamRequest { task_id: id.clone(), ..Default::default() })
+        .await
+        .expect("s");
     let replayed = next_numbers(replay.get_mut()).await;
     assert_eq!(replayed.first(), Some(&1), "a new client starts at the first byte");
-    client.stop(StopRequest { task_id: id, grace_ms: Some(0) }).await.expect("stop");
+    client
+        .stop(StopRequest { task_id: id, grace_ms: Some(0), ..Default::default() })
+        .await
+        .expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +153,7 @@ async fn a_task_that_closes_its_output_keeps_running_until_stopped() {
     let events = rrocker_tests::wait_for_output(&mut client, &id, "ready").await;
     assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
     let stopped = client
-        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(10_000) })
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(10_000), ..Default::default() })
         .await
         .expect("stop")
         .into_inner()

@@ -95,7 +95,10 @@ async fn the_host_filesystem_is_invisible_and_writes_stay_private() {
     assert!(!in_images, "the base image never changes");
     let task_dir = daemon.state_dir().join("tasks").join(&first);
     assert!(task_dir.join("upper/etc/written").exists());
-    client.stop(StopRequest { task_id: first.clone(), grace_ms: Some(0) }).await.expect("stop");
+    client
+        .stop(StopRequest { task_id: first.clone(), grace_ms: Some(0), ..Default::default() })
+        .await
+        .expect("stop");
     // rm answers once the ended task has released everything.
     client.remove(rrocker_proto::v1::RemoveRequest { task_id: first }).await.expect("rm");
     assert!(!task_dir.exists(), "the task's directory is removed when it ends");
@@ -278,7 +281,10 @@ fn a_task_can_ptrace_neither_its_init_nor_another_task() {
         let script = format!("{probe} own-child; {probe} 1; {probe} {other_pid}");
         let expected = format!("attached\nrefused: {}\nrefused: {}\n", libc::EPERM, libc::ESRCH);
         assert_eq!(run(&mut client, &script).await, expected);
-        client.stop(StopRequest { task_id: other, grace_ms: Some(0) }).await.expect("stop");
+        client
+            .stop(StopRequest { task_id: other, grace_ms: Some(0), ..Default::default() })
+            .await
+            .expect("stop");
     });
 }
 

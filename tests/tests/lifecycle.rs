@@ -9,7 +9,8 @@ use tonic::Code;
 
 /// Stops a task with a grace period and returns the status the stop reports.
 async fn stop(client: &mut Client, id: &str, grace_ms: u64) -> TaskStatus {
-    let request = StopRequest { task_id: id.to_owned(), grace_ms: Some(grace_ms) };
+    let request =
+        StopRequest { task_id: id.to_owned(), grace_ms: Some(grace_ms), ..Default::default() };
     client.stop(request).await.expect("stop").into_inner().status.expect("status")
 }
 
@@ -92,7 +93,9 @@ async fn concurrent_stops_one_kills_the_others_find_it_finished() {
     let stops = (0..4).map(|_| {
         let mut client = client.clone();
         let task_id = id.clone();
-        tokio::spawn(async move { client.stop(StopRequest { task_id, grace_ms: Some(200) }).await })
+        tokio::spawn(async move {
+            client.stop(StopRequest { task_id, grace_ms: Some(200), ..Default::default() }).await
+        })
     });
     let results = futures_util::future::join_all(stops).await;
     let (ok, refused): (Vec<_>, Vec<_>) =
@@ -115,11 +118,13 @@ async fn unknown_and_malformed_ids_are_not_found() {
         let query =
             client.query(QueryRequest { task_id: task_id.clone() }).await.expect_err("query");
         let stop = client
-            .stop(StopRequest { task_id: task_id.clone(), grace_ms: None })
+            .stop(StopRequest { task_id: task_id.clone(), grace_ms: None, ..Default::default() })
             .await
             .expect_err("stop");
-        let stream =
-            client.stream(StreamRequest { task_id: task_id.clone() }).await.expect_err("stream");
+        let stream = client
+            .stream(StreamRequest { task_id: task_id.clone(), ..Default::default() })
+            .await
+            .expect_err("stream");
         let remove = client.remove(RemoveRequest { task_id }).await.expect_err("rm");
         for status in [query, stop, stream, remove] {
             assert_eq!(status.code(), Code::NotFound);
@@ -166,7 +171,10 @@ async fn only_finished_tasks_can_be_removed() {
     let id = start(&mut client, shell("exec sleep 600")).await;
     let refused = client.remove(RemoveRequest { task_id: id.clone() }).await.expect_err("running");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    client.stop(StopRequest { task_id: id.clone(), grace_ms: Some(0) }).await.expect("stop");
+    client
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(0), ..Default::default() })
+        .await
+        .expect("stop");
     client.remove(RemoveRequest { task_id: id.clone() }).await.expect("rm");
     let gone = client.query(QueryRequest { task_id: id }).await.expect_err("gone");
     assert_eq!(gone.code(), Code::NotFound);
@@ -212,12 +220,13 @@ async fn malformed_fields_are_refused_in_one_line_and_change_nothing() {
     for odd in ["", "not-a-uuid", "../../etc", "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb1z"] {
         let status = client.query(QueryRequest { task_id: odd.into() }).await.expect_err("odd id");
         assert_eq!(status.code(), Code::NotFound, "{odd:?}: {status:?}");
-        let request = StopRequest { task_id: odd.into(), grace_ms: Some(0) };
+        let request = StopRequest { task_id: odd.into(), grace_ms: Some(0), ..Default::default() };
         let status = client.stop(request).await.expect_err("odd id");
         assert_eq!(status.code(), Code::NotFound, "{odd:?}: {status:?}");
     }
     // An absurd grace period is refused and does not touch the task.
-    let request = StopRequest { task_id: id.clone(), grace_ms: Some(u64::MAX) };
+    let request =
+        StopRequest { task_id: id.clone(), grace_ms: Some(u64::MAX), ..Default::default() };
     let status = client.stop(request).await.expect_err("grace");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.message(), "grace_ms must be at most 86400000 (one day)");

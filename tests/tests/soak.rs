@@ -60,14 +60,17 @@ async fn round(daemon: &Daemon, clients: &mut [Client], who: usize, kind: u64, g
         1 => {
             let id = start(client, shell("exec sleep 600")).await;
             let grace_ms = Some(grace * 200);
-            client.stop(StopRequest { task_id: id.clone(), grace_ms }).await.expect("stop");
+            client
+                .stop(StopRequest { task_id: id.clone(), grace_ms, ..Default::default() })
+                .await
+                .expect("stop");
             remove(client, id).await;
         }
         // A client that goes away in the middle of a stream.
         2 => {
             let id = start(client, shell("head -c 4M /dev/zero | tr '\\0' x")).await;
             let mut leaving = daemon.client(IDENTITIES[who]).await;
-            let request = StreamRequest { task_id: id.clone() };
+            let request = StreamRequest { task_id: id.clone(), ..Default::default() };
             let mut events = leaving.stream(request).await.expect("stream").into_inner();
             events.message().await.expect("message").expect("some output");
             drop((events, leaving));
@@ -90,7 +93,7 @@ async fn round(daemon: &Daemon, clients: &mut [Client], who: usize, kind: u64, g
         // An admin stops someone else's task.
         4 => {
             let id = start(&mut clients[0], shell("exec sleep 600")).await;
-            let stop = StopRequest { task_id: id.clone(), grace_ms: Some(0) };
+            let stop = StopRequest { task_id: id.clone(), grace_ms: Some(0), ..Default::default() };
             clients[2].stop(stop).await.expect("the admin stops it");
             remove(&mut clients[0], id).await;
         }

@@ -12,8 +12,11 @@ async fn read_at_least(
     id: &str,
     bytes: usize,
 ) -> (Vec<u8>, tonic::Streaming<rrocker_proto::v1::StreamResponse>) {
-    let mut events =
-        client.stream(StreamRequest { task_id: id.to_owned() }).await.expect("stream").into_inner();
+    let mut events = client
+        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
     let mut stdout = Vec::new();
     while stdout.len() < bytes {
         match events.message().await.expect("message").expect("more output").event {
@@ -52,7 +55,10 @@ async fn a_late_subscriber_replays_from_the_first_byte() {
     let (mut early, early_events) = read_at_least(&mut client, &id, MIB).await;
     let (mut late, late_events) = read_at_least(&mut client, &id, MIB).await;
     assert_eq!(late, early, "the late subscriber got the same first MiB");
-    client.stop(StopRequest { task_id: id.clone(), grace_ms: Some(60_000) }).await.expect("stop");
+    client
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(60_000), ..Default::default() })
+        .await
+        .expect("stop");
     drain(early_events, &mut early).await;
     drain(late_events, &mut late).await;
     assert_eq!(early.len(), MIB + 5);

@@ -117,10 +117,17 @@ async fn an_unknown_organization_is_denied_on_every_call() {
         client.start(command(&["/bin/true"])).await.map(drop),
         client.query(rrocker_proto::v1::QueryRequest { task_id: id.clone() }).await.map(drop),
         client
-            .stop(rrocker_proto::v1::StopRequest { task_id: id.clone(), grace_ms: None })
+            .stop(rrocker_proto::v1::StopRequest {
+                task_id: id.clone(),
+                grace_ms: None,
+                ..Default::default()
+            })
             .await
             .map(drop),
-        client.stream(rrocker_proto::v1::StreamRequest { task_id: id.clone() }).await.map(drop),
+        client
+            .stream(rrocker_proto::v1::StreamRequest { task_id: id.clone(), ..Default::default() })
+            .await
+            .map(drop),
         client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.map(drop),
     ];
     for result in codes {

@@ -29,7 +29,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
-pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog};
+pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog, View};
 pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
 pub use spawner::Spawner;
 

@@ -1,0 +1,54 @@
+//! Writing a task's output stream where the CLI's own output goes: the task's stdout bytes to
+//! fd 1 and its stderr bytes to fd 2, unchanged and unbuffered, until the stream's final
+//! status. Shared by `stream` and `run`.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rrocker_proto::v1::stream_response::Event;
+use rrocker_proto::v1::{Fd, StreamResponse, TaskStatus};
+
+use crate::CliError;
+
+/// Where a stream's output goes.
+#[derive(Debug)]
+pub struct Terminal {
+    stdout: File,
+    stderr: File,
+}
+
+impl Terminal {
+    /// Writes straight to fds 1 and 2, one write per piece (std's stdout would copy each
+    /// piece into its line buffer and scan it for newlines first).
+    pub fn new() -> Result<Self, CliError> {
+        let unbuffered = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map(File::from);
+        Ok(Self {
+            stdout: unbuffered(std::io::stdout().as_fd())?,
+            stderr: unbuffered(std::io::stderr().as_fd())?,
+        })
+    }
+
+    /// Writes one message of a stream; returns the status that ends it, once it comes.
+    pub fn write(&mut self, message: StreamResponse) -> Result<Option<TaskStatus>, CliError> {
+        match message.event {
+            Some(Event::Output(output)) if output.fd() == Fd::Stderr => {
+                self.stderr.write_all(&output.data)?;
+            }
+            Some(Event::Output(output)) => self.stdout.write_all(&output.data)?,
+            Some(Event::Status(status)) => return Ok(Some(status)),
+            None => {}
+        }
+        Ok(None)
+    }
+
+    /// Writes text on stderr (the final state lines, notices).
+    pub fn note(&mut self, text: &str) -> Result<(), CliError> {
+        Ok(self.stderr.write_all(text.as_bytes())?)
+    }
+}
+
+/// The error of a stream that ended without its final status.
+pub fn ended_early() -> tonic::Status {
+    tonic::Status::unavailable("the stream ended before the task's final status")
+}

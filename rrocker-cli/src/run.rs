@@ -1,0 +1,83 @@
+//! `rrocker-cli run`: start a task and stream it in one, like `docker run`. The CLI exits with
+//! the task's exit code (128 + the signal's number when a signal ended it, 125 when it could
+//! not start or failed). A first Ctrl-C asks the daemon to stop the task and keeps streaming
+//! until it has ended; a second one detaches, leaving the stop to the daemon.
+
+use rrocker_proto::v1::task_service_client::TaskServiceClient;
+use rrocker_proto::v1::{StartRequest, StopRequest, StreamRequest, TaskState, TaskStatus};
+use tokio::signal::unix::{SignalKind, signal};
+use tonic::transport::Channel;
+
+use crate::output::{Terminal, ended_early};
+use crate::{CliError, format};
+
+/// The exit code of a `run` whose task could not be started or failed to set up (docker's).
+pub const RUN_FAILED: u8 = 125;
+/// The exit code of a `run` detached by a second Ctrl-C (interrupted by SIGINT).
+pub const DETACHED: u8 = 130;
+
+/// The exit code that tells how a task ended.
+pub fn exit_code(status: &TaskStatus) -> u8 {
+    let code = match (status.state(), status.signal, status.exit_code) {
+        (TaskState::Killed, Some(signal), _) => 128 + signal,
+        (_, _, Some(code)) => code,
+        _ => i32::from(RUN_FAILED),
+    };
+    u8::try_from(code.clamp(0, 255)).unwrap_or(RUN_FAILED)
+}
+
+/// Starts `request` as a task and follows it to its end (or prints its id, with `detach`);
+/// returns the exit code the CLI ends with.
+pub async fn run(
+    client: &mut TaskServiceClient<Channel>,
+    request: StartRequest,
+    detach: bool,
+) -> Result<u8, CliError> {
+    // Armed before the task exists, so that no Ctrl-C falls between start and stream.
+    let mut interrupts = signal(SignalKind::interrupt())
+        .map_err(|error| CliError::Usage(format!("Cannot handle Ctrl-C: {error}")))?;
+    let id = client.start(request).await.map_err(CliError::Status)?.into_inner().task_id;
+    if detach {
+        println!("{id}");
+        return Ok(0);
+    }
+    let request = StreamRequest { task_id: id.clone(), ..StreamRequest::default() };
+    let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
+    let mut terminal = Terminal::new()?;
+    // The stop asked by the first Ctrl-C, until the daemon has sent SIGTERM (it then sees
+    // the stop through by itself); the stream tells how the task ended.
+    let mut stop = None;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            message = events.message() => {
+                let message = message.map_err(CliError::Status)?;
+                let message = message.ok_or_else(|| CliError::Status(ended_early()))?;
+                if let Some(status) = terminal.write(message)? {
+                    // A command that ended by itself says so with its exit code alone.
+                    if status.state() != TaskState::Completed {
+                        terminal.note(&format::state_lines(&status))?;
+                    }
+                    return Ok(exit_code(&status));
+                }
+            }
+            _ = interrupts.recv() => {
+                if interrupted {
+                    // Detach only once the daemon has the stop.
+                    if let Some(stop) = stop.take() {
+                        let _ = stop.await;
+                    }
+                    terminal.note(&format!("Detached from task {id}; rrockerd goes on stopping it\n"))?;
+                    return Ok(DETACHED);
+                }
+                interrupted = true;
+                terminal.note(&format!("Stopping task {id} (Ctrl-C again to detach)\n"))?;
+                let mut stopper = client.clone();
+                let request = StopRequest { task_id: id.clone(), grace_ms: None, no_wait: true };
+                stop = Some(Box::pin(async move { stopper.stop(request).await }));
+            }
+            // A stop that finds the task ended is fine: the stream ends too.
+            _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => stop = None,
+        }
+    }
+}
