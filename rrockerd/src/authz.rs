@@ -49,23 +49,33 @@ pub fn authorize(leaf_der: &[u8]) -> Access {
     decide(organization, identity)
 }
 
-/// The decision itself, from the certificate's first O and its CN.
+/// The decision itself, from the certificate's first O and its CN. A refusal is one
+/// sentence naming the identity and saying what certificate would do.
 pub fn decide(organization: Option<&str>, identity: Option<&str>) -> Access {
+    let who = match identity {
+        Some(identity) if !identity.is_empty() => format!("identity '{identity}'"),
+        _ => "a certificate without a common name (CN)".to_owned(),
+    };
+    let remedy = "use a certificate of the client CA with O=client or O=admin and a CN";
     let role = match organization {
         Some("admin") => Role::Admin,
         Some("client") => Role::Client,
         Some(other) => {
             return Access::Denied(format!(
-                "organization '{other}' of the client certificate grants no access (expected 'admin' or 'client')"
+                "Permission denied for {who}: its certificate's organization '{other}' grants no access; {remedy}"
             ));
         }
-        None => return Access::Denied("the client certificate has no organization (O)".into()),
+        None => {
+            return Access::Denied(format!(
+                "Permission denied for {who}: its certificate has no organization (O); {remedy}"
+            ));
+        }
     };
     match identity {
         Some(identity) if !identity.is_empty() => {
             Access::Granted(Caller { role, identity: identity.to_owned() })
         }
-        _ => Access::Denied("the client certificate has no common name (CN)".into()),
+        _ => Access::Denied(format!("Permission denied for {who}; {remedy}")),
     }
 }
 
@@ -86,6 +96,10 @@ mod tests {
         assert!(matches!(decide(None, Some("a")), Access::Denied(_)));
         assert!(matches!(decide(Some("client"), None), Access::Denied(_)));
         assert!(matches!(decide(Some("client"), Some("")), Access::Denied(_)));
+        assert_eq!(
+            decide(Some("guest"), Some("visitor")),
+            Access::Denied("Permission denied for identity 'visitor': its certificate's organization 'guest' grants no access; use a certificate of the client CA with O=client or O=admin and a CN".into())
+        );
     }
 
     #[test]

@@ -265,3 +265,24 @@ fn ps_asks_every_daemon_rrocker_addr_lists_and_others_take_one() {
     );
     let _ = cli(&daemon, "client1", &["stop", "--grace", "0", &id]);
 }
+
+#[test]
+fn errors_are_one_sentence_that_says_what_to_do() {
+    let daemon = Daemon::start();
+    daemon.issue("guest", &rrocker_certs::LeafSpec::client("guests", "guest1"));
+    let denied = cli(&daemon, "guest", &["ps"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert_eq!(
+        text(&denied.stderr),
+        "Permission denied for identity 'guest1': its certificate's organization 'guests' grants no access; use a certificate of the client CA with O=client or O=admin and a CN\n"
+    );
+    let missing = cli(&daemon, "nobody", &["ps"]);
+    let path = daemon.pki_dir().join("nobody.pem");
+    assert_eq!(
+        text(&missing.stderr),
+        format!(
+            "Cannot read the client certificate at {}: No such file or directory (os error 2) (set --pki-dir/RROCKER_PKI_DIR and --identity, or --cert/--key/--ca)\n",
+            path.display()
+        )
+    );
+}
