@@ -22,6 +22,10 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "RROCKERD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of an HTTP listener serving Prometheus metrics at /metrics (plain HTTP, no
+    /// TLS: bind it to a host-local or monitoring-only address). None without it.
+    #[arg(long, env = "RROCKERD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// PKI directory (server.pem, server.key, client-ca.pem); a dev PKI is generated there
     /// if it holds none. Default: /etc/rrocker/pki as root, ~/.config/rrocker/pki otherwise.
     #[arg(long, env = "RROCKER_PKI_DIR")]

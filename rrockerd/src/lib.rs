@@ -16,6 +16,7 @@ pub mod config;
 pub mod config_file;
 pub mod error;
 pub mod listener;
+pub mod metrics;
 pub mod quota;
 pub mod service;
 pub mod state;
@@ -191,6 +192,7 @@ pub async fn run(
         quota,
         tasks_dir,
         config.stop_grace(),
+        Arc::new(metrics::Metrics::new()),
     ));
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -211,8 +213,28 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+    // Metrics, when asked for, on a listener of their own until the daemon stops.
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut metrics_at = None;
+    if let Some(metrics_addr) = config.metrics_listen {
+        let listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| DaemonError::Listen { addr: metrics_addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Listen { addr: metrics_addr, source })?;
+        let metrics = Arc::clone(registry.metrics());
+        tokio::spawn(metrics::serve(listener, metrics, async {
+            let _ = metrics_stopped.await;
+        }));
+        metrics_at = Some(bound);
+    }
     tracing::info!(%addr, pki = %pki_dir.display(), "serving");
     println!("rrockerd listening on {addr}");
+    if let Some(bound) = metrics_at {
+        tracing::info!(addr = %bound, "serving metrics at /metrics");
+        println!("rrockerd metrics on http://{bound}/metrics");
+    }
     let _ = std::io::stdout().flush();
     // systemd's Type=notify readiness (nothing without $NOTIFY_SOCKET).
     notify_systemd(sd_notify::NotifyState::Ready);
@@ -248,6 +270,7 @@ pub async fn run(
             tracing::warn!("streams did not drain in time; closing them");
         }
     }
+    drop(metrics_stop);
     // Every task is gone, and its directory and cgroup with it: leave nothing behind.
     registry.remove_cgroup_parent();
     let _ = std::fs::remove_dir(config.state_dir.join("tasks"));

@@ -99,17 +99,20 @@ impl TaskService for Service {
         let follow = !request.get_ref().no_follow;
         let view = View { only, tail_lines: request.get_ref().tail_lines, follow };
         let reader = task.output(view).await;
-        let events = futures_util::stream::unfold(Some((reader, task)), move |state| async move {
-            let (mut reader, task) = state?;
-            let event = match reader.next().await {
-                Some(chunk) => {
-                    return Some((Ok(output_event(chunk)), Some((reader, task))));
-                }
-                None if follow => Event::Status(status(&task, &task.finished().await)),
-                None => Event::Status(status(&task, &task.progress())),
-            };
-            Some((Ok(StreamResponse { event: Some(event) }), None))
-        });
+        let open = self.registry.metrics().stream_opened();
+        let events =
+            futures_util::stream::unfold(Some((reader, task, open)), move |state| async move {
+                let (mut reader, task, open) = state?;
+                let event = match reader.next().await {
+                    Some(chunk) => {
+                        open.streamed(chunk.data.len());
+                        return Some((Ok(output_event(chunk)), Some((reader, task, open))));
+                    }
+                    None if follow => Event::Status(status(&task, &task.finished().await)),
+                    None => Event::Status(status(&task, &task.progress())),
+                };
+                Some((Ok(StreamResponse { event: Some(event) }), None))
+            });
         Ok(Response::new(Box::pin(events)))
     }
 

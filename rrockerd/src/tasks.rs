@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rrocker_proto::v1::{Limits, StartRequest, Usage};
 use rrocker_uring::{Engine, LogReader, OutputLog, TaskKey, View};
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::cgroup::{Cgroups, TaskCgroup};
 use crate::error::DaemonError;
+use crate::metrics::Metrics;
 use crate::quota::Quota;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
@@ -119,6 +120,7 @@ pub struct TaskRegistry {
     /// Held (shared) by every start from its check of `closing` until its task is listed, so
     /// that a shutdown, which takes it exclusively, sees every task a start made.
     start_gate: tokio::sync::RwLock<()>,
+    metrics: Arc<Metrics>,
 }
 
 impl TaskRegistry {
@@ -132,6 +134,7 @@ impl TaskRegistry {
         quota: Arc<Quota>,
         tasks_dir: PathBuf,
         default_grace: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
@@ -146,7 +149,13 @@ impl TaskRegistry {
             default_grace,
             closing,
             start_gate,
+            metrics,
         }
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Starts a task for `caller`; returns once its command runs.
@@ -154,6 +163,19 @@ impl TaskRegistry {
         &self,
         caller: &Caller,
         request: StartRequest,
+    ) -> Result<Arc<Task>, DaemonError> {
+        let started = self.launch(caller, request, Instant::now()).await;
+        if started.is_err() {
+            self.metrics.start_failed();
+        }
+        started
+    }
+
+    async fn launch(
+        &self,
+        caller: &Caller,
+        request: StartRequest,
+        began: Instant,
     ) -> Result<Arc<Task>, DaemonError> {
         let _starting = self.start_gate.read().await;
         if self.closing.load(Ordering::SeqCst) {
@@ -215,11 +237,14 @@ impl TaskRegistry {
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
         });
+        // Counted before its watcher can count its end.
+        self.metrics.started(began.elapsed());
         self.lock().insert(task.id, Arc::clone(&task));
         // Every event of the task's life is logged in its span.
         let span = tracing::info_span!("task", id = %task.id);
         span.in_scope(|| tracing::info!(owner = %task.owner, pid = task.pid, "task started"));
         let watched = Arc::clone(&task);
+        let metrics = Arc::clone(&self.metrics);
         let (exit, gone) = (spawned.exit, spawned.gone);
         let watch = async move {
             let exit = exit.await;
@@ -238,6 +263,7 @@ impl TaskRegistry {
                 Err(_) => TaskState::Failed { error: "the task engine stopped".into() },
             };
             tracing::info!(?state, "task ended");
+            metrics.ended(&state);
             let finished_at = Some(SystemTime::now());
             let ended = Progress { state, finished_at, final_usage, released: false };
             watched.progress.send_replace(ended);
@@ -289,6 +315,7 @@ impl TaskRegistry {
         let task = self.find(caller, id)?;
         let grace = validate::grace(grace_ms, self.default_grace)?;
         let progress = self.stop_task(&task, grace, StopCause::User, Some(signalled)).await?;
+        self.metrics.stopped();
         Ok((task, progress))
     }
 
@@ -302,7 +329,9 @@ impl TaskRegistry {
         if tokio::time::timeout(RELEASE_WAIT, task.released()).await.is_err() {
             return Err(DaemonError::StillReleasing { id: task.id.to_string() });
         }
-        self.lock().remove(&task.id);
+        if self.lock().remove(&task.id).is_some() {
+            self.metrics.removed(&task.progress().state);
+        }
         Ok(())
     }
 

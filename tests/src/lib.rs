@@ -156,6 +156,13 @@ impl Daemon {
         line.trim_end().to_owned()
     }
 
+    /// The daemon's next line on stdout (after its ready line: e.g. where its metrics are).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read the daemon's stdout");
+        line.trim_end().to_owned()
+    }
+
     /// Starts a daemon as an unprivileged user (`nobody`), with its own images directory and
     /// the dev PKI it generates itself. Needs root.
     pub fn start_unprivileged() -> Self {

@@ -398,6 +398,7 @@ async fn pump(
             buffer = BytesMut::with_capacity(config.read_size);
         }
         let asked = buffer.capacity();
+        crate::stats::submitted();
         let (result, returned) = file.read_at(buffer, 0).await;
         buffer = returned;
         match result {
@@ -419,5 +420,6 @@ async fn pump(
         }
     }
     chunker.finish(&mut emit);
+    crate::stats::submitted();
     let _ = file.close().await;
 }

@@ -21,6 +21,7 @@ mod spawn;
 mod spawner;
 mod spill;
 mod spill_writer;
+mod stats;
 mod sys;
 
 pub use rrocker_init::report;
@@ -32,6 +33,7 @@ pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog, View};
 pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
 pub use spawner::Spawner;
+pub use stats::uring_submissions;
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

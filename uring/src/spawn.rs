@@ -264,6 +264,7 @@ impl ReportPipe {
 
     /// The next record (or the end of the pipe).
     pub(crate) async fn next(&self) -> io::Result<Record> {
+        crate::stats::submitted();
         let (result, bytes) = self.file.read_at(Vec::with_capacity(report::RECORD_LEN), 0).await;
         result?;
         report::decode(&bytes)

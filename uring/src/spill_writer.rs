@@ -128,6 +128,7 @@ async fn write_all_at(
 ) -> io::Result<u64> {
     let mut written = 0;
     while !buffers.is_empty() {
+        crate::stats::submitted();
         let (result, returned) = file.writev_at(buffers, offset + written).await;
         let count = result?;
         if count == 0 {
