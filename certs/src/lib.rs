@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevocationReason, RevokedCertParams, SanType,
     SerialNumber,
 };
@@ -41,6 +41,17 @@ pub enum CertError {
         /// Which certificate.
         name: String,
     },
+    /// A CA's file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A self-signed "signer" was asked to load as a CA.
+    #[error("only the server CA and the client CA issue certificates")]
+    NotACa,
     /// A file or directory could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -103,6 +114,12 @@ impl LeafSpec {
             not_before: now - Duration::hours(1),
             not_after: now + Duration::days(365),
         }
+    }
+
+    /// A server certificate for `names` (DNS names and IP addresses), signed by the server
+    /// CA, valid for a year.
+    pub fn server_for(names: &[String]) -> Self {
+        Self { subject_alt_names: names.to_vec(), ..Self::server() }
     }
 
     /// A server certificate for localhost, 127.0.0.1 and ::1, signed by the server CA.
@@ -209,50 +226,13 @@ impl Pki {
 
     /// Issues a leaf certificate as `spec` describes.
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, CertError> {
-        let name = spec.common_name.as_str();
-        let key = new_key(name)?;
-        let mut params =
-            CertificateParams::new(spec.subject_alt_names.clone()).map_err(generate_error(name))?;
-        params.subject_alt_names = spec
-            .subject_alt_names
-            .iter()
-            .map(|san| match san.parse() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => san.clone().try_into().map(SanType::DnsName),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(generate_error(name))?;
-        let mut subject = DistinguishedName::new();
-        for (index, organization) in spec.organizations.iter().enumerate() {
-            // rcgen keeps one value per attribute type: a second O goes in under its OID
-            // (2.5.4.10) as a custom type, which the certificate then carries after the first.
-            let attribute = match index {
-                0 => DnType::OrganizationName,
-                1 => DnType::CustomDnType(vec![2, 5, 4, 10]),
-                _ => return Err(CertError::TooManyOrganizations { name: name.to_owned() }),
-            };
-            subject.push(attribute, organization.as_str());
-        }
-        subject.push(DnType::CommonName, name);
-        params.distinguished_name = subject;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![match spec.usage {
-            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
-        params.not_before = spec.not_before;
-        params.not_after = spec.not_after;
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        params.serial_number = Some(SerialNumber::from(serial));
-        params.use_authority_key_identifier_extension = spec.signer != Signer::SelfSigned;
-        let (cert, ca_pem) = match spec.signer {
-            Signer::ClientCa => (params.signed_by(&key, &self.client_ca), self.client_ca.pem()),
-            Signer::ServerCa => (params.signed_by(&key, &self.server_ca), self.server_ca.pem()),
-            Signer::SelfSigned => (params.self_signed(&key), String::new()),
+        let signer = match spec.signer {
+            Signer::ClientCa => Some((&*self.client_ca, self.client_ca.pem())),
+            Signer::ServerCa => Some((&*self.server_ca, self.server_ca.pem())),
+            Signer::SelfSigned => None,
         };
-        let cert = cert.map_err(generate_error(name))?;
-        Ok(Issued { chain_pem: cert.pem() + &ca_pem, key_pem: key.serialize_pem(), serial })
+        sign_leaf(spec, serial, signer)
     }
 
     /// A CRL of the client CA (PEM), valid for a day, revoking `revoked` (certificates it
@@ -325,6 +305,101 @@ pub fn default_pki_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."));
     config.join("rrocker").join("pki")
+}
+
+/// One CA of a PKI directory (its `.pem` and `.key`), loaded to issue the certificates a
+/// fleet needs after the dev PKI: a server certificate per host, a client certificate per
+/// person or team.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+    signer: Signer,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").field("signer", &self.signer).finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// The server CA (`server-ca.pem`/`.key`) or the client CA (`client-ca.pem`/`.key`) of
+    /// the PKI in `dir`.
+    pub fn load(dir: &Path, signer: Signer) -> Result<Self, CertError> {
+        let name = match signer {
+            Signer::ServerCa => "server-ca",
+            Signer::ClientCa => "client-ca",
+            Signer::SelfSigned => return Err(CertError::NotACa),
+        };
+        let read = |extension: &str| {
+            let path = dir.join(format!("{name}.{extension}"));
+            fs::read_to_string(&path).map_err(|source| CertError::Read { path, source })
+        };
+        let (pem, key) = (read("pem")?, read("key")?);
+        let key = KeyPair::from_pem(&key).map_err(generate_error(name))?;
+        let issuer = Issuer::from_ca_cert_pem(&pem, key).map_err(generate_error(name))?;
+        Ok(Self { issuer, pem, signer })
+    }
+
+    /// Issues a leaf certificate as `spec` describes, signed by this CA (whatever
+    /// `spec.signer` says). Its serial number is the time in nanoseconds, unique for one CA
+    /// issuing one certificate at a time.
+    pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, CertError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let serial = u64::try_from(now).unwrap_or(u64::MAX);
+        let spec = LeafSpec { signer: self.signer, ..spec.clone() };
+        sign_leaf(&spec, serial, Some((&self.issuer, self.pem.clone())))
+    }
+}
+
+/// Signs the leaf `spec` describes with `signer` (the CA and its PEM; `None` self-signs).
+fn sign_leaf(
+    spec: &LeafSpec,
+    serial: u64,
+    signer: Option<(&Issuer<'_, KeyPair>, String)>,
+) -> Result<Issued, CertError> {
+    let name = spec.common_name.as_str();
+    let key = new_key(name)?;
+    let mut params =
+        CertificateParams::new(spec.subject_alt_names.clone()).map_err(generate_error(name))?;
+    params.subject_alt_names = spec
+        .subject_alt_names
+        .iter()
+        .map(|san| match san.parse() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => san.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(generate_error(name))?;
+    let mut subject = DistinguishedName::new();
+    for (index, organization) in spec.organizations.iter().enumerate() {
+        // rcgen keeps one value per attribute type: a second O goes in under its OID
+        // (2.5.4.10) as a custom type, which the certificate then carries after the first.
+        let attribute = match index {
+            0 => DnType::OrganizationName,
+            1 => DnType::CustomDnType(vec![2, 5, 4, 10]),
+            _ => return Err(CertError::TooManyOrganizations { name: name.to_owned() }),
+        };
+        subject.push(attribute, organization.as_str());
+    }
+    subject.push(DnType::CommonName, name);
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![match spec.usage {
+        Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    params.not_before = spec.not_before;
+    params.not_after = spec.not_after;
+    params.serial_number = Some(SerialNumber::from(serial));
+    params.use_authority_key_identifier_extension = signer.is_some();
+    let (cert, ca_pem) = match signer {
+        Some((issuer, pem)) => (params.signed_by(&key, issuer), pem),
+        None => (params.self_signed(&key), String::new()),
+    };
+    let cert = cert.map_err(generate_error(name))?;
+    Ok(Issued { chain_pem: cert.pem() + &ca_pem, key_pem: key.serialize_pem(), serial })
 }
 
 /// Whether `dir` already holds a PKI the daemon can serve with.
