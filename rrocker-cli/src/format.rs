@@ -96,6 +96,7 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "error": (!status.error.is_empty()).then_some(&status.error),
         "owner": status.owner,
         "argv": status.argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect::<Vec<_>>(),
+        "image": (!status.image.is_empty()).then_some(&status.image),
         "pid": (status.pid != 0).then_some(status.pid),
         "created_at_ms": status.created_at_ms,
         "finished_at_ms": (status.finished_at_ms != 0).then_some(status.finished_at_ms),
@@ -198,6 +199,9 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
     }
     if !status.owner.is_empty() {
         lines.push_str(&format!("Owner: {}\n", status.owner));
+    }
+    if !status.image.is_empty() {
+        lines.push_str(&format!("Image: {}\n", status.image));
     }
     lines
 }

@@ -163,6 +163,10 @@ struct TaskArgs {
     /// Environment entry KEY=VALUE (repeatable); none means a minimal default.
     #[arg(long = "env", short = 'e')]
     env: Vec<OsString>,
+    /// Image the task's root is a view of: one imported on the daemon's host with
+    /// `rrockerd image import` [default: the daemon's own].
+    #[arg(long)]
+    image: Option<String>,
     #[command(flatten)]
     limits: limits::LimitFlags,
     /// The command and its arguments.
@@ -180,6 +184,7 @@ impl TaskArgs {
             env: self.env.into_iter().map(OsString::into_vec).collect(),
             workdir: self.workdir.map(OsString::into_vec).unwrap_or_default(),
             limits,
+            image: self.image.unwrap_or_default(),
         })
     }
 }

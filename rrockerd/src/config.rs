@@ -89,6 +89,37 @@ pub struct Config {
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,
+    /// Something to do instead of running the daemon.
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
+}
+
+/// What `rrockerd` does instead of serving, when given a command.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DaemonCommand {
+    /// Manage the images of the images directory, which `start --image NAME` gives tasks.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `rrockerd image ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ImageCommand {
+    /// Import a container filesystem export (docker export, podman export, or any tar of a
+    /// root tree; gzip or not) as a named image; a running daemon finds it on first use.
+    #[command(
+        after_help = "Examples:\n  docker export $(docker create alpine) > alpine.tar\n  rrockerd image import alpine.tar\n  rrocker-cli run --image alpine /bin/cat /etc/alpine-release"
+    )]
+    Import {
+        /// The archive.
+        file: PathBuf,
+        /// The image's name [default: the file's name without .tar, .tar.gz or .tgz].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the images of the images directory.
+    #[command(visible_alias = "ls")]
+    List,
 }
 
 /// The `--log-format` choices.

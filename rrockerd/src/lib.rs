@@ -74,53 +74,6 @@ pub enum Mounts {
     Host,
 }
 
-/// The image tasks' roots are overlays of: the configured one (or the default, built on
-/// first run), seen owned by the tasks' root: an idmapped read-only mount of it in the
-/// daemon's private mount namespace, or else (no private namespace, or a kernel or file
-/// system without idmapped mounts) a copy with shifted owners. An unprivileged daemon uses
-/// the image as it is (its own files are its tasks' root's).
-fn task_image(config: &Config, mounts: Mounts) -> Result<std::path::PathBuf, DaemonError> {
-    let images_dir = &config.images_dir;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(images_dir)
-        .map_err(|source| DaemonError::Io { action: "create", path: images_dir.clone(), source })?;
-    let image = match &config.image {
-        Some(image) => image.clone(),
-        None => worker::image::ensure_default(&images_dir.join(worker::image::DEFAULT_IMAGE))?,
-    };
-    let id_map = config.id_map();
-    if !rustix::process::geteuid().is_root() {
-        return Ok(image);
-    }
-    if mounts == Mounts::Private {
-        let target = config.state_dir.join("image");
-        let attached = dir_with_mode(&target, 0o755)
-            .and_then(|()| worker::idmap::attach_idmapped_image(&image, id_map, &target));
-        match attached {
-            Ok(()) => return Ok(target),
-            Err(error) => {
-                tracing::warn!(%error, "cannot make an idmapped mount of the image; copying it")
-            }
-        }
-    }
-    let name = image
-        .file_name()
-        .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
-    let copy = images_dir.join(format!("{name}.{}", id_map.first_uid));
-    worker::image::shifted_copy(&image, &copy, id_map.first_uid)
-}
-
-/// Creates the directory `path` with `mode`, unless a directory is there already (a daemon
-/// that did not stop cleanly leaves its state directory's subdirectories behind).
-fn dir_with_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
-    match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Err(_) if path.is_dir() => Ok(()),
-        created => created,
-    }
-}
-
 /// Runs the daemon until SIGTERM or SIGINT. Prints `rrockerd listening on ADDR` on stdout
 /// once it accepts connections, and one line for each SIGHUP (see
 /// [`tls::reloaded_on_sighup`]).
@@ -152,7 +105,7 @@ pub async fn run(
     })?;
 
     let spill_dir = config.state_dir.join("spill");
-    dir_with_mode(&spill_dir, 0o700).map_err(|source| DaemonError::Io {
+    worker::images::dir_with_mode(&spill_dir, 0o700).map_err(|source| DaemonError::Io {
         action: "create",
         path: spill_dir.clone(),
         source,
@@ -167,7 +120,14 @@ pub async fn run(
         spawner: spawner.map(Arc::new),
         ..EngineConfig::default()
     })?;
-    let isolator = worker::Isolator::new(task_image(&config, mounts)?, config.id_map())?;
+    let images = Arc::new(worker::images::Images::new(
+        config.image.as_deref(),
+        &config.images_dir,
+        &config.state_dir,
+        config.id_map(),
+        mounts,
+    )?);
+    let isolator = worker::Isolator::new(Arc::clone(&images), config.id_map())?;
     // Leftover tasks of an earlier run are killed (with their cgroups) before their
     // directories are cleaned up.
     let cgroups = cgroup::probe(config.cgroup_version, &config.cgroup_parent)?;
@@ -275,11 +235,7 @@ pub async fn run(
     registry.remove_cgroup_parent();
     let _ = std::fs::remove_dir(config.state_dir.join("tasks"));
     let _ = std::fs::remove_dir(&spill_dir);
-    let image_mount = config.state_dir.join("image");
-    if image_mount.exists() {
-        let _ = rustix::mount::unmount(&image_mount, rustix::mount::UnmountFlags::DETACH);
-        let _ = std::fs::remove_dir(&image_mount);
-    }
+    images.release();
     if created_state_dir {
         let _ = std::fs::remove_dir(&config.state_dir);
     }

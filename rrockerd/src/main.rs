@@ -29,6 +29,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(command) = &config.command {
+        return match rrockerd::worker::import::run_command(command, &config.images_dir) {
+            Ok(said) => {
+                print!("{said}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("rrockerd: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     rrockerd::init_logging(config.log_format);
     // While still single-threaded: a mount namespace of our own, so that the mounts the
     // daemon makes (the idmapped image) never show in the host's and die with it.

@@ -147,6 +147,7 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         task_id: task.id.to_string(),
         owner: task.owner.clone(),
         argv: task.argv.clone(),
+        image: task.image.clone(),
         limits: Some(task.limits.clone()),
         created_at_ms: unix_ms(task.created_at),
         finished_at_ms: progress.finished_at.map_or(0, unix_ms),

@@ -51,6 +51,8 @@ pub struct Task {
     pub owner: String,
     /// The command as requested.
     pub argv: Vec<Vec<u8>>,
+    /// The image its root is a view of (`""`: the daemon's own).
+    pub image: String,
     /// Its limits as requested.
     pub limits: Limits,
     /// When it was created.
@@ -182,7 +184,7 @@ impl TaskRegistry {
             return Err(DaemonError::ShuttingDown);
         }
         validate::start_request(&request)?;
-        let StartRequest { argv, env, workdir, limits } = request;
+        let StartRequest { argv, env, workdir, limits, image } = request;
         let limits = limits.unwrap_or_default();
         validate::limits(&limits, host_cpus())?;
         for rule in &limits.io {
@@ -205,7 +207,8 @@ impl TaskRegistry {
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
         let dir = TaskDir::path_for(&self.tasks_dir, id);
-        let mut spec = self.isolator.spawn_spec(hostname, &dir, argv.clone(), env, &workdir)?;
+        let mut spec =
+            self.isolator.spawn_spec(hostname, &dir, &image, argv.clone(), env, &workdir)?;
         rootfs::check_room(&self.tasks_dir)?;
         // Both are removed again when dropped: on any failure below, or if this request is
         // cancelled.
@@ -222,6 +225,7 @@ impl TaskRegistry {
             id,
             owner: caller.identity.clone(),
             argv,
+            image,
             limits,
             created_at: SystemTime::now(),
             pid: spawned.pid,

@@ -101,7 +101,10 @@ pub fn ensure_default(dest: &Path) -> Result<PathBuf, DaemonError> {
 /// Makes `dest` by running `make` on a private directory beside it, then renaming that into
 /// place: readers never see a half-made tree, and of several daemons racing to make the same
 /// one, the first rename wins and the others discard their copy.
-fn publish(dest: &Path, make: impl FnOnce(&Path) -> io::Result<()>) -> Result<(), DaemonError> {
+pub(crate) fn publish(
+    dest: &Path,
+    make: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), DaemonError> {
     let building = dest.with_extension(format!("building.{}", std::process::id()));
     let io_error = |action, path: &Path| {
         let path = path.to_owned();
@@ -110,7 +113,10 @@ fn publish(dest: &Path, make: impl FnOnce(&Path) -> io::Result<()>) -> Result<()
     if building.exists() {
         fs::remove_dir_all(&building).map_err(io_error("remove", &building))?;
     }
-    make(&building).map_err(io_error("build", &building))?;
+    if let Err(source) = make(&building) {
+        let _ = fs::remove_dir_all(&building);
+        return Err(DaemonError::Io { action: "build", path: building, source });
+    }
     if let Err(error) = fs::rename(&building, dest) {
         let _ = fs::remove_dir_all(&building);
         if !dest.exists() {

@@ -17,9 +17,12 @@ use rrocker_uring::{IdMap, Isolation, Placement, Program, SpawnSpec};
 use rrocker_init::plan::InitPlan;
 
 use crate::error::DaemonError;
+use crate::worker::images::Images;
 
 pub mod idmap;
 pub mod image;
+pub mod images;
+pub mod import;
 mod init_binary;
 pub mod rootfs;
 
@@ -42,25 +45,25 @@ pub const TASK_NAMESPACES: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWCGROUP) as u64;
 
-/// How tasks are wrapped: the init binary, the image every task's root is an overlay of,
-/// and the id range root inside maps to.
+/// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, and the
+/// id range root inside maps to.
 #[derive(Debug, Clone)]
 pub struct Isolator {
     init: Arc<OwnedFd>,
-    image: PathBuf,
+    images: Arc<Images>,
     id_map: IdMap,
 }
 
 impl Isolator {
-    /// Loads every task's init. Tasks' roots are overlays of `image` (already owned by the
-    /// mapped root); root inside tasks maps to `id_map`.
-    pub fn new(image: PathBuf, id_map: IdMap) -> Result<Self, DaemonError> {
+    /// Loads every task's init. Tasks' roots are overlays of one of `images`; root inside
+    /// tasks maps to `id_map`.
+    pub fn new(images: Arc<Images>, id_map: IdMap) -> Result<Self, DaemonError> {
         let init = init_binary::load().map_err(|source| DaemonError::Io {
             action: "load rrocker-init into",
             path: PathBuf::from("a memfd"),
             source,
         })?;
-        Ok(Self { init: Arc::new(init), image, id_map })
+        Ok(Self { init: Arc::new(init), images, id_map })
     }
 
     /// The host uid and gid of root inside tasks.
@@ -69,16 +72,18 @@ impl Isolator {
     }
 
     /// Builds the engine's spawn spec for a validated request: the program, resolved inside
-    /// the image, under `rrocker init`, in new namespaces, with `hostname`, its root an
-    /// overlay in `task_dir`.
+    /// the image `image` (`""`: the daemon's own), under `rrocker init`, in new namespaces,
+    /// with `hostname`, its root an overlay in `task_dir`.
     pub fn spawn_spec(
         &self,
         hostname: &str,
         task_dir: &Path,
+        image: &str,
         argv: Vec<Vec<u8>>,
         env: Vec<Vec<u8>>,
         workdir: &[u8],
     ) -> Result<SpawnSpec, DaemonError> {
+        let image = self.images.get(image)?;
         let env = if env.is_empty() { default_env() } else { env };
         let workdir = if workdir.is_empty() { b"/".to_vec() } else { workdir.to_vec() };
         let search_path = env
@@ -86,13 +91,13 @@ impl Isolator {
             .find_map(|entry| entry.strip_prefix(b"PATH="))
             .unwrap_or(DEFAULT_PATH.as_bytes())
             .to_vec();
-        let program = rootfs::resolve_program(&self.image, &argv[0], &search_path, &path(&workdir))
+        let program = rootfs::resolve_program(&image, &argv[0], &search_path, &path(&workdir))
             .ok_or_else(|| DaemonError::BinaryNotFound {
                 program: String::from_utf8_lossy(&argv[0]).into_owned(),
             })?;
         let plan = InitPlan {
             hostname: hostname.as_bytes().to_vec(),
-            image: self.image.as_os_str().as_bytes().to_vec(),
+            image: image.as_os_str().as_bytes().to_vec(),
             task_dir: task_dir.as_os_str().as_bytes().to_vec(),
             workdir,
             program: program.into_os_string().into_vec(),
@@ -121,14 +126,15 @@ mod tests {
 
     fn isolator() -> Isolator {
         let id_map = IdMap { first_uid: 100_000, first_gid: 100_000, count: 65_536 };
-        Isolator::new(PathBuf::from("/"), id_map).expect("exe")
+        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), id_map).expect("exe")
     }
 
     #[test]
     fn missing_binary_gets_the_seed_message() {
         let argv = vec![b"/bin/a_binary_that_doesnt_exist".to_vec()];
-        let error =
-            isolator().spawn_spec("h", Path::new("/t"), argv, vec![], b"").expect_err("missing");
+        let error = isolator()
+            .spawn_spec("h", Path::new("/t"), "", argv, vec![], b"")
+            .expect_err("missing");
         assert_eq!(
             error.to_string(),
             "Binary '/bin/a_binary_that_doesnt_exist' not found in base image."
@@ -138,7 +144,7 @@ mod tests {
     #[test]
     fn the_command_runs_under_init_in_every_namespace() {
         let spec = isolator()
-            .spawn_spec("host", Path::new("/t"), vec![b"true".to_vec()], vec![], b"")
+            .spawn_spec("host", Path::new("/t"), "", vec![b"true".to_vec()], vec![], b"")
             .expect("spec");
         assert_eq!(spec.workdir, Path::new("/"));
         assert!(spec.env.iter().any(|e| e.starts_with(b"PATH=")));
@@ -149,5 +155,24 @@ mod tests {
         assert_eq!(plan.hostname, b"host");
         assert!(plan.program.ends_with(b"/true"));
         assert_eq!(plan.argv, [b"true".to_vec()]);
+    }
+
+    #[test]
+    fn an_image_that_is_not_there_is_refused_in_one_line() {
+        let argv = vec![b"true".to_vec()];
+        let error = isolator().spawn_spec("h", Path::new("/t"), "alpine", argv, vec![], b"");
+        assert_eq!(
+            error.expect_err("no such image").to_string(),
+            "Image 'alpine' doesn't exist on this host; import one with `rrockerd image import FILE.tar --name alpine`"
+        );
+        let bad = isolator().spawn_spec(
+            "h",
+            Path::new("/t"),
+            "../x",
+            vec![b"true".to_vec()],
+            vec![],
+            b"",
+        );
+        assert!(bad.expect_err("bad name").to_string().starts_with("Invalid image name '../x'"));
     }
 }
