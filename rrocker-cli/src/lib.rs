@@ -1,13 +1,15 @@
 //! The rrocker command-line client as a library: connecting to the daemon ([`connect`]),
 //! the one error type whose messages are the one-line sentences the CLI prints
-//! ([`CliError`]), and the pure formatting of statuses ([`format`]). Tests use the same
-//! connection code as the CLI.
+//! ([`CliError`]), the pure formatting of statuses ([`format`]), limits ([`limits`]) and id
+//! prefixes ([`ids`]), and the commands that do more than one call: [`run`], [`ps`] and
+//! streaming to the terminal ([`output`]). Tests use the same connection code as the CLI.
 
 pub mod connect;
 pub mod format;
 pub mod ids;
 pub mod limits;
 pub mod output;
+pub mod ps;
 pub mod run;
 
 use std::path::PathBuf;

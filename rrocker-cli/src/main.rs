@@ -8,15 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use rrocker_cli::output::{Terminal, ended_early};
 use rrocker_cli::run::RUN_FAILED;
-use rrocker_cli::{CliError, ConnectOptions, format, ids, limits};
-use rrocker_proto::v1::task_service_client::TaskServiceClient;
+use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
 use rrocker_proto::v1::{
-    Fd, ListRequest, QueryRequest, RemoveRequest, StartRequest, StopRequest, StreamRequest,
-    TaskState, TaskStatus,
+    Fd, QueryRequest, RemoveRequest, StartRequest, StopRequest, StreamRequest,
 };
-use tonic::transport::Channel;
 
 /// Run commands as isolated tasks on an rrockerd host, and control them.
 #[derive(Debug, Parser)]
@@ -252,7 +248,8 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     };
     let addrs = addresses(&cli.addr);
     if let Command::Ps { all, quiet, no_trunc, output } = cli.command {
-        return ps(&options, &addrs, Ps { all, quiet, no_trunc, output }).await;
+        let json = matches!(output, OutputFormat::Json);
+        return ps::ps(&options, &addrs, ps::Shown { all, quiet, no_trunc, json }).await;
     }
     let [addr] = addrs.as_slice() else {
         return Err(CliError::Usage(format!(
@@ -315,7 +312,7 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let mut client = connect().await?;
             let task_id = ids::resolve(&mut client, &id).await.map_err(status)?;
             let request = StreamRequest { task_id, fd: fd.into(), tail_lines: tail, no_follow };
-            stream(&mut client, request).await?;
+            rrocker_cli::output::stream(&mut client, request).await?;
         }
         Command::Rm { id } => {
             let mut client = connect().await?;
@@ -327,105 +324,4 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         Command::Completions { .. } | Command::Man | Command::Ps { .. } => {}
     }
     Ok(0)
-}
-
-/// What `ps` shows.
-#[derive(Debug, Clone, Copy)]
-struct Ps {
-    all: bool,
-    quiet: bool,
-    no_trunc: bool,
-    output: OutputFormat,
-}
-
-/// Lists the tasks of every daemon in `addrs`, asked at once; a daemon that cannot be asked
-/// gets its one line on stderr, the others' tasks are still shown, and the exit code is 1.
-async fn ps(options: &ConnectOptions, addrs: &[String], shown: Ps) -> Result<u8, CliError> {
-    if addrs.is_empty() {
-        return Err(CliError::Usage(
-            "--addr (RROCKER_ADDR) names no daemon: pass HOST:PORT".into(),
-        ));
-    }
-    let asks = addrs.iter().map(|addr| async move {
-        let options = ConnectOptions { addr: addr.clone(), ..options.clone() };
-        let mut client = rrocker_cli::connect(&options).await?;
-        let listed = client.list(ListRequest {}).await;
-        let tasks = listed.map_err(|status| CliError::from_status(addr, status))?;
-        Ok::<_, CliError>(tasks.into_inner().tasks)
-    });
-    let answers = futures_util::future::join_all(asks).await;
-    let mut failed = None;
-    let mut found = Vec::new();
-    for (addr, answer) in addrs.iter().zip(answers) {
-        match answer {
-            Ok(tasks) => found.extend(tasks.into_iter().map(|task| (addr.as_str(), task))),
-            Err(error) if addrs.len() == 1 => return Err(error),
-            Err(error) => failed = Some(error),
-        }
-    }
-    found.retain(|(_, task)| shown.all || !is_finished(task));
-    let mut stdout = anstream::stdout().lock();
-    match shown.output {
-        OutputFormat::Json => {
-            let all = found.iter().map(|(addr, task)| {
-                let mut json = format::status_json(task);
-                json["host"] = serde_json::Value::from(*addr);
-                json
-            });
-            writeln!(stdout, "{:#}", serde_json::Value::Array(all.collect()))?;
-        }
-        OutputFormat::Text if shown.quiet => {
-            for (_, task) in &found {
-                let id = &task.task_id;
-                writeln!(
-                    stdout,
-                    "{}",
-                    if shown.no_trunc { id } else { &id[..format::SHORT_ID.min(id.len())] }
-                )?;
-            }
-        }
-        OutputFormat::Text => {
-            let columns = format::PsColumns {
-                host: addrs.len() > 1,
-                owner: rrocker_cli::organization(options).as_deref() == Some("admin"),
-                no_trunc: shown.no_trunc,
-            };
-            let rows: Vec<_> =
-                found.iter().map(|(host, status)| format::PsRow { host, status }).collect();
-            write!(stdout, "{}", format::ps_table(&rows, columns, now_ms()))?;
-        }
-    }
-    drop(stdout);
-    match failed {
-        Some(error) => {
-            eprintln!("{error}");
-            Ok(1)
-        }
-        None => Ok(0),
-    }
-}
-
-fn is_finished(task: &TaskStatus) -> bool {
-    matches!(task.state(), TaskState::Completed | TaskState::Killed | TaskState::Failed)
-}
-
-fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Writes the task's stdout bytes to stdout and stderr bytes to stderr, unchanged, then the
-/// final state lines on stderr.
-async fn stream(
-    client: &mut TaskServiceClient<Channel>,
-    request: StreamRequest,
-) -> Result<(), CliError> {
-    let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
-    let mut terminal = Terminal::new()?;
-    while let Some(message) = events.message().await.map_err(CliError::Status)? {
-        if let Some(status) = terminal.write(message)? {
-            return terminal.note(&format::state_lines(&status));
-        }
-    }
-    Err(CliError::Status(ended_early()))
 }

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use rrocker_proto::v1::stream_response::Event;
-use rrocker_proto::v1::{Fd, StreamResponse, TaskStatus};
+use rrocker_proto::v1::task_service_client::TaskServiceClient;
+use rrocker_proto::v1::{Fd, StreamRequest, StreamResponse, TaskStatus};
+use tonic::transport::Channel;
 
 use crate::CliError;
 
@@ -46,6 +48,22 @@ impl Terminal {
     pub fn note(&mut self, text: &str) -> Result<(), CliError> {
         Ok(self.stderr.write_all(text.as_bytes())?)
     }
+}
+
+/// Streams `request` to the terminal: the task's stdout bytes to stdout and stderr bytes to
+/// stderr, unchanged, then the final state lines on stderr.
+pub async fn stream(
+    client: &mut TaskServiceClient<Channel>,
+    request: StreamRequest,
+) -> Result<(), CliError> {
+    let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
+    let mut terminal = Terminal::new()?;
+    while let Some(message) = events.message().await.map_err(CliError::Status)? {
+        if let Some(status) = terminal.write(message)? {
+            return terminal.note(&crate::format::state_lines(&status));
+        }
+    }
+    Err(CliError::Status(ended_early()))
 }
 
 /// The error of a stream that ended without its final status.

@@ -151,7 +151,9 @@ fn help_examples_completions_and_the_manual_page_come_without_a_daemon() {
         String::from_utf8(output.stdout).expect("UTF-8")
     };
     let bash = cli(&["completions", "bash"]);
-    for word in ["start", "stop", "query", "stream", "list", "rm", "--max-mem"] {
+    for word in
+        ["start", "run", "stop", "query", "stream", "ps", "list", "rm", "--max-mem", "--tail"]
+    {
         assert!(bash.contains(word), "{word} missing from the bash completions");
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -160,7 +162,9 @@ fn help_examples_completions_and_the_manual_page_come_without_a_daemon() {
     let checked = std::process::Command::new("bash").arg("-n").arg(&script).status().expect("bash");
     assert!(checked.success(), "bash finds the completion script malformed");
     assert!(cli(&["completions", "zsh"]).starts_with("#compdef rrocker-cli"));
-    for command in ["start", "stop", "query", "stream", "list", "rm", "completions", "man"] {
+    let commands =
+        ["start", "run", "stop", "query", "stream", "ps", "list", "rm", "completions", "man"];
+    for command in commands {
         let help = cli(&[command, "--help"]);
         assert!(help.contains("\nExamples:\n  rrocker-cli "), "{command} --help has no example");
     }

@@ -158,7 +158,7 @@ fn a_killed_task_shows_its_signal_and_query_v_its_times() {
 }
 
 #[test]
-fn colour_only_where_asked_and_never_with_no_color() {
+fn colour_only_on_a_terminal_or_when_forced_and_never_with_no_color() {
     let daemon = Daemon::start();
     let id = start(&daemon, &["/bin/sleep", "100"]);
     let ps = |env: &[(&str, &str)]| {
@@ -168,6 +168,26 @@ fn colour_only_where_asked_and_never_with_no_color() {
         text(&command.output().expect("ps").stdout)
     };
     assert!(!ps(&[]).contains('\u{1b}'), "a pipe gets no colour");
+    // A real terminal (script(1) gives the CLI a pseudo-terminal) gets colour, unless NO_COLOR.
+    let on_terminal = |no_color: bool| {
+        let mut command = daemon.cli("client1");
+        command.arg("ps");
+        let mut line = command.get_program().to_string_lossy().into_owned();
+        for arg in command.get_args() {
+            line.push(' ');
+            line.push_str(&arg.to_string_lossy());
+        }
+        let mut script = std::process::Command::new("script");
+        script.args(["-qec", &line, "/dev/null"]).env("TERM", "xterm").env_remove("CLICOLOR_FORCE");
+        if no_color {
+            script.env("NO_COLOR", "1");
+        } else {
+            script.env_remove("NO_COLOR");
+        }
+        text(&script.output().expect("script").stdout)
+    };
+    assert!(on_terminal(false).contains("\u{1b}[32mRunning "), "{:?}", on_terminal(false));
+    assert!(!on_terminal(true).contains('\u{1b}'), "NO_COLOR on a terminal");
     assert!(ps(&[("CLICOLOR_FORCE", "1")]).contains("\u{1b}[32mRunning "), "forced colour");
     assert!(!ps(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\u{1b}'), "NO_COLOR");
     let _ = cli(&daemon, "client1", &["stop", "--grace", "0", &id]);
