@@ -1,11 +1,11 @@
 //! `rrocker-cli run`: start a task and stream it in one, like `docker run`. The CLI exits with
 //! the task's exit code (128 + the signal's number when a signal ended it, 125 when it could
-//! not start or failed). A first Ctrl-C asks the daemon to stop the task and keeps streaming
-//! until it has ended; a second one detaches, leaving the stop to the daemon.
+//! not start or failed). A first Ctrl-C (or SIGTERM) asks the daemon to stop the task and
+//! keeps streaming until it has ended; a second one detaches, leaving the stop to the daemon.
 
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{StartRequest, StopRequest, StreamRequest, TaskState, TaskStatus};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::transport::Channel;
 
 use crate::output::{Terminal, ended_early};
@@ -33,9 +33,14 @@ pub async fn run(
     request: StartRequest,
     detach: bool,
 ) -> Result<u8, CliError> {
-    // Armed before the task exists, so that no Ctrl-C falls between start and stream.
-    let mut interrupts = signal(SignalKind::interrupt())
-        .map_err(|error| CliError::Usage(format!("Cannot handle Ctrl-C: {error}")))?;
+    // Armed before the task exists, so that no Ctrl-C falls between start and stream. A
+    // SIGTERM (a supervisor's, `timeout`'s) counts as a Ctrl-C, as docker's sig-proxy would
+    // pass it on.
+    let handle = |kind| {
+        signal(kind).map_err(|error| CliError::Usage(format!("Cannot handle signals: {error}")))
+    };
+    let (mut interrupts, mut terminations) =
+        (handle(SignalKind::interrupt())?, handle(SignalKind::terminate())?);
     let id = client.start(request).await.map_err(CliError::Status)?.into_inner().task_id;
     if detach {
         println!("{id}");
@@ -61,7 +66,7 @@ pub async fn run(
                     return Ok(exit_code(&status));
                 }
             }
-            _ = interrupts.recv() => {
+            () = interrupt(&mut interrupts, &mut terminations) => {
                 if interrupted {
                     // Detach only once the daemon has the stop.
                     if let Some(stop) = stop.take() {
@@ -79,5 +84,13 @@ pub async fn run(
             // A stop that finds the task ended is fine: the stream ends too.
             _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => stop = None,
         }
+    }
+}
+
+/// The next Ctrl-C or SIGTERM.
+async fn interrupt(interrupts: &mut Signal, terminations: &mut Signal) {
+    tokio::select! {
+        _ = interrupts.recv() => {}
+        _ = terminations.recv() => {}
     }
 }

@@ -80,6 +80,13 @@ fn ctrl_c_stops_a_run_and_a_second_one_detaches_leaving_the_stop_to_the_daemon()
     assert!(text(&ended.stderr).starts_with("Stopping task "), "{}", text(&ended.stderr));
     assert!(text(&ended.stderr).ends_with("(Ctrl-C again to detach)\nTask state: Killed\n"));
 
+    // SIGTERM to the CLI (a supervisor's) stops the task too.
+    let (terminated, _) =
+        spawned_until_line(&daemon, &["run", "/bin/sh", "-c", "echo ready; exec sleep 100"]);
+    rrocker_tests::signal(terminated.id(), libc::SIGTERM);
+    let ended = terminated.wait_with_output().expect("wait");
+    assert_eq!(ended.status.code(), Some(128 + 15), "{}", text(&ended.stderr));
+
     // A task that ignores SIGTERM: the second Ctrl-C detaches, and the daemon still kills
     // it once the grace period is over, although its caller has gone.
     let script = "trap '' TERM; echo ready; while :; do sleep 1; done";

@@ -247,3 +247,21 @@ async fn malformed_fields_are_refused_in_one_line_and_change_nothing() {
     assert_eq!(listed.tasks.len(), 1, "only the running task exists");
     stop(&mut client, &id, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_without_waiting_answers_at_sigterm_and_still_kills_after_the_grace() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("trap '' TERM; echo up; while :; do sleep 1; done")).await;
+    drop(wait_for_output(&mut client, &id, "up").await);
+    let request = StopRequest { task_id: id.clone(), grace_ms: Some(300), no_wait: true };
+    let answer = client.stop(request).await.expect("stop").into_inner();
+    let now = answer.status.expect("a status");
+    assert_eq!(now.state(), TaskState::Running, "answered at SIGTERM, which the task ignores");
+    let ended = stream_all(&mut client, &id).await.status.expect("final status");
+    assert_eq!((ended.state(), ended.signal), (TaskState::Killed, Some(libc::SIGKILL)));
+    assert_eq!(ended.reason(), KillReason::Stopped);
+    let again = StopRequest { task_id: id.clone(), grace_ms: Some(0), no_wait: true };
+    let finished = client.stop(again).await.expect_err("already finished");
+    assert_eq!(finished.code(), Code::FailedPrecondition);
+}
