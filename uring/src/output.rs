@@ -463,7 +463,9 @@ impl LogReader {
     async fn next_any(&mut self) -> Option<Chunk> {
         let mut chunk = self.next_whole().await?;
         let skip = std::mem::take(&mut self.skip);
-        chunk.data = chunk.data.slice(skip.min(chunk.data.len())..);
+        if skip > 0 {
+            chunk.data = chunk.data.slice(skip.min(chunk.data.len())..);
+        }
         Some(chunk)
     }
 
