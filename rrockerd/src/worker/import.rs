@@ -123,12 +123,13 @@ fn is_gzip(file: &mut BufReader<File>) -> io::Result<bool> {
     Ok(file.fill_buf()?.starts_with(&[0x1f, 0x8b]))
 }
 
-/// Unpacks every entry of a tar stream into `dest`, as root would: owners, modes, times and
-/// links kept. An archive with no entries, or without a directory tree, is refused.
+/// Unpacks every entry of a tar stream into `dest`: modes, times and links kept, and owners
+/// too when run as root (an unprivileged daemon's tasks see its own files as root's). An
+/// archive with no entries is refused.
 fn unpack(reader: impl Read, dest: &Path) -> io::Result<()> {
     std::fs::create_dir(dest)?;
     let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_ownerships(true);
+    archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
