@@ -174,24 +174,13 @@ pub async fn run(
         .local_addr()
         .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
     // Metrics, when asked for, on a listener of their own until the daemon stops.
-    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut metrics_at = None;
-    if let Some(metrics_addr) = config.metrics_listen {
-        let listener = TcpListener::bind(metrics_addr)
-            .await
-            .map_err(|source| DaemonError::Listen { addr: metrics_addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| DaemonError::Listen { addr: metrics_addr, source })?;
-        let metrics = Arc::clone(registry.metrics());
-        tokio::spawn(metrics::serve(listener, metrics, async {
-            let _ = metrics_stopped.await;
-        }));
-        metrics_at = Some(bound);
-    }
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(metrics::listen(at, Arc::clone(registry.metrics())).await?),
+        None => None,
+    };
     tracing::info!(%addr, pki = %pki_dir.display(), "serving");
     println!("rrockerd listening on {addr}");
-    if let Some(bound) = metrics_at {
+    if let Some((bound, _)) = &metrics_listener {
         tracing::info!(addr = %bound, "serving metrics at /metrics");
         println!("rrockerd metrics on http://{bound}/metrics");
     }
@@ -230,7 +219,7 @@ pub async fn run(
             tracing::warn!("streams did not drain in time; closing them");
         }
     }
-    drop(metrics_stop);
+    drop(metrics_listener);
     // Every task is gone, and its directory and cgroup with it: leave nothing behind.
     registry.remove_cgroup_parent();
     let _ = std::fs::remove_dir(config.state_dir.join("tasks"));

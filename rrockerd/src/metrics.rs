@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
+use crate::error::DaemonError;
 use crate::state::{KillReason, TaskState};
 
 /// The `state` label of the tasks gauge.
@@ -177,12 +180,24 @@ impl Collector for UringSubmissions {
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Binds `addr` and serves the metrics there until the returned sender is dropped; returns
+/// the bound address too (port 0 picks one).
+pub async fn listen(
+    addr: SocketAddr,
     metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
+) -> Result<(SocketAddr, oneshot::Sender<()>), DaemonError> {
+    let listen_error = |source| DaemonError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(serve(listener, metrics, async {
+        let _ = stopped.await;
+    }));
+    Ok((bound, stop))
+}
+
+/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until `shutdown` resolves.
+async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
