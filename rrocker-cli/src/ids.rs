@@ -38,6 +38,48 @@ pub fn pick<'a>(
     }
 }
 
+/// Acts on every task `texts` names (ids or unique prefixes), all at once: `act` gets a
+/// client and the full id and returns the line to print. The lines are printed in the order
+/// of `texts`; a task that fails gets its one line on stderr. With one id its failure is the
+/// error; with several, the exit code is 1 if any failed.
+pub async fn for_each<F, Fut>(
+    client: &TaskServiceClient<Channel>,
+    addr: &str,
+    texts: &[String],
+    act: F,
+) -> Result<u8, CliError>
+where
+    F: Fn(TaskServiceClient<Channel>, String) -> Fut,
+    Fut: std::future::Future<Output = Result<String, tonic::Status>>,
+{
+    let each = texts.iter().map(|text| {
+        let mut client = client.clone();
+        let act = &act;
+        async move {
+            let id = resolve(&mut client, text).await?;
+            act(client, id).await
+        }
+    });
+    let outcomes = futures_util::future::join_all(each).await;
+    let mut failures = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    for outcome in outcomes {
+        match outcome {
+            Ok(line) => std::io::Write::write_all(&mut stdout, format!("{line}\n").as_bytes())?,
+            Err(status) => failures.push(CliError::from_status(addr, status)),
+        }
+    }
+    if texts.len() == 1
+        && let Some(only) = failures.pop()
+    {
+        return Err(only);
+    }
+    for failure in &failures {
+        eprintln!("{failure}");
+    }
+    Ok(u8::from(!failures.is_empty()))
+}
+
 /// The full id that `text` names: `text` itself when it is a whole id (or matches no task),
 /// else the one task id it is a prefix of, among the tasks the caller can see.
 pub async fn resolve(

@@ -10,9 +10,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rrocker_cli::run::RUN_FAILED;
 use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
+use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
     Fd, QueryRequest, RemoveRequest, StartRequest, StopRequest, StreamRequest,
 };
+
+type Client = TaskServiceClient<tonic::transport::Channel>;
 
 /// Run commands as isolated tasks on an rrockerd host, and control them.
 #[derive(Debug, Parser)]
@@ -67,13 +70,14 @@ enum Command {
         #[command(flatten)]
         task: TaskArgs,
     },
-    /// Stop a task: SIGTERM, then SIGKILL after the grace period.
+    /// Stop tasks: SIGTERM, then SIGKILL after the grace period (several at once).
     #[command(
-        after_help = "Examples:\n  rrocker-cli stop ID\n  rrocker-cli stop --grace 0 ID    # SIGKILL at once"
+        after_help = "Examples:\n  rrocker-cli stop ID\n  rrocker-cli stop --grace 0 ID    # SIGKILL at once\n  rrocker-cli stop $(rrocker-cli ps -q)    # every running task you own"
     )]
     Stop {
-        /// The task's id, or a unique prefix of it.
-        id: String,
+        /// The tasks' ids, or unique prefixes of them.
+        #[arg(required = true)]
+        ids: Vec<String>,
         /// Time between SIGTERM and SIGKILL, e.g. 10s or 500ms [default: the daemon's, 10s].
         #[arg(long, value_parser = format::parse_duration_ms)]
         grace: Option<u64>,
@@ -131,11 +135,15 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Forget a finished task and its output (once its processes, cgroup and files are gone).
-    #[command(after_help = "Examples:\n  rrocker-cli rm ID")]
+    /// Forget finished tasks and their output (once their processes, cgroups and files are
+    /// gone).
+    #[command(
+        after_help = "Examples:\n  rrocker-cli rm ID\n  rrocker-cli rm $(rrocker-cli ps -a -q)    # fails, in one line each, for running ones"
+    )]
     Rm {
-        /// The task's id, or a unique prefix of it.
-        id: String,
+        /// The tasks' ids, or unique prefixes of them.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Print a shell completion script.
     #[command(
@@ -281,13 +289,14 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             drop(stdout);
             return rrocker_cli::run::run(&mut connect().await?, request, detach).await;
         }
-        Command::Stop { id, grace } => {
-            let mut client = connect().await?;
-            let id = ids::resolve(&mut client, &id).await.map_err(status)?;
-            let request =
-                StopRequest { task_id: id.clone(), grace_ms: grace, ..Default::default() };
-            client.stop(request).await.map_err(status)?;
-            writeln!(stdout, "Killed task {id}")?;
+        Command::Stop { ids, grace } => {
+            drop(stdout);
+            let stop = |mut client: Client, id: String| async move {
+                let request =
+                    StopRequest { task_id: id.clone(), grace_ms: grace, ..Default::default() };
+                client.stop(request).await.map(|_| format!("Killed task {id}"))
+            };
+            return ids::for_each(&connect().await?, &options.addr, &ids, stop).await;
         }
         Command::Query { id, verbose, output } => {
             let mut client = connect().await?;
@@ -314,11 +323,13 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let request = StreamRequest { task_id, fd: fd.into(), tail_lines: tail, no_follow };
             rrocker_cli::output::stream(&mut client, request).await?;
         }
-        Command::Rm { id } => {
-            let mut client = connect().await?;
-            let id = ids::resolve(&mut client, &id).await.map_err(status)?;
-            client.remove(RemoveRequest { task_id: id.clone() }).await.map_err(status)?;
-            writeln!(stdout, "Removed task {id}")?;
+        Command::Rm { ids } => {
+            drop(stdout);
+            let remove = |mut client: Client, id: String| async move {
+                let request = RemoveRequest { task_id: id.clone() };
+                client.remove(request).await.map(|_| format!("Removed task {id}"))
+            };
+            return ids::for_each(&connect().await?, &options.addr, &ids, remove).await;
         }
         // Printed by main without a connection; asked of every daemon by `ps`.
         Command::Completions { .. } | Command::Man | Command::Ps { .. } => {}

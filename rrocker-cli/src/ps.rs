@@ -46,6 +46,8 @@ pub async fn ps(options: &ConnectOptions, addrs: &[String], shown: Shown) -> Res
         }
     }
     found.retain(|(_, task)| shown.all || !is_finished(task));
+    // Newest first, as docker lists, across every host.
+    found.sort_by_key(|(_, task)| std::cmp::Reverse(task.created_at_ms));
     let mut stdout = anstream::stdout().lock();
     if shown.json {
         let all = found.iter().map(|(addr, task)| {

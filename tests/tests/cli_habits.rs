@@ -122,21 +122,23 @@ fn ps_shows_running_tasks_and_with_a_finished_ones_too() {
     let running_line = format!("{short_running}   /bin/sleep 100   Running ");
     assert!(lines[1].starts_with(&running_line) && lines[1].ends_with('s'), "{ps}");
 
+    // Newest first, as docker lists.
     let all = text(&cli(&daemon, "client1", &["ps", "-a"]).stdout);
     let lines: Vec<&str> = all.lines().collect();
     assert_eq!(lines.len(), 3, "{all}");
     let done_line = format!("{short_done}   /bin/true        Completed (0) ");
-    assert!(lines[1].starts_with(&done_line) && lines[1].ends_with(" ago"), "{all}");
+    assert!(lines[1].starts_with(&running_line), "{all}");
+    assert!(lines[2].starts_with(&done_line) && lines[2].ends_with(" ago"), "{all}");
 
     let quiet = text(&cli(&daemon, "client1", &["ps", "-a", "-q"]).stdout);
-    assert_eq!(quiet, format!("{short_done}\n{short_running}\n"));
+    assert_eq!(quiet, format!("{short_running}\n{short_done}\n"));
     let whole = text(&cli(&daemon, "client1", &["list", "-q", "--no-trunc"]).stdout);
     assert_eq!(whole, format!("{running}\n"));
     let json: serde_json::Value =
         serde_json::from_slice(&cli(&daemon, "client1", &["ps", "-a", "-o", "json"]).stdout)
             .expect("json");
-    assert_eq!(json[0]["id"], done.as_str());
-    assert_eq!(json[1]["state"], "running");
+    assert_eq!(json[1]["id"], done.as_str());
+    assert_eq!(json[0]["state"], "running");
 
     // An admin sees every owner's tasks, with an OWNER column.
     let admin = text(&cli(&daemon, "admin1", &["ps"]).stdout);
@@ -312,4 +314,22 @@ fn errors_are_one_sentence_that_says_what_to_do() {
             path.display()
         )
     );
+}
+
+#[test]
+fn stop_and_rm_take_several_ids_and_say_how_each_went() {
+    let daemon = Daemon::start();
+    let (first, second) =
+        (start(&daemon, &["/bin/sleep", "100"]), start(&daemon, &["/bin/sleep", "100"]));
+    let missing = "abcdefgh-1234-5678-0987-abcdefgh";
+    let stopped = cli(&daemon, "client1", &["stop", "--grace", "0", &first[..8], missing, &second]);
+    assert_eq!(stopped.status.code(), Some(1), "one of three failed");
+    assert_eq!(text(&stopped.stdout), format!("Killed task {first}\nKilled task {second}\n"));
+    assert_eq!(text(&stopped.stderr), format!("Task '{missing}' doesn't exist\n"));
+    let quiet = text(&cli(&daemon, "client1", &["ps", "-a", "-q"]).stdout);
+    let listed: Vec<&str> = quiet.lines().collect();
+    let removed = cli(&daemon, "client1", &[&["rm"], listed.as_slice()].concat());
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert_eq!(text(&removed.stdout).lines().count(), 2);
+    assert_eq!(text(&cli(&daemon, "client1", &["ps", "-a", "-q"]).stdout), "");
 }
