@@ -97,6 +97,7 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "owner": status.owner,
         "argv": status.argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect::<Vec<_>>(),
         "image": (!status.image.is_empty()).then_some(&status.image),
+        "held": (!status.held.is_empty()).then_some(&status.held),
         "pid": (status.pid != 0).then_some(status.pid),
         "created_at_ms": status.created_at_ms,
         "finished_at_ms": (status.finished_at_ms != 0).then_some(status.finished_at_ms),
@@ -138,6 +139,9 @@ fn usage_json(usage: &Usage) -> Value {
 /// The seed's status lines, then (for `query -v`) why it was killed, its limits and usage.
 pub fn verbose_lines(status: &TaskStatus) -> String {
     let mut lines = state_lines(status);
+    if !status.held.is_empty() {
+        lines.push_str(&format!("Held: {}\n", status.held));
+    }
     if let Some(reason) = reason_name(status.reason()) {
         lines.push_str(&format!("Reason: {reason}\n"));
     }
@@ -302,12 +306,13 @@ pub fn ps_status(status: &TaskStatus, now_ms: u64) -> (String, anstyle::Style) {
     let ago = format!("{} ago", age(now_ms.saturating_sub(status.finished_at_ms)));
     match state {
         TaskState::Running | TaskState::Starting | TaskState::Unspecified => {
-            let text = format!(
-                "{} {}",
-                state_name(state),
-                age(now_ms.saturating_sub(status.created_at_ms))
-            );
-            (text, colour(AnsiColor::Green))
+            let running_for = age(now_ms.saturating_sub(status.created_at_ms));
+            let text = format!("{} {running_for}", state_name(state));
+            if status.held.is_empty() {
+                (text, colour(AnsiColor::Green))
+            } else {
+                (format!("{text} (output held)"), colour(AnsiColor::Yellow))
+            }
         }
         TaskState::Completed => {
             let code = status.exit_code.unwrap_or_default();
@@ -432,6 +437,9 @@ mod tests {
         let now = 1_000_000_000;
         let text = |status: &TaskStatus| ps_status(status, now).0;
         assert_eq!(text(&task(TaskState::Running, now - 3_400, 0)), "Running 3s");
+        let mut held = task(TaskState::Running, now - 3_400, 0);
+        held.held = "its output cannot be kept (...)".into();
+        assert_eq!(text(&held), "Running 3s (output held)");
         let mut done = task(TaskState::Completed, now - 200_000, now - 61_000);
         done.exit_code = Some(0);
         assert_eq!(text(&done), "Completed (0) 1m ago");

@@ -148,6 +148,11 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         owner: task.owner.clone(),
         argv: task.argv.clone(),
         image: task.image.clone(),
+        held: if progress.state.is_final() {
+            String::new()
+        } else {
+            task.output_held().map(held_reason).unwrap_or_default()
+        },
         limits: Some(task.limits.clone()),
         created_at_ms: unix_ms(task.created_at),
         finished_at_ms: progress.finished_at.map_or(0, unix_ms),
@@ -178,6 +183,13 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         }
     }
     status
+}
+
+/// Why a task's output is held, for people: the spill's error, with what frees room.
+fn held_reason(error: String) -> String {
+    format!(
+        "its output cannot be kept ({error}); it waits until there is room: free some in the state directory, or rm finished tasks if --max-output-bytes is reached"
+    )
 }
 
 fn unix_ms(time: SystemTime) -> u64 {

@@ -79,6 +79,11 @@ impl Task {
         progress.final_usage.or_else(|| self.cgroup.as_ref().map(|cgroup| cgroup.usage()))
     }
 
+    /// Why the task's output cannot be kept now (the task waits for room), while that lasts.
+    pub fn output_held(&self) -> Option<String> {
+        self.output.held()
+    }
+
     /// A reader of the part of the task's output that `view` selects.
     pub async fn output(&self, view: View) -> LogReader {
         self.output.reader_with(view).await

@@ -55,6 +55,12 @@ async fn state_of(client: &mut Client, id: &str) -> TaskState {
     client.query(query).await.expect("query").into_inner().state()
 }
 
+/// Why the task's output is held, as Query says ("" when it is not).
+async fn held_of(client: &mut Client, id: &str) -> String {
+    let query = QueryRequest { task_id: id.to_owned() };
+    client.query(query).await.expect("query").into_inner().held
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_room() {
     require_root!();
@@ -81,8 +87,11 @@ async fn a_full_state_directory_refuses_starts_and_holds_output_until_it_has_roo
         .expect("stream");
     wait_for_log(&daemon, "cannot spill task output", 1).await;
     assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
+    let held = held_of(&mut client, &id).await;
+    assert!(held.starts_with("its output cannot be kept (No space left on device"), "{held}");
     std::fs::remove_file(&filler).expect("free the disk");
     let expected = completes_with_zeros_then_done(events, total).await;
+    assert_eq!(held_of(&mut client, &id).await, "", "nothing is held once it has ended");
     assert_eq!(stream_all(&mut client, &id).await.stdout, expected, "a late replay too");
     assert!(daemon.log().contains("task output spills to disk again"));
     let peak = rrocker_tests::status_kib(daemon.pid(), "VmHWM").expect("VmHWM");
@@ -188,6 +197,8 @@ async fn kept_output_at_its_limit_refuses_starts_and_holds_writers_until_rm_free
         .expect("stream");
     wait_for_log(&daemon, "cannot spill task output", 1).await;
     assert_eq!(state_of(&mut client, &second).await, TaskState::Running);
+    let held = held_of(&mut client, &second).await;
+    assert!(held.contains("the limit of what rrocker keeps"), "Query says why it waits: {held}");
     let refused = client.start(shell("true")).await.expect_err("output limit");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("--max-output-bytes"), "{refused:?}");

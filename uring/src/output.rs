@@ -149,6 +149,8 @@ pub struct OutputLog {
     window_limit: usize,
     /// The budget every log of the engine shares, if any.
     shared: Option<Arc<OutputBudget>>,
+    /// Why the log cannot take more output now (its spill fails), while that lasts.
+    held: Mutex<Option<String>>,
 }
 
 impl Default for OutputLog {
@@ -222,7 +224,19 @@ impl OutputLog {
             file: OnceLock::new(),
             window_limit,
             shared,
+            held: Mutex::new(None),
         }
+    }
+
+    /// Why the log takes no more output now, its writer waiting for room (its spill file
+    /// cannot take more), while that lasts.
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records why the log takes no more output now, or that it does again (`None`).
+    pub(crate) fn set_held(&self, why: Option<String>) {
+        *self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = why;
     }
 
     /// The window's size limit now: its own, or the minimum while the shared budget is

@@ -70,11 +70,13 @@ impl SpillWriter {
             match written {
                 Ok(()) => {
                     if self.failing.replace(false) {
+                        log.set_held(None);
                         tracing::info!(pid = self.pid, "task output spills to disk again");
                     }
                     return;
                 }
                 Err(error) => {
+                    log.set_held(Some(error.to_string()));
                     if !self.failing.replace(true) {
                         tracing::error!(
                             pid = self.pid,
@@ -84,6 +86,7 @@ impl SpillWriter {
                     }
                     let ended = self.wake.notified();
                     if self.ended.get() {
+                        log.set_held(None);
                         return;
                     }
                     tokio::select! {
