@@ -116,6 +116,26 @@ enum Command {
         #[arg(long)]
         no_follow: bool,
     },
+    /// Print a task's output so far, docker's way (-f follows it); no state lines.
+    #[command(
+        after_help = "Examples:\n  rrocker-cli logs ID\n  rrocker-cli logs -f --tail 100 ID    # the last 100 lines, then follow\n  rrocker-cli logs --stderr ID"
+    )]
+    Logs {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// Follow the output until the task ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the task's stdout.
+        #[arg(long, conflicts_with = "stderr")]
+        stdout: bool,
+        /// Only the task's stderr.
+        #[arg(long)]
+        stderr: bool,
+        /// Start at the last N lines printed so far.
+        #[arg(long, short = 'n', value_name = "N")]
+        tail: Option<u64>,
+    },
     /// List running tasks (-a: every task), across every daemon RROCKER_ADDR lists.
     #[command(
         visible_alias = "list",
@@ -240,6 +260,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The descriptor `--stdout` or `--stderr` chose (both when neither).
+fn chosen_fd(only_stdout: bool, only_stderr: bool) -> Fd {
+    match (only_stdout, only_stderr) {
+        (true, _) => Fd::Stdout,
+        (_, true) => Fd::Stderr,
+        _ => Fd::Unspecified,
+    }
+}
+
 /// The daemons `--addr` names: one, or for `ps` a comma-separated list.
 fn addresses(text: &str) -> Vec<String> {
     text.split(',').map(str::trim).filter(|addr| !addr.is_empty()).map(str::to_owned).collect()
@@ -313,15 +342,19 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         }
         Command::Stream { id, stdout: only_stdout, stderr: only_stderr, tail, no_follow } => {
             drop(stdout);
-            let fd = match (only_stdout, only_stderr) {
-                (true, _) => Fd::Stdout,
-                (_, true) => Fd::Stderr,
-                _ => Fd::Unspecified,
-            };
             let mut client = connect().await?;
             let task_id = ids::resolve(&mut client, &id).await.map_err(status)?;
-            let request = StreamRequest { task_id, fd: fd.into(), tail_lines: tail, no_follow };
-            rrocker_cli::output::stream(&mut client, request).await?;
+            let fd = chosen_fd(only_stdout, only_stderr).into();
+            let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow };
+            rrocker_cli::output::stream(&mut client, request, true).await?;
+        }
+        Command::Logs { id, follow, stdout: only_stdout, stderr: only_stderr, tail } => {
+            drop(stdout);
+            let mut client = connect().await?;
+            let task_id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let fd = chosen_fd(only_stdout, only_stderr).into();
+            let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow: !follow };
+            rrocker_cli::output::stream(&mut client, request, false).await?;
         }
         Command::Rm { ids } => {
             drop(stdout);

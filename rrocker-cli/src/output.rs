@@ -51,16 +51,21 @@ impl Terminal {
 }
 
 /// Streams `request` to the terminal: the task's stdout bytes to stdout and stderr bytes to
-/// stderr, unchanged, then the final state lines on stderr.
+/// stderr, unchanged, then (`with_state`) the final state lines on stderr.
 pub async fn stream(
     client: &mut TaskServiceClient<Channel>,
     request: StreamRequest,
+    with_state: bool,
 ) -> Result<(), CliError> {
     let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
     let mut terminal = Terminal::new()?;
     while let Some(message) = events.message().await.map_err(CliError::Status)? {
-        if let Some(status) = terminal.write(message)? {
-            return terminal.note(&crate::format::state_lines(&status));
+        match terminal.write(message)? {
+            Some(status) if with_state => {
+                return terminal.note(&crate::format::state_lines(&status));
+            }
+            Some(_) => return Ok(()),
+            None => {}
         }
     }
     Err(CliError::Status(ended_early()))

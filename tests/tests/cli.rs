@@ -162,8 +162,19 @@ fn help_examples_completions_and_the_manual_page_come_without_a_daemon() {
     let checked = std::process::Command::new("bash").arg("-n").arg(&script).status().expect("bash");
     assert!(checked.success(), "bash finds the completion script malformed");
     assert!(cli(&["completions", "zsh"]).starts_with("#compdef rrocker-cli"));
-    let commands =
-        ["start", "run", "stop", "query", "stream", "ps", "list", "rm", "completions", "man"];
+    let commands = [
+        "start",
+        "run",
+        "stop",
+        "query",
+        "stream",
+        "logs",
+        "ps",
+        "list",
+        "rm",
+        "completions",
+        "man",
+    ];
     for command in commands {
         let help = cli(&[command, "--help"]);
         assert!(help.contains("\nExamples:\n  rrocker-cli "), "{command} --help has no example");

@@ -258,8 +258,16 @@ fn stream_selects_a_descriptor_the_last_lines_and_what_exists_so_far() {
     );
     let none = cli(&daemon, "client1", &["stream", "--no-follow", "--tail", "0", &running]);
     assert_eq!(text(&none.stdout), "");
+    // docker's logs: what exists, no state lines; -f follows.
+    let logs = cli(&daemon, "client1", &["logs", &running[..10]]);
+    assert_eq!((text(&logs.stdout), text(&logs.stderr)), ("first\n".into(), String::new()));
+    let (mut logs_follow, first_again) =
+        spawned_until_line(&daemon, &["logs", "-f", "-n", "1", &running]);
+    assert_eq!(first_again, "first\n");
     let _ = cli(&daemon, "client1", &["stop", "--grace", "0", &running]);
     assert!(follower.wait().expect("wait").success());
+    let followed = logs_follow.wait_with_output().expect("wait");
+    assert!(followed.status.success() && followed.stderr.is_empty(), "no state lines");
 }
 
 #[test]
