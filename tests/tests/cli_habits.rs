@@ -261,7 +261,7 @@ fn stream_selects_a_descriptor_the_last_lines_and_what_exists_so_far() {
     // docker's logs: what exists, no state lines; -f follows.
     let logs = cli(&daemon, "client1", &["logs", &running[..10]]);
     assert_eq!((text(&logs.stdout), text(&logs.stderr)), ("first\n".into(), String::new()));
-    let (mut logs_follow, first_again) =
+    let (logs_follow, first_again) =
         spawned_until_line(&daemon, &["logs", "-f", "-n", "1", &running]);
     assert_eq!(first_again, "first\n");
     let _ = cli(&daemon, "client1", &["stop", "--grace", "0", &running]);
