@@ -177,6 +177,9 @@ impl Collector for UringSubmissions {
     }
 }
 
+/// How long a scraper may take to send its request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -212,7 +215,10 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl Futu
         });
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            // A client that never finishes its request does not hold a connection forever.
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let _ = http.serve_connection(io, service).await;
         });
     }
 }
