@@ -94,3 +94,25 @@ async fn interrupt(interrupts: &mut Signal, terminations: &mut Signal) {
         _ = terminations.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(state: TaskState, signal: Option<i32>, exit_code: Option<i32>) -> u8 {
+        let mut status = TaskStatus { signal, exit_code, ..TaskStatus::default() };
+        status.set_state(state);
+        exit_code(&status)
+    }
+
+    #[test]
+    fn the_exit_code_says_how_the_task_ended() {
+        assert_eq!(ended(TaskState::Completed, None, Some(0)), 0);
+        assert_eq!(ended(TaskState::Completed, None, Some(3)), 3);
+        assert_eq!(ended(TaskState::Killed, Some(15), None), 143);
+        assert_eq!(ended(TaskState::Killed, Some(9), None), 137);
+        // Stopped, but it exited by itself within the grace period.
+        assert_eq!(ended(TaskState::Killed, None, Some(2)), 2);
+        assert_eq!(ended(TaskState::Failed, None, None), RUN_FAILED);
+    }
+}
