@@ -99,10 +99,10 @@ async fn interrupt(interrupts: &mut Signal, terminations: &mut Signal) {
 mod tests {
     use super::*;
 
-    fn ended(state: TaskState, signal: Option<i32>, exit_code: Option<i32>) -> u8 {
-        let mut status = TaskStatus { signal, exit_code, ..TaskStatus::default() };
+    fn ended(state: TaskState, signal: Option<i32>, code: Option<i32>) -> u8 {
+        let mut status = TaskStatus { signal, exit_code: code, ..TaskStatus::default() };
         status.set_state(state);
-        exit_code(&status)
+        super::exit_code(&status)
     }
 
     #[test]
