@@ -61,12 +61,15 @@ enum Command {
     Start(TaskArgs),
     /// Start a command as a task and stream it until it ends; exit with its exit code.
     #[command(
-        after_help = "The exit code is the task's: 128 + N when signal N ended it, 125 when it could not\nstart. Ctrl-C stops the task (SIGTERM, then SIGKILL after the grace period) and waits\nfor its end; a second Ctrl-C detaches.\n\nExamples:\n  rrocker-cli run /bin/sh -c 'echo hello; exit 3'; echo $?    # hello, then 3\n  rrocker-cli run --max-mem 64M /bin/sh -c 'head -c 1G /dev/zero | tail'\n  rrocker-cli run -d /bin/sleep 60    # prints the id, like start"
+        after_help = "The exit code is the task's: 128 + N when signal N ended it, 125 when it could not\nstart. Ctrl-C stops the task (SIGTERM, then SIGKILL after the grace period) and waits\nfor its end; a second Ctrl-C detaches.\n\nExamples:\n  rrocker-cli run /bin/sh -c 'echo hello; exit 3'; echo $?    # hello, then 3\n  rrocker-cli run --max-mem 64M /bin/sh -c 'head -c 1G /dev/zero | tail'\n  rrocker-cli run -d /bin/sleep 60    # prints the id, like start\n  rrocker-cli run --rm /bin/true    # removed once it has ended"
     )]
     Run {
         /// Print the task's id and return at once (like start).
-        #[arg(long, short = 'd')]
+        #[arg(long, short = 'd', conflicts_with = "rm")]
         detach: bool,
+        /// Remove the task (rm) once it has ended.
+        #[arg(long)]
+        rm: bool,
         #[command(flatten)]
         task: TaskArgs,
     },
@@ -158,12 +161,15 @@ enum Command {
     /// Forget finished tasks and their output (once their processes, cgroups and files are
     /// gone).
     #[command(
-        after_help = "Examples:\n  rrocker-cli rm ID\n  rrocker-cli rm $(rrocker-cli ps -a -q)    # fails, in one line each, for running ones"
+        after_help = "Examples:\n  rrocker-cli rm ID\n  rrocker-cli rm $(rrocker-cli ps -a -q)    # fails, in one line each, for running ones\n  rrocker-cli rm -f ID    # kills it first if it runs"
     )]
     Rm {
         /// The tasks' ids, or unique prefixes of them.
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Kill running tasks first (SIGKILL at once).
+        #[arg(long, short = 'f')]
+        force: bool,
     },
     /// Print a shell completion script.
     #[command(
@@ -313,10 +319,11 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let started = connect().await?.start(request).await.map_err(status)?.into_inner();
             writeln!(stdout, "{}", started.task_id)?;
         }
-        Command::Run { detach, task } => {
+        Command::Run { detach, rm, task } => {
             let request = task.request()?;
             drop(stdout);
-            return rrocker_cli::run::run(&mut connect().await?, request, detach).await;
+            let how = rrocker_cli::run::Run { detach, remove: rm };
+            return rrocker_cli::run::run(&mut connect().await?, request, how).await;
         }
         Command::Stop { ids, grace } => {
             drop(stdout);
@@ -356,9 +363,19 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow: !follow };
             rrocker_cli::output::stream(&mut client, request, false).await?;
         }
-        Command::Rm { ids } => {
+        Command::Rm { ids, force } => {
             drop(stdout);
             let remove = |mut client: Client, id: String| async move {
+                if force {
+                    let kill =
+                        StopRequest { task_id: id.clone(), grace_ms: Some(0), no_wait: false };
+                    match client.stop(kill).await {
+                        Err(status) if status.code() != tonic::Code::FailedPrecondition => {
+                            return Err(status);
+                        }
+                        _ => {}
+                    }
+                }
                 let request = RemoveRequest { task_id: id.clone() };
                 client.remove(request).await.map(|_| format!("Removed task {id}"))
             };

@@ -4,7 +4,9 @@
 //! keeps streaming until it has ended; a second one detaches, leaving the stop to the daemon.
 
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
-use rrocker_proto::v1::{StartRequest, StopRequest, StreamRequest, TaskState, TaskStatus};
+use rrocker_proto::v1::{
+    RemoveRequest, StartRequest, StopRequest, StreamRequest, TaskState, TaskStatus,
+};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::transport::Channel;
 
@@ -26,12 +28,21 @@ pub fn exit_code(status: &TaskStatus) -> u8 {
     u8::try_from(code.clamp(0, 255)).unwrap_or(RUN_FAILED)
 }
 
+/// How `run` follows its task.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Run {
+    /// Print the id and return at once.
+    pub detach: bool,
+    /// Remove the task once it has ended (not after a detach).
+    pub remove: bool,
+}
+
 /// Starts `request` as a task and follows it to its end (or prints its id, with `detach`);
 /// returns the exit code the CLI ends with.
 pub async fn run(
     client: &mut TaskServiceClient<Channel>,
     request: StartRequest,
-    detach: bool,
+    how: Run,
 ) -> Result<u8, CliError> {
     // Armed before the task exists, so that no Ctrl-C falls between start and stream. A
     // SIGTERM (a supervisor's, `timeout`'s) counts as a Ctrl-C, as docker's sig-proxy would
@@ -42,7 +53,7 @@ pub async fn run(
     let (mut interrupts, mut terminations) =
         (handle(SignalKind::interrupt())?, handle(SignalKind::terminate())?);
     let id = client.start(request).await.map_err(CliError::Status)?.into_inner().task_id;
-    if detach {
+    if how.detach {
         println!("{id}");
         return Ok(0);
     }
@@ -62,6 +73,12 @@ pub async fn run(
                     // A command that ended by itself says so with its exit code alone.
                     if status.state() != TaskState::Completed {
                         terminal.note(&format::state_lines(&status))?;
+                    }
+                    if how.remove {
+                        let removed = client.remove(RemoveRequest { task_id: id.clone() }).await;
+                        if let Err(status) = removed {
+                            terminal.note(&format!("{}\n", status.message()))?;
+                        }
                     }
                     return Ok(exit_code(&status));
                 }

@@ -65,6 +65,16 @@ fn run_prints_the_output_and_exits_with_the_tasks_code() {
     assert_eq!(id.len(), 36, "the id alone: {id:?}");
     let streamed = cli(&daemon, "client1", &["stream", &id]);
     assert_eq!(text(&streamed.stdout), "later\n");
+
+    // --rm removes the task once it has ended; rm -f kills a running one first.
+    let removed = cli(&daemon, "client1", &["run", "--rm", "/bin/sh", "-c", "exit 5"]);
+    assert_eq!(removed.status.code(), Some(5));
+    let running = text(&cli(&daemon, "client1", &["run", "-d", "/bin/sleep", "100"]).stdout);
+    let forced = cli(&daemon, "client1", &["rm", "-f", running.trim(), &id]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let left = text(&cli(&daemon, "client1", &["ps", "-a", "-q", "--no-trunc"]).stdout);
+    assert_eq!(left.lines().count(), 2, "only the first two runs are left: {left}");
+    assert!(!left.contains(running.trim()) && !left.contains(&id), "{left}");
 }
 
 #[test]
