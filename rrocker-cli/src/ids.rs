@@ -2,6 +2,8 @@
 //! 12 characters `ps` shows). [`pick`] is the pure choice among the ids the caller can see;
 //! [`resolve`] asks the daemon for those ids only when the text is not a whole id.
 
+use std::io::Write;
+
 use rrocker_proto::v1::ListRequest;
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use tonic::transport::Channel;
@@ -65,7 +67,7 @@ where
     let mut stdout = std::io::stdout().lock();
     for outcome in outcomes {
         match outcome {
-            Ok(line) => std::io::Write::write_all(&mut stdout, format!("{line}\n").as_bytes())?,
+            Ok(line) => writeln!(stdout, "{line}")?,
             Err(status) => failures.push(CliError::from_status(addr, status)),
         }
     }

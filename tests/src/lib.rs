@@ -151,9 +151,7 @@ impl Daemon {
     /// is done).
     pub fn reload(&mut self) -> String {
         signal(self.child.id(), libc::SIGHUP);
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read the daemon's answer to SIGHUP");
-        line.trim_end().to_owned()
+        self.next_line()
     }
 
     /// The daemon's next line on stdout (after its ready line: e.g. where its metrics are).
