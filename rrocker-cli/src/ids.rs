@@ -59,7 +59,7 @@ where
         let act = &act;
         async move {
             let id = resolve(&mut client, text).await?;
-            act(client, id).await
+            act(client, id).await.map_err(CliError::Status)
         }
     });
     let outcomes = futures_util::future::join_all(each).await;
@@ -68,7 +68,8 @@ where
     for outcome in outcomes {
         match outcome {
             Ok(line) => writeln!(stdout, "{line}")?,
-            Err(status) => failures.push(CliError::from_status(addr, status)),
+            Err(CliError::Status(status)) => failures.push(CliError::from_status(addr, status)),
+            Err(other) => failures.push(other),
         }
     }
     if texts.len() == 1
@@ -83,19 +84,19 @@ where
 }
 
 /// The full id that `text` names: `text` itself when it is a whole id (or matches no task),
-/// else the one task id it is a prefix of, among the tasks the caller can see.
+/// else the one task id it is a prefix of, among the tasks the caller can see. The List's
+/// failure comes back as [`CliError::Status`].
 pub async fn resolve(
     client: &mut TaskServiceClient<Channel>,
     text: &str,
-) -> Result<String, tonic::Status> {
+) -> Result<String, CliError> {
     if text.len() == FULL_ID || text.is_empty() {
         return Ok(text.to_owned());
     }
-    let tasks = client.list(ListRequest {}).await?.into_inner().tasks;
-    match pick(text, tasks.iter().map(|task| task.task_id.as_str())) {
-        Ok(found) => Ok(found.unwrap_or_else(|| text.to_owned())),
-        Err(ambiguous) => Err(tonic::Status::invalid_argument(ambiguous.to_string())),
-    }
+    let listed = client.list(ListRequest {}).await.map_err(CliError::Status)?;
+    let tasks = listed.into_inner().tasks;
+    Ok(pick(text, tasks.iter().map(|task| task.task_id.as_str()))?
+        .unwrap_or_else(|| text.to_owned()))
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         }
         Command::Query { id, verbose, output } => {
             let mut client = connect().await?;
-            let id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let id = ids::resolve(&mut client, &id).await?;
             let task = client.query(QueryRequest { task_id: id }).await.map_err(status)?;
             let task = task.into_inner();
             match output {
@@ -350,7 +350,7 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         Command::Stream { id, stdout: only_stdout, stderr: only_stderr, tail, no_follow } => {
             drop(stdout);
             let mut client = connect().await?;
-            let task_id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let task_id = ids::resolve(&mut client, &id).await?;
             let fd = chosen_fd(only_stdout, only_stderr).into();
             let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow };
             rrocker_cli::output::stream(&mut client, request, true).await?;
@@ -358,7 +358,7 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         Command::Logs { id, follow, stdout: only_stdout, stderr: only_stderr, tail } => {
             drop(stdout);
             let mut client = connect().await?;
-            let task_id = ids::resolve(&mut client, &id).await.map_err(status)?;
+            let task_id = ids::resolve(&mut client, &id).await?;
             let fd = chosen_fd(only_stdout, only_stderr).into();
             let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow: !follow };
             rrocker_cli::output::stream(&mut client, request, false).await?;
