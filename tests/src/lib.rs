@@ -469,11 +469,12 @@ pub struct Streamed {
 
 /// Streams a task to its end.
 pub async fn stream_all(client: &mut Client, id: &str) -> Streamed {
-    let mut events = client
-        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
-        .await
-        .expect("stream")
-        .into_inner();
+    stream_view(client, StreamRequest { task_id: id.to_owned(), ..Default::default() }).await
+}
+
+/// Streams what `request` asks for (a descriptor, a tail, no following) to its last message.
+pub async fn stream_view(client: &mut Client, request: StreamRequest) -> Streamed {
+    let mut events = client.stream(request).await.expect("stream").into_inner();
     let mut streamed = Streamed::default();
     while let Some(message) = events.message().await.expect("stream message") {
         match message.event.expect("event") {

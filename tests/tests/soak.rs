@@ -1,5 +1,6 @@
-//! A soak: random starts, stops, streams, clients that disconnect mid-stream, refused starts
-//! and OOM kills across three identities (seeded, so a failure replays), then the daemon's
+//! A soak: random starts, stops (waiting or not), streams (whole, or a descriptor's last
+//! lines so far), clients that disconnect mid-stream, refused starts and OOM kills across
+//! three identities (seeded, so a failure replays), then the daemon's
 //! fds, threads and RSS are back at their baseline and nothing of the tasks remains.
 //!
 //! Quick by default (80 rounds); `RROCKER_SOAK_SECS=3600` runs it for an hour, and
@@ -8,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use rrocker_proto::v1::{
-    KillReason, Limits, RemoveRequest, StartRequest, StopRequest, StreamRequest, TaskState,
+    Fd, KillReason, Limits, RemoveRequest, StartRequest, StopRequest, StreamRequest, TaskState,
 };
 use rrocker_tests::{Client, Daemon, command, require_root, shell, start, status_kib, stream_all};
 use tonic::Code;
@@ -40,7 +41,7 @@ async fn remove(client: &mut Client, id: String) {
 }
 
 /// Kinds of rounds.
-const KINDS: u64 = 6;
+const KINDS: u64 = 7;
 
 /// One operation of `kind` by `clients[who]` (`grace` picks a stop's grace period).
 async fn round(daemon: &Daemon, clients: &mut [Client], who: usize, kind: u64, grace: u64) {
@@ -96,6 +97,30 @@ async fn round(daemon: &Daemon, clients: &mut [Client], who: usize, kind: u64, g
             let stop = StopRequest { task_id: id.clone(), grace_ms: Some(0), ..Default::default() };
             clients[2].stop(stop).await.expect("the admin stops it");
             remove(&mut clients[0], id).await;
+        }
+        // Views of a running task's output (a descriptor's last lines, what exists so far),
+        // then a stop that does not wait.
+        5 => {
+            let script = "for i in $(seq 1 200); do echo out$i; echo err$i >&2; done; echo ready; exec sleep 600";
+            let id = start(client, shell(script)).await;
+            drop(rrocker_tests::wait_for_output(client, &id, "ready").await);
+            let view = |fd: Fd, lines| StreamRequest {
+                task_id: id.clone(),
+                fd: fd.into(),
+                tail_lines: Some(lines),
+                no_follow: true,
+            };
+            let errors = rrocker_tests::stream_view(client, view(Fd::Stderr, 2)).await;
+            assert_eq!((errors.stdout, errors.stderr), (Vec::new(), b"err199\nerr200\n".to_vec()));
+            assert_eq!(errors.status.expect("status").state(), TaskState::Running);
+            let last = rrocker_tests::stream_view(client, view(Fd::Stdout, 1)).await;
+            assert_eq!(last.stdout, b"ready\n");
+            let stop =
+                StopRequest { task_id: id.clone(), grace_ms: Some(grace * 200), no_wait: true };
+            client.stop(stop).await.expect("stop");
+            let ended = stream_all(client, &id).await.status.expect("final status");
+            assert_eq!(ended.state(), TaskState::Killed);
+            remove(client, id).await;
         }
         // A start that is refused.
         _ => {
