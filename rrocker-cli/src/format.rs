@@ -244,6 +244,11 @@ pub struct PsRow<'a> {
 
 /// The characters of an id `ps` shows (also the task's hostname).
 pub const SHORT_ID: usize = 12;
+
+/// The first [`SHORT_ID`] characters of an id, as `ps` shows it.
+pub fn short_id(id: &str) -> &str {
+    id.get(..SHORT_ID).unwrap_or(id)
+}
 /// The characters of a command `ps` shows.
 const SHORT_COMMAND: usize = 40;
 
@@ -262,11 +267,8 @@ pub fn ps_table(rows: &[PsRow<'_>], columns: PsColumns, now_ms: u64) -> String {
     let cells: Vec<[String; 4]> = rows
         .iter()
         .map(|row| {
-            let id = if columns.no_trunc {
-                row.status.task_id.clone()
-            } else {
-                row.status.task_id.chars().take(SHORT_ID).collect()
-            };
+            let id = &row.status.task_id;
+            let id = if columns.no_trunc { id.clone() } else { short_id(id).to_owned() };
             let command = cut(command_line(&row.status.argv), SHORT_COMMAND);
             [row.host.to_owned(), id, command, row.status.owner.clone()]
         })

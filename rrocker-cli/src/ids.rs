@@ -29,7 +29,7 @@ pub fn pick<'a>(
         [one] => Ok(Some((*one).to_owned())),
         several => {
             let shown: Vec<&str> =
-                several.iter().take(3).map(|id| &id[..id.len().min(12)]).collect();
+                several.iter().take(3).map(|id| crate::format::short_id(id)).collect();
             let more = if several.len() > 3 { ", ..." } else { "" };
             Err(CliError::Usage(format!(
                 "Task id prefix '{text}' is ambiguous: it matches {} tasks ({}{more}); give more of the id",
@@ -54,13 +54,12 @@ where
     F: Fn(TaskServiceClient<Channel>, String) -> Fut,
     Fut: std::future::Future<Output = Result<String, tonic::Status>>,
 {
-    let each = texts.iter().map(|text| {
-        let mut client = client.clone();
+    // One List serves every prefix.
+    let resolved = resolve_all(&mut client.clone(), texts).await?;
+    let each = resolved.into_iter().map(|id| {
+        let client = client.clone();
         let act = &act;
-        async move {
-            let id = resolve(&mut client, text).await?;
-            act(client, id).await.map_err(CliError::Status)
-        }
+        async move { act(client, id?).await.map_err(CliError::Status) }
     });
     let outcomes = futures_util::future::join_all(each).await;
     let mut failures = Vec::new();
@@ -83,6 +82,11 @@ where
     Ok(u8::from(!failures.is_empty()))
 }
 
+/// Whether `text` is used as it is: a whole id, or empty (which names no task).
+fn is_whole(text: &str) -> bool {
+    text.len() == FULL_ID || text.is_empty()
+}
+
 /// The full id that `text` names: `text` itself when it is a whole id (or matches no task),
 /// else the one task id it is a prefix of, among the tasks the caller can see. The List's
 /// failure comes back as [`CliError::Status`].
@@ -90,13 +94,29 @@ pub async fn resolve(
     client: &mut TaskServiceClient<Channel>,
     text: &str,
 ) -> Result<String, CliError> {
-    if text.len() == FULL_ID || text.is_empty() {
-        return Ok(text.to_owned());
-    }
-    let listed = client.list(ListRequest {}).await.map_err(CliError::Status)?;
-    let tasks = listed.into_inner().tasks;
-    Ok(pick(text, tasks.iter().map(|task| task.task_id.as_str()))?
-        .unwrap_or_else(|| text.to_owned()))
+    let mut resolved = resolve_all(client, &[text.to_owned()]).await?;
+    resolved.pop().expect("one id for one text")
+}
+
+/// [`resolve`] for each of `texts`, with one List for all (none when every text is a whole
+/// id); an ambiguous prefix fails alone.
+async fn resolve_all(
+    client: &mut TaskServiceClient<Channel>,
+    texts: &[String],
+) -> Result<Vec<Result<String, CliError>>, CliError> {
+    let tasks = if texts.iter().all(|text| is_whole(text)) {
+        Vec::new()
+    } else {
+        client.list(ListRequest {}).await.map_err(CliError::Status)?.into_inner().tasks
+    };
+    let ids = || tasks.iter().map(|task| task.task_id.as_str());
+    let named = |text: &String| {
+        if is_whole(text) {
+            return Ok(text.clone());
+        }
+        Ok(pick(text, ids())?.unwrap_or_else(|| text.clone()))
+    };
+    Ok(texts.iter().map(named).collect())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub async fn ps(options: &ConnectOptions, addrs: &[String], shown: Shown) -> Res
     } else if shown.quiet {
         for (_, task) in &found {
             let id = &task.task_id;
-            let shown_id = if shown.no_trunc { id } else { &id[..format::SHORT_ID.min(id.len())] };
+            let shown_id = if shown.no_trunc { id } else { format::short_id(id) };
             writeln!(stdout, "{shown_id}")?;
         }
     } else {

@@ -171,7 +171,7 @@ impl TaskRegistry {
         caller: &Caller,
         request: StartRequest,
     ) -> Result<Arc<Task>, DaemonError> {
-        let started = self.launch(caller, request, Instant::now()).await;
+        let started = self.launch(caller, request).await;
         if started.is_err() {
             self.metrics.start_failed();
         }
@@ -182,8 +182,8 @@ impl TaskRegistry {
         &self,
         caller: &Caller,
         request: StartRequest,
-        began: Instant,
     ) -> Result<Arc<Task>, DaemonError> {
+        let began = Instant::now();
         let _starting = self.start_gate.read().await;
         if self.closing.load(Ordering::SeqCst) {
             return Err(DaemonError::ShuttingDown);
