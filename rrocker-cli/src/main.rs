@@ -1,5 +1,5 @@
-//! `rrocker-cli`: start, run, stop, query, stream, list (`ps`) and remove rrocker tasks. Thin:
-//! flags here, everything else in the `rrocker_cli` library.
+//! `rrocker-cli`: start, run, stop, query, stream, logs, list (`ps`) and remove rrocker
+//! tasks. Thin: flags here, everything else in the `rrocker_cli` library.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -106,12 +106,8 @@ enum Command {
     Stream {
         /// The task's id, or a unique prefix of it.
         id: String,
-        /// Only the task's stdout.
-        #[arg(long, conflicts_with = "stderr")]
-        stdout: bool,
-        /// Only the task's stderr.
-        #[arg(long)]
-        stderr: bool,
+        #[command(flatten)]
+        descriptor: Descriptor,
         /// Start at the last N lines printed so far (0: only what comes next).
         #[arg(long, value_name = "N")]
         tail: Option<u64>,
@@ -129,12 +125,8 @@ enum Command {
         /// Follow the output until the task ends.
         #[arg(long, short = 'f')]
         follow: bool,
-        /// Only the task's stdout.
-        #[arg(long, conflicts_with = "stderr")]
-        stdout: bool,
-        /// Only the task's stderr.
-        #[arg(long)]
-        stderr: bool,
+        #[command(flatten)]
+        descriptor: Descriptor,
         /// Start at the last N lines printed so far.
         #[arg(long, short = 'n', value_name = "N")]
         tail: Option<u64>,
@@ -266,13 +258,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// The descriptor `--stdout` or `--stderr` chose (both when neither).
-fn chosen_fd(only_stdout: bool, only_stderr: bool) -> Fd {
-    match (only_stdout, only_stderr) {
-        (true, _) => Fd::Stdout,
-        (_, true) => Fd::Stderr,
-        _ => Fd::Unspecified,
+/// `--stdout` or `--stderr` (`stream`, `logs`): one descriptor's output, or both.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct Descriptor {
+    /// Only the task's stdout.
+    #[arg(long, conflicts_with = "stderr")]
+    stdout: bool,
+    /// Only the task's stderr.
+    #[arg(long)]
+    stderr: bool,
+}
+
+impl Descriptor {
+    /// The descriptor chosen (both when neither flag is given).
+    fn fd(self) -> Fd {
+        match (self.stdout, self.stderr) {
+            (true, _) => Fd::Stdout,
+            (_, true) => Fd::Stderr,
+            _ => Fd::Unspecified,
+        }
     }
+}
+
+/// Resolves `request`'s task id (a prefix, maybe) and streams the task to the terminal.
+async fn stream(
+    options: &ConnectOptions,
+    mut request: StreamRequest,
+    with_state: bool,
+) -> Result<(), CliError> {
+    let mut client = rrocker_cli::connect(options).await?;
+    request.task_id = ids::resolve(&mut client, &request.task_id).await?;
+    rrocker_cli::output::stream(&mut client, request, with_state).await
 }
 
 /// The daemons `--addr` names: one, or for `ps` a comma-separated list.
@@ -347,21 +363,17 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 OutputFormat::Json => writeln!(stdout, "{:#}", format::status_json(&task))?,
             }
         }
-        Command::Stream { id, stdout: only_stdout, stderr: only_stderr, tail, no_follow } => {
+        Command::Stream { id, descriptor, tail, no_follow } => {
             drop(stdout);
-            let mut client = connect().await?;
-            let task_id = ids::resolve(&mut client, &id).await?;
-            let fd = chosen_fd(only_stdout, only_stderr).into();
-            let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow };
-            rrocker_cli::output::stream(&mut client, request, true).await?;
+            let fd = descriptor.fd().into();
+            let request = StreamRequest { task_id: id, fd, tail_lines: tail, no_follow };
+            stream(options, request, true).await?;
         }
-        Command::Logs { id, follow, stdout: only_stdout, stderr: only_stderr, tail } => {
+        Command::Logs { id, descriptor, tail, follow } => {
             drop(stdout);
-            let mut client = connect().await?;
-            let task_id = ids::resolve(&mut client, &id).await?;
-            let fd = chosen_fd(only_stdout, only_stderr).into();
-            let request = StreamRequest { task_id, fd, tail_lines: tail, no_follow: !follow };
-            rrocker_cli::output::stream(&mut client, request, false).await?;
+            let fd = descriptor.fd().into();
+            let request = StreamRequest { task_id: id, fd, tail_lines: tail, no_follow: !follow };
+            stream(options, request, false).await?;
         }
         Command::Rm { ids, force } => {
             drop(stdout);
