@@ -163,8 +163,10 @@ pub struct Issued {
 }
 
 impl Issued {
-    /// Writes `<dir>/<name>.pem` and `<dir>/<name>.key` (0600).
+    /// Writes `<dir>/<name>.pem` and `<dir>/<name>.key` (0600), creating `dir` (0700) if
+    /// needed.
     pub fn write(&self, dir: &Path, name: &str) -> Result<(), CertError> {
+        create_pki_dir(dir)?;
         write_file(&dir.join(format!("{name}.pem")), &self.chain_pem, 0o644)?;
         write_file(&dir.join(format!("{name}.key")), &self.key_pem, 0o600)
     }
@@ -262,11 +264,7 @@ impl Pki {
 
     /// Writes the CA certificates and keys into `dir` (created 0700 if needed).
     pub fn write_authorities(&self, dir: &Path) -> Result<(), CertError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| CertError::Write { path: dir.to_owned(), source })?;
+        create_pki_dir(dir)?;
         for (name, ca) in [
             ("root-ca", &self.root),
             ("server-ca", &self.server_ca),
@@ -425,6 +423,15 @@ fn new_key(name: &str) -> Result<KeyPair, CertError> {
 
 fn generate_error(name: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
     move |source| CertError::Generate { name: name.to_owned(), source }
+}
+
+/// Creates a PKI directory (0700) unless it is there.
+fn create_pki_dir(dir: &Path) -> Result<(), CertError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| CertError::Write { path: dir.to_owned(), source })
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {

@@ -103,7 +103,6 @@ fn issue(
     let issued = Authority::load(ca_dir, signer)
         .and_then(|authority| authority.issue(spec))
         .map_err(|error| error.to_string())?;
-    create_dir(out)?;
     issued.write(out, name).map_err(|error| error.to_string())?;
     println!("Wrote {}", out.join(format!("{name}.pem")).display());
     Ok(())
@@ -118,13 +117,4 @@ fn copy_client_ca(ca_dir: &std::path::Path, out: &std::path::Path) -> Result<(),
     std::fs::copy(&from, &to)
         .map(drop)
         .map_err(|source| CertError::Write { path: to, source }.to_string())
-}
-
-fn create_dir(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| CertError::Write { path: dir.to_owned(), source }.to_string())
 }
