@@ -16,7 +16,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --quiet --locked --root "$tools" cargo-fuzz
 fi
 mkdir -p "$CARGO_TARGET_DIR"
-for target in limit_flags requests init_contract; do
+for target in limit_flags requests init_contract seccomp_profile; do
   echo "== fuzz $target, ${seconds}s"
   log="$CARGO_TARGET_DIR/fuzz-$target.log"
   if ! cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" \

@@ -1,7 +1,8 @@
 //! `rrocker-init`: PID 1 of every task. The engine starts it inside the task's fresh
 //! namespaces, as root of the task's user namespace, with the report pipe as fd 3 and, when
-//! the daemon places it in cgroups itself, a go pipe as fd 4. It finishes the set-up that
-//! only a process inside can do ([`setup`]), waits until it is placed, then runs the command
+//! the daemon places it in cgroups itself, a go pipe as fd 4, and its seccomp filters as fd 5
+//! unless they are off. It finishes the set-up that only a process inside can do
+//! ([`setup`]), waits until it is placed, installs the filters, then runs the command
 //! as its child and reports READY. From then on it forwards SIGTERM, SIGINT and the other
 //! catchable job signals to the command, reaps every orphan, reports how the command ended
 //! and exits with its status (128 + signal when a signal killed it). A failed step is
@@ -23,6 +24,7 @@ use std::ffi::{CString, OsStr, c_int};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
@@ -36,6 +38,8 @@ use setup::{EINVAL, StepError, c_string, einval, step};
 const REPORT_FD: c_int = 3;
 /// The go pipe's fd, when there is one.
 const GO_FD: c_int = 4;
+/// The seccomp filters' fd, when there are any.
+const FILTERS_FD: c_int = rrocker_init::filters::FILTERS_FD;
 
 /// The C entry point.
 #[cfg(not(test))]
@@ -59,6 +63,7 @@ fn run(report: &mut File) -> Result<Infallible, StepError> {
     // The command starts in the task's cgroups, seeing them as its cgroup namespace's root.
     wait_for_placement().map_err(step(InitStep::Placement))?;
     sys::unshare_cgroup_namespace().map_err(step(InitStep::CgroupNamespace))?;
+    install_filters().map_err(step(InitStep::Seccomp))?;
     let command = start_command(&plan)?;
     send(report, report::READY, 0);
     supervise(command, &waited, report)
@@ -75,6 +80,28 @@ fn wait_for_placement() -> io::Result<()> {
         1 => Ok(()),
         _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
     }
+}
+
+/// Installs the seccomp filters the daemon handed over, if it did (see
+/// [`rrocker_init::filters`]); from here on they bind init and everything it starts.
+fn install_filters() -> io::Result<()> {
+    if !sys::is_open(FILTERS_FD) {
+        return Ok(());
+    }
+    let file = sys::inherited(FILTERS_FD);
+    let mut bytes = Vec::new();
+    // Read at offsets: the memfd's file position is shared with every other task's init.
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let offset = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        match file.read_at(&mut chunk, offset)? {
+            0 => break,
+            read => bytes.extend_from_slice(&chunk[..read]),
+        }
+    }
+    drop(file);
+    let filters = rrocker_init::filters::decode(&bytes).ok_or_else(einval)?;
+    filters.into_iter().try_for_each(sys::install_seccomp_filter)
 }
 
 /// Starts the command in its working directory with init's environment and only stdio;

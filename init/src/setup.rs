@@ -2,7 +2,8 @@
 //! its own step on failure: mounts made private; the task's root assembled (an overlay of
 //! the image with the task's writable layer, a fresh /proc for the new PID namespace, a
 //! minimal /dev of bind-mounted device nodes, a tmpfs /tmp); pivot_root into it with the old
-//! root detached; the hostname; loopback up; no new privileges, a small capability bounding
+//! root detached; /proc's host-revealing files masked and its kernel settings read-only;
+//! the hostname; loopback up; no new privileges, a small capability bounding
 //! set and a non-dumpable init from here on.
 
 use std::ffi::{CString, OsStr, c_ulong};
@@ -10,33 +11,32 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use rrocker_init::capabilities::KEPT;
 use rrocker_init::plan::InitPlan;
 use rrocker_init::step::InitStep;
 
-use crate::sys::{self, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC};
+use crate::sys::{
+    self, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
+};
+
+/// /proc files that tell of the host's kernel (memory, keys, timers, scheduler): each is
+/// covered by /dev/null, where the kernel has it.
+const MASKED_FILES: [&str; 6] = [
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+];
+/// /proc directories of host hardware: each is covered by an empty read-only tmpfs.
+const MASKED_DIRS: [&str; 3] = ["/proc/acpi", "/proc/scsi", "/proc/asound"];
+/// /proc paths that configure the host's kernel: each is bound read-only onto itself.
+const READ_ONLY: [&str; 5] =
+    ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"];
 
 /// Device nodes a task gets, bind-mounted from the host's /dev.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
-
-/// Capabilities the command may hold (as root of its user namespace): what a process
-/// manager's root usually needs, the same set container runtimes keep by default. Everything
-/// else (modules, raw I/O, ptrace, admin, ...) leaves the bounding set.
-const KEPT_CAPABILITIES: [u32; 14] = [
-    0,  // CAP_CHOWN
-    1,  // CAP_DAC_OVERRIDE
-    3,  // CAP_FOWNER
-    4,  // CAP_FSETID
-    5,  // CAP_KILL
-    6,  // CAP_SETGID
-    7,  // CAP_SETUID
-    8,  // CAP_SETPCAP
-    10, // CAP_NET_BIND_SERVICE
-    13, // CAP_NET_RAW
-    18, // CAP_SYS_CHROOT
-    27, // CAP_MKNOD
-    29, // CAP_AUDIT_WRITE
-    31, // CAP_SETFCAP
-];
 
 /// A failed step and why.
 pub type StepError = (InitStep, io::Error);
@@ -65,6 +65,7 @@ pub fn run(plan: &InitPlan) -> Result<(), StepError> {
     )
     .map_err(step(InitStep::Tmp))?;
     pivot_into(&root).map_err(step(InitStep::PivotRoot))?;
+    mask_proc().map_err(step(InitStep::MaskPaths))?;
     sys::set_hostname(&plan.hostname).map_err(step(InitStep::Hostname))?;
     // Already up in a namespace the daemon made ahead.
     sys::loopback_up().map_err(step(InitStep::Loopback))?;
@@ -141,13 +142,34 @@ fn pivot_into(root: &Path) -> io::Result<()> {
     std::env::set_current_dir("/")
 }
 
+/// Masks and write-protects /proc as docker does by default (a task has no /sys to mask).
+/// The task's root could undo these mounts but for its seccomp filter, which refuses every
+/// mount call.
+fn mask_proc() -> io::Result<()> {
+    let present = |path: &&&str| Path::new(path).exists();
+    for file in MASKED_FILES.iter().filter(present) {
+        mount(Some("/dev/null"), Path::new(file), None, MS_BIND, None)?;
+    }
+    let locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    for dir in MASKED_DIRS.iter().filter(present) {
+        mount(Some("tmpfs"), Path::new(dir), Some("tmpfs"), locked | MS_RDONLY, Some(b"size=0"))?;
+    }
+    for path in READ_ONLY.iter().filter(present) {
+        mount(Some(path), Path::new(path), None, MS_BIND | MS_REC, None)?;
+        // A remount inside a user namespace must keep the flags /proc was mounted with.
+        mount(None, Path::new(path), None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked, None)?;
+    }
+    Ok(())
+}
+
 /// Drops every capability but the kept ones from the bounding set, up to the kernel's last.
 fn limit_bounding_set() -> io::Result<()> {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(63);
-    for capability in (0..=last).filter(|cap| !KEPT_CAPABILITIES.contains(cap)) {
+    let kept = |capability: &u32| KEPT.iter().any(|(number, _)| number == capability);
+    for capability in (0..=last).filter(|capability| !kept(capability)) {
         sys::drop_capability(capability)?;
     }
     Ok(())

@@ -19,6 +19,8 @@ pub enum InitStep {
     Tmp,
     /// Switching to the new root.
     PivotRoot,
+    /// Masking /proc paths and making others read-only.
+    MaskPaths,
     /// Setting the hostname.
     Hostname,
     /// Bringing loopback up.
@@ -35,6 +37,8 @@ pub enum InitStep {
     Placement,
     /// Rooting a cgroup namespace at the task's own cgroups.
     CgroupNamespace,
+    /// Installing the seccomp filters.
+    Seccomp,
     /// Forking the command.
     Fork,
     /// Entering the working directory.
@@ -44,7 +48,7 @@ pub enum InitStep {
 }
 
 impl InitStep {
-    const ALL: [Self; 18] = [
+    const ALL: [Self; 20] = [
         Self::Arguments,
         Self::PrivateMounts,
         Self::Overlay,
@@ -52,6 +56,7 @@ impl InitStep {
         Self::Dev,
         Self::Tmp,
         Self::PivotRoot,
+        Self::MaskPaths,
         Self::Hostname,
         Self::Loopback,
         Self::NoNewPrivs,
@@ -60,6 +65,7 @@ impl InitStep {
         Self::Signals,
         Self::Placement,
         Self::CgroupNamespace,
+        Self::Seccomp,
         Self::Fork,
         Self::Workdir,
         Self::Exec,
@@ -80,6 +86,7 @@ impl InitStep {
             Self::Dev => "populate /dev",
             Self::Tmp => "mount /tmp",
             Self::PivotRoot => "switch to the task's root filesystem",
+            Self::MaskPaths => "mask /proc paths",
             Self::Hostname => "set the hostname",
             Self::Loopback => "bring up loopback",
             Self::NoNewPrivs => "set no_new_privs",
@@ -88,6 +95,7 @@ impl InitStep {
             Self::Signals => "block the forwarded signals",
             Self::Placement => "wait for the task's cgroups",
             Self::CgroupNamespace => "root a cgroup namespace at the task's cgroups",
+            Self::Seccomp => "install the seccomp filter",
             Self::Fork => "fork the command",
             Self::Workdir => "enter the working directory",
             Self::Exec => "execute the command",

@@ -7,12 +7,16 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 
+/// `MS_RDONLY`.
+pub const MS_RDONLY: c_ulong = 1;
 /// `MS_NOSUID`.
 pub const MS_NOSUID: c_ulong = 2;
 /// `MS_NODEV`.
 pub const MS_NODEV: c_ulong = 4;
 /// `MS_NOEXEC`.
 pub const MS_NOEXEC: c_ulong = 8;
+/// `MS_REMOUNT`.
+pub const MS_REMOUNT: c_ulong = 32;
 /// `MS_BIND`.
 pub const MS_BIND: c_ulong = 4096;
 /// `MS_REC`.
@@ -30,6 +34,8 @@ const MNT_DETACH: c_int = 2;
 const PR_SET_DUMPABLE: c_int = 4;
 const PR_CAPBSET_DROP: c_int = 24;
 const PR_SET_NO_NEW_PRIVS: c_int = 38;
+const PR_SET_SECCOMP: c_int = 22;
+const SECCOMP_MODE_FILTER: c_ulong = 2;
 const CLONE_NEWCGROUP: c_int = 0x0200_0000;
 const CLOSE_RANGE_CLOEXEC: c_int = 4;
 const F_GETFD: c_int = 1;
@@ -52,6 +58,13 @@ const SYS_PIVOT_ROOT: c_long = 41;
 #[repr(C)]
 #[derive(Debug)]
 pub struct SignalSet([c_ulong; 16]);
+
+/// `struct sock_fprog`: a BPF program's length and its instructions.
+#[repr(C)]
+struct FilterProgram {
+    len: u16,
+    filter: *const u8,
+}
 
 /// `struct ifreq` with its flags member (40 bytes).
 #[repr(C)]
@@ -181,6 +194,19 @@ pub fn no_new_privs() -> io::Result<()> {
 pub fn drop_capability(capability: u32) -> io::Result<()> {
     // SAFETY: PR_CAPBSET_DROP takes a capability number; no memory is passed.
     check(unsafe { prctl(PR_CAPBSET_DROP, c_ulong::from(capability), UNUSED, UNUSED, UNUSED) })
+}
+
+/// Installs a seccomp filter (its instructions, in the kernel's layout) on this process and
+/// everything it starts from now on. Needs no_new_privs first.
+pub fn install_seccomp_filter(instructions: &[u8]) -> io::Result<()> {
+    let len = instructions.len() / rrocker_init::filters::INSTRUCTION_LEN;
+    let program = FilterProgram {
+        len: u16::try_from(len).map_err(|_| io::Error::from_raw_os_error(22))?,
+        filter: instructions.as_ptr(),
+    };
+    // SAFETY: the kernel copies `len` 8-byte instructions from `filter`, which points into
+    // `instructions` (long enough: `len` is its length in instructions), before returning.
+    check(unsafe { prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &raw const program, UNUSED, UNUSED) })
 }
 
 /// PR_SET_DUMPABLE 0: init's memory and /proc entries are out of the command's reach.

@@ -97,6 +97,7 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "owner": status.owner,
         "argv": status.argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect::<Vec<_>>(),
         "image": (!status.image.is_empty()).then_some(&status.image),
+        "seccomp": (!status.seccomp.is_empty()).then_some(&status.seccomp),
         "held": (!status.held.is_empty()).then_some(&status.held),
         "pid": (status.pid != 0).then_some(status.pid),
         "created_at_ms": status.created_at_ms,
@@ -206,6 +207,9 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
     }
     if !status.image.is_empty() {
         lines.push_str(&format!("Image: {}\n", status.image));
+    }
+    if !status.seccomp.is_empty() {
+        lines.push_str(&format!("Seccomp: {}\n", status.seccomp));
     }
     lines
 }

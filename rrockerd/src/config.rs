@@ -50,6 +50,17 @@ pub struct Config {
     /// rrockerd runs unprivileged: its own uid and gid then map to root, one id).
     #[arg(long, default_value = "100000:65536", value_parser = parse_id_range)]
     pub uid_range: (u32, u32),
+    /// The seccomp filter of every task: rrocker's default profile (docker's default for a
+    /// container without CAP_SYS_ADMIN; no namespaces, mounts, io_uring, keyrings, bpf...),
+    /// unconfined (none), or a profile file in docker's JSON format. Compiled at start-up: a
+    /// profile that does not parse, or names an unknown syscall, stops the daemon.
+    #[arg(
+        long,
+        env = "RROCKERD_SECCOMP_PROFILE",
+        default_value = "default",
+        value_name = "default|unconfined|FILE"
+    )]
+    pub seccomp_profile: crate::worker::seccomp::SeccompMode,
     /// Parent cgroup of every task's cgroup, relative to each hierarchy's root. rrocker
     /// creates, writes and removes cgroups only below it; one daemon per parent.
     #[arg(long, env = "RROCKERD_CGROUP_PARENT", default_value = "rrocker", value_parser = crate::cgroup::parse_parent)]

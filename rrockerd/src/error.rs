@@ -55,6 +55,9 @@ pub enum DaemonError {
     /// The daemon is stopping and takes no new tasks.
     #[error("rrockerd is shutting down")]
     ShuttingDown,
+    /// The seccomp profile cannot be used.
+    #[error("{0}")]
+    Seccomp(#[from] crate::worker::seccomp::SeccompError),
     /// The engine could not start or signal a task.
     #[error("{0}")]
     Engine(#[from] EngineError),
@@ -168,6 +171,7 @@ impl DaemonError {
             | Self::Io { .. }
             | Self::Cgroup { .. }
             | Self::Pki(_)
+            | Self::Seccomp(_)
             | Self::Tls { .. }
             | Self::Listen { .. }
             | Self::Serve(_)

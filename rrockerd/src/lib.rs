@@ -89,6 +89,9 @@ pub async fn run(
     }
     // Bad TLS files stop the daemon before it creates anything.
     let acceptors = tls::reloaded_on_sighup(pki_dir.clone(), config.crl.clone())?;
+    // So does a seccomp profile that does not compile.
+    let filters = worker::seccomp::load(&config.seccomp_profile)?;
+    tracing::info!(profile = %filters.mode, "seccomp");
     let created_state_dir = !config.state_dir.exists();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.state_dir).map_err(
         |source| DaemonError::Io { action: "create", path: config.state_dir.clone(), source },
@@ -127,7 +130,7 @@ pub async fn run(
         config.id_map(),
         mounts,
     )?);
-    let isolator = worker::Isolator::new(Arc::clone(&images), config.id_map())?;
+    let isolator = worker::Isolator::new(Arc::clone(&images), config.id_map(), filters)?;
     // Leftover tasks of an earlier run are killed (with their cgroups) before their
     // directories are cleaned up.
     let cgroups = cgroup::probe(config.cgroup_version, &config.cgroup_parent)?;

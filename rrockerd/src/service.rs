@@ -148,6 +148,7 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         owner: task.owner.clone(),
         argv: task.argv.clone(),
         image: task.image.clone(),
+        seccomp: task.seccomp.clone(),
         held: if progress.state.is_final() {
             String::new()
         } else {

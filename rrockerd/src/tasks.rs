@@ -53,6 +53,8 @@ pub struct Task {
     pub argv: Vec<Vec<u8>>,
     /// The image its root is a view of (`""`: the daemon's own).
     pub image: String,
+    /// The seccomp profile it runs under.
+    pub seccomp: String,
     /// Its limits as requested.
     pub limits: Limits,
     /// When it was created.
@@ -231,6 +233,7 @@ impl TaskRegistry {
             owner: caller.identity.clone(),
             argv,
             image,
+            seccomp: self.isolator.seccomp_mode().to_string(),
             limits,
             created_at: SystemTime::now(),
             pid: spawned.pid,

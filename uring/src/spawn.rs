@@ -34,6 +34,8 @@ pub struct SpawnSpec {
     pub isolation: Option<Isolation>,
     /// The cgroups the child belongs to from its first instruction on.
     pub placement: Placement,
+    /// A file an isolated child's init gets as fd 5 (its seccomp filters); none without.
+    pub filters: Option<Arc<OwnedFd>>,
 }
 
 /// Where a child's processes are accounted and limited, set before the child runs anything
@@ -155,6 +157,7 @@ pub(crate) fn clone_child(
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
     plan.go_fd = go.as_ref().map(|(read_end, _)| read_end.as_fd());
+    plan.filters_fd = spec.filters.as_deref().filter(|_| plan.report_fd).map(AsFd::as_fd);
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
     let new_network = libc::CLONE_NEWNET as u64;
     let pool = netns.filter(|_| plan.namespaces & new_network != 0);

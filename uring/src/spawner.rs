@@ -22,8 +22,9 @@ use rustix::net::{
 
 use crate::sys::{self, ChildPlan, ExecTarget};
 
-/// Most fds a request carries: stdio, error pipe, sync pipe, go pipe, cgroup, netns, program.
-const MAX_FDS: usize = 10;
+/// Most fds a request carries: stdio, error pipe, sync pipe, go pipe, filters, cgroup, netns,
+/// program.
+const MAX_FDS: usize = 11;
 
 /// The daemon's end of the spawner.
 #[derive(Debug)]
@@ -125,19 +126,20 @@ impl Drop for Spawner {
 }
 
 /// Flag bits of a request.
-const REPORT_FD: u8 = 1;
-const BECOME_ROOT: u8 = 2;
-const DROP_GROUPS: u8 = 4;
-const SYNC: u8 = 8;
-const GO: u8 = 16;
-const CGROUP: u8 = 32;
-const NETWORK: u8 = 64;
-const PROGRAM_FILE: u8 = 128;
+const REPORT_FD: u16 = 1;
+const BECOME_ROOT: u16 = 2;
+const DROP_GROUPS: u16 = 4;
+const SYNC: u16 = 8;
+const GO: u16 = 16;
+const CGROUP: u16 = 32;
+const NETWORK: u16 = 64;
+const PROGRAM_FILE: u16 = 128;
+const FILTERS: u16 = 256;
 
-/// A request: `[namespaces u64][flags u8][workdir][path, unless PROGRAM_FILE][argc u32]
+/// A request: `[namespaces u64][flags u16 LE][workdir][path, unless PROGRAM_FILE][argc u32]
 /// [argv...][envc u32][env...]`, each string as `[length u32][bytes]` (no NUL); and its fds
-/// in order: stdin, stdout, stderr, error pipe, then sync read and write ends, go, cgroup,
-/// network namespace and program, those that are there.
+/// in order: stdin, stdout, stderr, error pipe, then sync read and write ends, go, filters,
+/// cgroup, network namespace and program, those that are there.
 fn encode<'a>(
     plan: &ChildPlan<'a>,
     network: Option<BorrowedFd<'a>>,
@@ -158,14 +160,16 @@ fn encode<'a>(
         flags |= SYNC;
         fds.extend([read_end, write_end]);
     }
-    for (fd, bit) in [(plan.go_fd, GO), (plan.cgroup, CGROUP), (network, NETWORK)] {
+    for (fd, bit) in
+        [(plan.go_fd, GO), (plan.filters_fd, FILTERS), (plan.cgroup, CGROUP), (network, NETWORK)]
+    {
         if let Some(fd) = fd {
             flags |= bit;
             fds.push(fd);
         }
     }
     let mut payload = plan.namespaces.to_le_bytes().to_vec();
-    payload.push(0);
+    payload.extend_from_slice(&[0, 0]);
     let put = |payload: &mut Vec<u8>, bytes: &[u8]| {
         let length = u32::try_from(bytes.len()).expect("a request string is under 4 GiB");
         payload.extend_from_slice(&length.to_le_bytes());
@@ -186,7 +190,7 @@ fn encode<'a>(
             put(&mut payload, string.to_bytes());
         }
     }
-    payload[8] = flags;
+    payload[8..10].copy_from_slice(&flags.to_le_bytes());
     (payload, fds)
 }
 
@@ -194,7 +198,7 @@ fn encode<'a>(
 #[derive(Debug)]
 struct Request {
     namespaces: u64,
-    flags: u8,
+    flags: u16,
     workdir: CString,
     path: Option<CString>,
     argv: Vec<CString>,
@@ -205,7 +209,7 @@ struct Request {
 fn decode(payload: &[u8]) -> Option<Request> {
     let mut cursor = Cursor { rest: payload };
     let namespaces = u64::from_le_bytes(cursor.take(8)?.try_into().ok()?);
-    let flags = cursor.take(1)?[0];
+    let flags = u16::from_le_bytes(cursor.take(2)?.try_into().ok()?);
     let workdir = cursor.string()?;
     let path = if flags & PROGRAM_FILE == 0 { Some(cursor.string()?) } else { None };
     let argv = cursor.strings()?;
@@ -338,9 +342,10 @@ fn clone_for(
     let mut next = || fds.next().ok_or_else(malformed);
     let stdio = [next()?, next()?, next()?];
     let error_pipe = next()?;
-    let has = |bit: u8| request.flags & bit != 0;
+    let has = |bit: u16| request.flags & bit != 0;
     let sync = if has(SYNC) { Some((next()?, next()?)) } else { None };
     let go = if has(GO) { Some(next()?) } else { None };
+    let filters = if has(FILTERS) { Some(next()?) } else { None };
     let cgroup = if has(CGROUP) { Some(next()?) } else { None };
     let network = if has(NETWORK) { Some(next()?) } else { None };
     let program = if has(PROGRAM_FILE) { Some(next()?) } else { None };
@@ -364,6 +369,7 @@ fn clone_for(
     plan.drop_groups = has(DROP_GROUPS);
     plan.sync = sync.as_ref().map(|(read_end, write_end)| (read_end.as_fd(), write_end.as_fd()));
     plan.go_fd = go.as_ref().map(AsFd::as_fd);
+    plan.filters_fd = filters.as_ref().map(AsFd::as_fd);
     plan.cgroup = cgroup.as_ref().map(AsFd::as_fd);
     plan.parent_pid = rustix::process::Pid::as_raw(rustix::process::getppid());
     match network {
@@ -389,11 +395,12 @@ mod tests {
         plan.namespaces = 0x1234;
         plan.report_fd = true;
         plan.go_fd = Some(null.as_fd());
+        plan.filters_fd = Some(null.as_fd());
         let (payload, fds) = encode(&plan, Some(null.as_fd()));
-        assert_eq!(fds.len(), 6, "stdio, error pipe, go, network");
+        assert_eq!(fds.len(), 7, "stdio, error pipe, go, filters, network");
         let request = decode(&payload).expect("decodes");
         assert_eq!(request.namespaces, 0x1234);
-        assert_eq!(request.flags, REPORT_FD | GO | NETWORK);
+        assert_eq!(request.flags, REPORT_FD | GO | FILTERS | NETWORK);
         assert_eq!((request.workdir, request.path), (workdir, Some(path)));
         assert_eq!((request.argv.as_slice(), request.env.as_slice()), (&argv[..], &env[..]));
     }
@@ -402,10 +409,11 @@ mod tests {
     fn malformed_requests_do_not_decode() {
         assert!(decode(&[]).is_none());
         let mut truncated = 0u64.to_le_bytes().to_vec();
-        truncated.extend_from_slice(&[0, 9, 0, 0, 0, b'/']);
+        truncated.extend_from_slice(&[0, 0, 9, 0, 0, 0, b'/']);
         assert!(decode(&truncated).is_none());
         let mut huge_count = 0u64.to_le_bytes().to_vec();
-        huge_count.extend_from_slice(&[PROGRAM_FILE, 1, 0, 0, 0, b'/', 255, 255, 255, 255]);
+        huge_count.extend_from_slice(&PROGRAM_FILE.to_le_bytes());
+        huge_count.extend_from_slice(&[1, 0, 0, 0, b'/', 255, 255, 255, 255]);
         assert!(decode(&huge_count).is_none());
     }
 }

@@ -228,6 +228,8 @@ pub(crate) struct ChildPlan<'a> {
     /// A pipe handed to the program as fd 4 (with `report_fd`): its init waits on it until
     /// the parent has placed it in its cgroups.
     pub go_fd: Option<BorrowedFd<'a>>,
+    /// A file handed to the program as fd 5 (with `report_fd`): its init's seccomp filters.
+    pub filters_fd: Option<BorrowedFd<'a>>,
     /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
     pub cgroup: Option<BorrowedFd<'a>>,
     /// The process the child must be a child of (else its parent died before it ran).
@@ -263,6 +265,7 @@ impl<'a> ChildPlan<'a> {
             become_root: false,
             drop_groups: false,
             go_fd: None,
+            filters_fd: None,
             cgroup: None,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
@@ -331,10 +334,12 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
         let mut error_pipe = error_pipe;
         let mut first_closed = 3u32;
         if plan.report_fd {
-            // Copies above 4 first: either pipe may sit on 3 or 4 already.
-            let report = libc::fcntl(error_pipe, libc::F_DUPFD, 5);
-            let go = plan.go_fd.map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 5));
-            if report == -1 || go == Some(-1) || libc::dup2(report, 3) == -1 {
+            // Copies above 5 first: any of them may sit on 3, 4 or 5 already.
+            let report = libc::fcntl(error_pipe, libc::F_DUPFD, 6);
+            let go = plan.go_fd.map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 6));
+            let filters = plan.filters_fd.map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 6));
+            if report == -1 || go == Some(-1) || filters == Some(-1) || libc::dup2(report, 3) == -1
+            {
                 fail(error_pipe, ChildStep::Stdio);
             }
             error_pipe = 3;
@@ -344,6 +349,16 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                     fail(error_pipe, ChildStep::Stdio);
                 }
                 first_closed = 5;
+            }
+            if let Some(filters) = filters {
+                // Nothing needed is left on 4 (all are copies above 5): no stray fd there.
+                if go.is_none() {
+                    libc::close(4);
+                }
+                if libc::dup2(filters, 5) == -1 {
+                    fail(error_pipe, ChildStep::Stdio);
+                }
+                first_closed = 6;
             }
         }
         let close_from_exec = libc::CLOSE_RANGE_CLOEXEC;

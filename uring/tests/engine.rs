@@ -12,6 +12,7 @@ fn shell(script: &str) -> SpawnSpec {
         workdir: PathBuf::from("/"),
         isolation: None,
         placement: rrocker_uring::Placement::default(),
+        filters: None,
     }
 }
 

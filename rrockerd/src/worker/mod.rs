@@ -18,6 +18,7 @@ use rrocker_init::plan::InitPlan;
 
 use crate::error::DaemonError;
 use crate::worker::images::Images;
+use crate::worker::seccomp::{SeccompFilters, SeccompMode};
 
 pub mod idmap;
 pub mod image;
@@ -25,6 +26,7 @@ pub mod images;
 pub mod import;
 mod init_binary;
 pub mod rootfs;
+pub mod seccomp;
 
 /// PATH used when the request's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -45,25 +47,35 @@ pub const TASK_NAMESPACES: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWCGROUP) as u64;
 
-/// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, and the
-/// id range root inside maps to.
+/// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, the id
+/// range root inside maps to, and the seccomp filters of their commands.
 #[derive(Debug, Clone)]
 pub struct Isolator {
     init: Arc<OwnedFd>,
     images: Arc<Images>,
     id_map: IdMap,
+    filters: SeccompFilters,
 }
 
 impl Isolator {
     /// Loads every task's init. Tasks' roots are overlays of one of `images`; root inside
-    /// tasks maps to `id_map`.
-    pub fn new(images: Arc<Images>, id_map: IdMap) -> Result<Self, DaemonError> {
+    /// tasks maps to `id_map`; their commands run under `filters`.
+    pub fn new(
+        images: Arc<Images>,
+        id_map: IdMap,
+        filters: SeccompFilters,
+    ) -> Result<Self, DaemonError> {
         let init = init_binary::load().map_err(|source| DaemonError::Io {
             action: "load rrocker-init into",
             path: PathBuf::from("a memfd"),
             source,
         })?;
-        Ok(Self { init: Arc::new(init), images, id_map })
+        Ok(Self { init: Arc::new(init), images, id_map, filters })
+    }
+
+    /// The seccomp profile tasks run under.
+    pub fn seccomp_mode(&self) -> &SeccompMode {
+        &self.filters.mode
     }
 
     /// The host uid and gid of root inside tasks.
@@ -110,6 +122,7 @@ impl Isolator {
             workdir: PathBuf::from("/"),
             isolation: Some(Isolation { namespaces: TASK_NAMESPACES, id_map: Some(self.id_map) }),
             placement: Placement::default(),
+            filters: self.filters.memfd.clone(),
         })
     }
 }
@@ -126,7 +139,8 @@ mod tests {
 
     fn isolator() -> Isolator {
         let id_map = IdMap { first_uid: 100_000, first_gid: 100_000, count: 65_536 };
-        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), id_map).expect("exe")
+        let filters = seccomp::load(&SeccompMode::Default).expect("the default profile");
+        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), id_map, filters).expect("exe")
     }
 
     #[test]
