@@ -46,7 +46,7 @@ fn main() {
                 workdir: "/".into(),
                 isolation: None,
                 placement: rrocker_uring::Placement::default(),
-                filters: None,
+                init_fds: [None, None, None],
             };
             let begin = Instant::now();
             let task = engine.spawn(spec).await.expect("spawn");

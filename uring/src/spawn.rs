@@ -34,8 +34,9 @@ pub struct SpawnSpec {
     pub isolation: Option<Isolation>,
     /// The cgroups the child belongs to from its first instruction on.
     pub placement: Placement,
-    /// A file an isolated child's init gets as fd 5 (its seccomp filters); none without.
-    pub filters: Option<Arc<OwnedFd>>,
+    /// Files an isolated child's init gets as fds 5, 6 and 7 (after the go pipe's 4), in
+    /// order; an empty slot is a closed fd there.
+    pub init_fds: [Option<Arc<OwnedFd>>; 3],
 }
 
 /// Where a child's processes are accounted and limited, set before the child runs anything
@@ -156,8 +157,12 @@ pub(crate) fn clone_child(
         plan.become_root = true;
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
-    plan.go_fd = go.as_ref().map(|(read_end, _)| read_end.as_fd());
-    plan.filters_fd = spec.filters.as_deref().filter(|_| plan.report_fd).map(AsFd::as_fd);
+    plan.handed[0] = go.as_ref().map(|(read_end, _)| read_end.as_fd());
+    if plan.report_fd {
+        for (slot, fd) in plan.handed[1..].iter_mut().zip(&spec.init_fds) {
+            *slot = fd.as_deref().map(AsFd::as_fd);
+        }
+    }
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
     let new_network = libc::CLONE_NEWNET as u64;
     let pool = netns.filter(|_| plan.namespaces & new_network != 0);

@@ -20,11 +20,11 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-use crate::sys::{self, ChildPlan, ExecTarget};
+use crate::sys::{self, ChildPlan, ExecTarget, HANDED_FDS};
 
-/// Most fds a request carries: stdio, error pipe, sync pipe, go pipe, filters, cgroup, netns,
+/// Most fds a request carries: stdio, error pipe, sync pipe, the handed ones, cgroup, netns,
 /// program.
-const MAX_FDS: usize = 11;
+const MAX_FDS: usize = 14;
 
 /// The daemon's end of the spawner.
 #[derive(Debug)]
@@ -130,16 +130,16 @@ const REPORT_FD: u16 = 1;
 const BECOME_ROOT: u16 = 2;
 const DROP_GROUPS: u16 = 4;
 const SYNC: u16 = 8;
-const GO: u16 = 16;
 const CGROUP: u16 = 32;
 const NETWORK: u16 = 64;
 const PROGRAM_FILE: u16 = 128;
-const FILTERS: u16 = 256;
+/// Bit of the first handed fd (the go pipe); the others follow.
+const FIRST_HANDED: u16 = 256;
 
 /// A request: `[namespaces u64][flags u16 LE][workdir][path, unless PROGRAM_FILE][argc u32]
 /// [argv...][envc u32][env...]`, each string as `[length u32][bytes]` (no NUL); and its fds
-/// in order: stdin, stdout, stderr, error pipe, then sync read and write ends, go, filters,
-/// cgroup, network namespace and program, those that are there.
+/// in order: stdin, stdout, stderr, error pipe, then sync read and write ends, the handed fds
+/// (go pipe first), cgroup, network namespace and program, those that are there.
 fn encode<'a>(
     plan: &ChildPlan<'a>,
     network: Option<BorrowedFd<'a>>,
@@ -160,9 +160,8 @@ fn encode<'a>(
         flags |= SYNC;
         fds.extend([read_end, write_end]);
     }
-    for (fd, bit) in
-        [(plan.go_fd, GO), (plan.filters_fd, FILTERS), (plan.cgroup, CGROUP), (network, NETWORK)]
-    {
+    let handed = plan.handed.iter().zip(0..).map(|(fd, slot)| (*fd, FIRST_HANDED << slot));
+    for (fd, bit) in handed.chain([(plan.cgroup, CGROUP), (network, NETWORK)]) {
         if let Some(fd) = fd {
             flags |= bit;
             fds.push(fd);
@@ -344,8 +343,12 @@ fn clone_for(
     let error_pipe = next()?;
     let has = |bit: u16| request.flags & bit != 0;
     let sync = if has(SYNC) { Some((next()?, next()?)) } else { None };
-    let go = if has(GO) { Some(next()?) } else { None };
-    let filters = if has(FILTERS) { Some(next()?) } else { None };
+    let mut handed: [Option<OwnedFd>; HANDED_FDS] = Default::default();
+    for (slot, fd) in (0..).zip(&mut handed) {
+        if has(FIRST_HANDED << slot) {
+            *fd = Some(next()?);
+        }
+    }
     let cgroup = if has(CGROUP) { Some(next()?) } else { None };
     let network = if has(NETWORK) { Some(next()?) } else { None };
     let program = if has(PROGRAM_FILE) { Some(next()?) } else { None };
@@ -368,8 +371,9 @@ fn clone_for(
     plan.become_root = has(BECOME_ROOT);
     plan.drop_groups = has(DROP_GROUPS);
     plan.sync = sync.as_ref().map(|(read_end, write_end)| (read_end.as_fd(), write_end.as_fd()));
-    plan.go_fd = go.as_ref().map(AsFd::as_fd);
-    plan.filters_fd = filters.as_ref().map(AsFd::as_fd);
+    for (slot, fd) in plan.handed.iter_mut().zip(&handed) {
+        *slot = fd.as_ref().map(AsFd::as_fd);
+    }
     plan.cgroup = cgroup.as_ref().map(AsFd::as_fd);
     plan.parent_pid = rustix::process::Pid::as_raw(rustix::process::getppid());
     match network {
@@ -394,13 +398,12 @@ mod tests {
             ChildPlan::new(ExecTarget::Path(&path), &argv, &env, &workdir, stdio, null.as_fd());
         plan.namespaces = 0x1234;
         plan.report_fd = true;
-        plan.go_fd = Some(null.as_fd());
-        plan.filters_fd = Some(null.as_fd());
+        plan.handed = [Some(null.as_fd()), None, Some(null.as_fd()), None];
         let (payload, fds) = encode(&plan, Some(null.as_fd()));
-        assert_eq!(fds.len(), 7, "stdio, error pipe, go, filters, network");
+        assert_eq!(fds.len(), 7, "stdio, error pipe, go, the second init fd, network");
         let request = decode(&payload).expect("decodes");
         assert_eq!(request.namespaces, 0x1234);
-        assert_eq!(request.flags, REPORT_FD | GO | FILTERS | NETWORK);
+        assert_eq!(request.flags, REPORT_FD | FIRST_HANDED | FIRST_HANDED << 2 | NETWORK);
         assert_eq!((request.workdir, request.path), (workdir, Some(path)));
         assert_eq!((request.argv.as_slice(), request.env.as_slice()), (&argv[..], &env[..]));
     }

@@ -199,6 +199,11 @@ pub(crate) enum ExecTarget<'a> {
     File(BorrowedFd<'a>),
 }
 
+/// The first fd of those handed to an isolated child's init after its report pipe (3).
+pub(crate) const FIRST_HANDED_FD: libc::c_int = 4;
+/// How many fds can be handed from there: the go pipe and three of the init's own.
+pub(crate) const HANDED_FDS: usize = 4;
+
 /// Everything the child needs, prepared before cloning so that the child never allocates:
 /// the C strings are borrowed from the caller, the pointer arrays are built here.
 #[derive(Debug)]
@@ -225,11 +230,10 @@ pub(crate) struct ChildPlan<'a> {
     pub become_root: bool,
     /// Clear supplementary groups (impossible, and needless, for an unprivileged daemon).
     pub drop_groups: bool,
-    /// A pipe handed to the program as fd 4 (with `report_fd`): its init waits on it until
-    /// the parent has placed it in its cgroups.
-    pub go_fd: Option<BorrowedFd<'a>>,
-    /// A file handed to the program as fd 5 (with `report_fd`): its init's seccomp filters.
-    pub filters_fd: Option<BorrowedFd<'a>>,
+    /// Files handed to the program (with `report_fd`) as fds 4, 5, 6...: first the go pipe
+    /// its init waits on until the parent has placed it in its cgroups, then the init's own
+    /// (see [`crate::SpawnSpec::init_fds`]). A slot left empty is a closed fd.
+    pub handed: [Option<BorrowedFd<'a>>; HANDED_FDS],
     /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
     pub cgroup: Option<BorrowedFd<'a>>,
     /// The process the child must be a child of (else its parent died before it ran).
@@ -264,8 +268,7 @@ impl<'a> ChildPlan<'a> {
             sync: None,
             become_root: false,
             drop_groups: false,
-            go_fd: None,
-            filters_fd: None,
+            handed: [None; HANDED_FDS],
             cgroup: None,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
@@ -334,31 +337,33 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
         let mut error_pipe = error_pipe;
         let mut first_closed = 3u32;
         if plan.report_fd {
-            // Copies above 5 first: any of them may sit on 3, 4 or 5 already.
-            let report = libc::fcntl(error_pipe, libc::F_DUPFD, 6);
-            let go = plan.go_fd.map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 6));
-            let filters = plan.filters_fd.map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 6));
-            if report == -1 || go == Some(-1) || filters == Some(-1) || libc::dup2(report, 3) == -1
-            {
+            // Copies above the handed range first: any of them may sit in it already.
+            let above = FIRST_HANDED_FD + HANDED_FDS as libc::c_int;
+            let report = libc::fcntl(error_pipe, libc::F_DUPFD, above);
+            let mut copies = [-1; HANDED_FDS];
+            for (copy, fd) in copies.iter_mut().zip(&plan.handed) {
+                if let Some(fd) = fd {
+                    *copy = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, above);
+                    if *copy == -1 {
+                        fail(error_pipe, ChildStep::Stdio);
+                    }
+                }
+            }
+            if report == -1 || libc::dup2(report, 3) == -1 {
                 fail(error_pipe, ChildStep::Stdio);
             }
             error_pipe = 3;
             first_closed = 4;
-            if let Some(go) = go {
-                if libc::dup2(go, 4) == -1 {
+            let last = plan.handed.iter().rposition(Option::is_some);
+            for (target, copy) in (FIRST_HANDED_FD..).zip(copies).take(last.map_or(0, |i| i + 1)) {
+                // Nothing needed is left in the range (all are copies above it): an empty
+                // slot is closed, so that no stray fd sits there.
+                if copy == -1 {
+                    libc::close(target);
+                } else if libc::dup2(copy, target) == -1 {
                     fail(error_pipe, ChildStep::Stdio);
                 }
-                first_closed = 5;
-            }
-            if let Some(filters) = filters {
-                // Nothing needed is left on 4 (all are copies above 5): no stray fd there.
-                if go.is_none() {
-                    libc::close(4);
-                }
-                if libc::dup2(filters, 5) == -1 {
-                    fail(error_pipe, ChildStep::Stdio);
-                }
-                first_closed = 6;
+                first_closed = target.cast_unsigned() + 1;
             }
         }
         let close_from_exec = libc::CLOSE_RANGE_CLOEXEC;

@@ -12,7 +12,7 @@ fn shell(script: &str) -> SpawnSpec {
         workdir: PathBuf::from("/"),
         isolation: None,
         placement: rrocker_uring::Placement::default(),
-        filters: None,
+        init_fds: [None, None, None],
     }
 }
 

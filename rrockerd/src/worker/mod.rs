@@ -122,7 +122,7 @@ impl Isolator {
             workdir: PathBuf::from("/"),
             isolation: Some(Isolation { namespaces: TASK_NAMESPACES, id_map: Some(self.id_map) }),
             placement: Placement::default(),
-            filters: self.filters.memfd.clone(),
+            init_fds: [self.filters.memfd.clone(), None, None],
         })
     }
 }
