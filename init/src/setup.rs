@@ -6,13 +6,13 @@
 //! the hostname; loopback up; no new privileges, a small capability bounding
 //! set and a non-dumpable init from here on.
 
-use std::ffi::{CString, OsStr, c_ulong};
+use std::ffi::{CString, c_ulong};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rrocker_init::capabilities::KEPT;
-use rrocker_init::plan::InitPlan;
+use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD, handed_path};
 use rrocker_init::step::InitStep;
 
 use crate::sys::{
@@ -48,11 +48,11 @@ pub fn step(step: InitStep) -> impl Fn(io::Error) -> StepError {
 
 /// Runs every step in order; the first failure names its step.
 pub fn run(plan: &InitPlan) -> Result<(), StepError> {
-    let task_dir = Path::new(OsStr::from_bytes(&plan.task_dir));
+    let task_dir = PathBuf::from(handed_path(TASK_DIR_FD));
     let root = task_dir.join("root");
     mount(None, Path::new("/"), None, MS_REC | MS_PRIVATE, None)
         .map_err(step(InitStep::PrivateMounts))?;
-    mount_overlay(plan, task_dir, &root).map_err(step(InitStep::Overlay))?;
+    mount_overlay(&task_dir, &root).map_err(step(InitStep::Overlay))?;
     mount(Some("proc"), &root.join("proc"), Some("proc"), MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         .map_err(step(InitStep::Proc))?;
     populate_dev(&root.join("dev")).map_err(step(InitStep::Dev))?;
@@ -65,6 +65,9 @@ pub fn run(plan: &InitPlan) -> Result<(), StepError> {
     )
     .map_err(step(InitStep::Tmp))?;
     pivot_into(&root).map_err(step(InitStep::PivotRoot))?;
+    // The mounts hold what they need: nothing of the host stays open either.
+    sys::close(TASK_DIR_FD);
+    sys::close(IMAGE_FD);
     mask_proc().map_err(step(InitStep::MaskPaths))?;
     sys::set_hostname(&plan.hostname).map_err(step(InitStep::Hostname))?;
     // Already up in a namespace the daemon made ahead.
@@ -111,9 +114,9 @@ pub fn einval() -> io::Error {
 
 /// Mounts `root` as an overlay: the image below, the task's `upper/` above (`userxattr`:
 /// mounted inside a user namespace).
-fn mount_overlay(plan: &InitPlan, task_dir: &Path, root: &Path) -> io::Result<()> {
+fn mount_overlay(task_dir: &Path, root: &Path) -> io::Result<()> {
     let mut options = b"lowerdir=".to_vec();
-    options.extend_from_slice(&plan.image);
+    options.extend_from_slice(handed_path(IMAGE_FD).as_bytes());
     options.extend_from_slice(b",upperdir=");
     options.extend_from_slice(task_dir.join("upper").as_os_str().as_bytes());
     options.extend_from_slice(b",workdir=");

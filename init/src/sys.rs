@@ -88,6 +88,8 @@ unsafe extern "C" {
     fn prctl(option: c_int, ...) -> c_int;
     fn unshare(flags: c_int) -> c_int;
     fn close_range(first: u32, last: u32, flags: c_int) -> c_int;
+    #[link_name = "close"]
+    fn close_fd(fd: c_int) -> c_int;
     fn fcntl(fd: c_int, command: c_int, ...) -> c_int;
     fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
     fn kill(pid: i32, signal: c_int) -> c_int;
@@ -126,6 +128,13 @@ pub fn inherited(fd: c_int) -> File {
     // SAFETY: the engine dup'ed a pipe to this fd for init alone; nothing else in this
     // process owns it, and each caller takes it once.
     unsafe { File::from_raw_fd(fd) }
+}
+
+/// Closes `fd` (open or not).
+pub fn close(fd: c_int) {
+    // SAFETY: only the engine's handed fds are closed this way, which nothing else in this
+    // process owns.
+    unsafe { close_fd(fd) };
 }
 
 /// Whether `fd` is open.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::worker::uid_slices::{SLICE, UidSlices};
+
 /// rrockerd runs commands as isolated tasks and serves them over gRPC with mutual TLS.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -46,9 +48,11 @@ pub struct Config {
     /// Directory of built images and their per-range copies.
     #[arg(long, env = "RROCKERD_IMAGES_DIR", default_value = "/var/lib/rrocker/images")]
     pub images_dir: PathBuf,
-    /// Host uid/gid range that root inside tasks maps to, as FIRST:COUNT (ignored when
-    /// rrockerd runs unprivileged: its own uid and gid then map to root, one id).
-    #[arg(long, default_value = "100000:65536", value_parser = parse_id_range)]
+    /// Host uid/gid pool of tasks, as FIRST:COUNT: cut into slices of 65536 ids, one for each
+    /// identity with tasks (root inside its tasks maps to the slice's first id), so that no
+    /// two identities' tasks share a host uid. The default holds 100 slices. Ignored when
+    /// rrockerd runs unprivileged: its own uid and gid then map to root, one id, for all.
+    #[arg(long, default_value = "100000:6553600", value_parser = parse_id_range)]
     pub uid_range: (u32, u32),
     /// The seccomp filter of every task: rrocker's default profile (docker's default for a
     /// container without CAP_SYS_ADMIN; no namespaces, mounts, io_uring, keyrings, bpf...),
@@ -164,9 +168,15 @@ fn parse_id_range(text: &str) -> Result<(u32, u32), String> {
     let (first, count) = text.split_once(':').ok_or_else(invalid)?;
     let first: u32 = first.parse().map_err(|_| invalid())?;
     let count: u32 = count.parse().map_err(|_| invalid())?;
-    if first == 0 || count == 0 || first.checked_add(count).is_none() {
+    if first == 0 || first.checked_add(count).is_none() {
         return Err(format!(
             "{}: the range must not include uid 0 and must fit in 32 bits",
+            invalid()
+        ));
+    }
+    if count < SLICE {
+        return Err(format!(
+            "{}: the range must hold at least one slice of {SLICE} ids (one per identity with tasks)",
             invalid()
         ));
     }
@@ -174,15 +184,17 @@ fn parse_id_range(text: &str) -> Result<(u32, u32), String> {
 }
 
 impl Config {
-    /// The id map for tasks: the configured range as root, or the daemon's own ids if it is
-    /// not root.
-    pub fn id_map(&self) -> rrocker_uring::IdMap {
+    /// The host id slices of tasks: the configured pool as root, or the daemon's own ids
+    /// (shared by every identity) if it is not root.
+    pub fn uid_slices(&self) -> UidSlices {
         let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
         if uid.is_root() {
             let (first, count) = self.uid_range;
-            rrocker_uring::IdMap { first_uid: first, first_gid: first, count }
+            UidSlices::new(first, count)
         } else {
-            rrocker_uring::IdMap { first_uid: uid.as_raw(), first_gid: gid.as_raw(), count: 1 }
+            let own =
+                rrocker_uring::IdMap { first_uid: uid.as_raw(), first_gid: gid.as_raw(), count: 1 };
+            UidSlices::shared(own)
         }
     }
 
@@ -204,6 +216,7 @@ mod tests {
     #[test]
     fn id_ranges() {
         assert_eq!(parse_id_range("100000:65536"), Ok((100_000, 65_536)));
+        assert!(parse_id_range("100000:65535").is_err(), "less than a slice");
         assert!(parse_id_range("0:65536").is_err());
         assert!(parse_id_range("100000:0").is_err());
         assert!(parse_id_range("4294967295:2").is_err());

@@ -127,10 +127,10 @@ pub async fn run(
         config.image.as_deref(),
         &config.images_dir,
         &config.state_dir,
-        config.id_map(),
         mounts,
     )?);
-    let isolator = worker::Isolator::new(Arc::clone(&images), config.id_map(), filters)?;
+    let isolator =
+        worker::Isolator::new(Arc::clone(&images), Arc::new(config.uid_slices()), filters)?;
     // Leftover tasks of an earlier run are killed (with their cgroups) before their
     // directories are cleaned up.
     let cgroups = cgroup::probe(config.cgroup_version, &config.cgroup_parent)?;

@@ -24,8 +24,8 @@ use crate::metrics::Metrics;
 use crate::quota::Quota;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
-use crate::worker::Isolator;
 use crate::worker::rootfs::{self, TaskDir};
+use crate::worker::{Isolator, TaskCommand};
 
 /// A task's state and when it reached it.
 #[derive(Debug, Clone)]
@@ -213,13 +213,15 @@ impl TaskRegistry {
         let slot = self.quota.take(&caller.identity)?;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
+        // Held until everything the task held is gone; given back at once if this start fails.
+        let lease = self.isolator.lease(&caller.identity)?;
         let dir = TaskDir::path_for(&self.tasks_dir, id);
-        let mut spec =
-            self.isolator.spawn_spec(hostname, &dir, &image, argv.clone(), env, &workdir)?;
+        let command = TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir };
+        let mut spec = self.isolator.spawn_spec(&lease, hostname, &dir, command)?;
         rootfs::check_room(&self.tasks_dir)?;
         // Both are removed again when dropped: on any failure below, or if this request is
         // cancelled.
-        let task_dir = TaskDir::create(dir, self.isolator.root_owner())?;
+        let task_dir = TaskDir::create(dir, lease.root_owner())?;
         let cgroup = match &self.cgroups {
             Some(cgroups) => Some(cgroups.create(&id.to_string(), &limits)?),
             None => None,
@@ -288,6 +290,7 @@ impl TaskRegistry {
                 if let Some(Err(error)) = cleaned.cgroup.as_ref().map(|cgroup| cgroup.remove()) {
                     tracing::warn!(task = %cleaned.id, %error, "cannot remove the task's cgroup");
                 }
+                drop(lease);
             })
             .await;
             watched.progress.send_modify(|progress| progress.released = true);

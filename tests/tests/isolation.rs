@@ -339,11 +339,14 @@ async fn a_thousand_tasks_leave_nothing_behind() {
     assert_eq!(std::fs::read_dir(&tasks_dir).expect("tasks dir").count(), 0, "task directories");
 }
 
-#[test]
-fn the_image_is_an_idmapped_mount_private_to_the_daemon() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_is_an_idmapped_mount_private_to_the_daemon() {
     require_root!();
     let daemon = Daemon::start();
-    let image = daemon.state_dir().join("image");
+    // The first identity's first task makes its slice's view of the image.
+    let mut client = daemon.client("client1").await;
+    run(&mut client, "true").await;
+    let image = daemon.state_dir().join("views/0/own");
     let daemon_mounts =
         std::fs::read_to_string(format!("/proc/{}/mountinfo", daemon.pid())).expect("mountinfo");
     let line = daemon_mounts

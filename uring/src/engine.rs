@@ -109,7 +109,7 @@ pub struct Spawned {
 }
 
 enum Command {
-    Spawn { spec: SpawnSpec, reply: oneshot::Sender<Result<Spawned, EngineError>> },
+    Spawn { spec: Box<SpawnSpec>, reply: oneshot::Sender<Result<Spawned, EngineError>> },
     Signal { key: TaskKey, signal: i32, reply: oneshot::Sender<Result<(), EngineError>> },
 }
 
@@ -160,7 +160,7 @@ impl Engine {
     /// Starts `spec` and returns once the command has been exec'd.
     pub async fn spawn(&self, spec: SpawnSpec) -> Result<Spawned, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Spawn { spec, reply })?;
+        self.send(Command::Spawn { spec: Box::new(spec), reply })?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 
@@ -225,7 +225,7 @@ async fn run(
                 serial += 1;
                 let context =
                     (Rc::clone(&tasks), Rc::clone(&config), netns.clone(), Arc::clone(&budget));
-                let task = start_task(context, spec, serial, reply);
+                let task = start_task(context, *spec, serial, reply);
                 tokio_uring::spawn(task);
             }
             Command::Signal { key, signal, reply } => {

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
 pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog, View};
-pub use spawn::{IdMap, Isolation, Placement, Program, SpawnSpec};
+pub use spawn::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
 pub use spawner::Spawner;
 pub use stats::uring_submissions;
 

@@ -17,7 +17,7 @@ use crate::engine::ExitStatus;
 use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::spawner::Spawner;
-use crate::sys::{self, ChildPlan, ChildStep, ExecTarget};
+use crate::sys::{self, ChildPlan, ChildStep, ExecTarget, HandedFd};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -36,7 +36,19 @@ pub struct SpawnSpec {
     pub placement: Placement,
     /// Files an isolated child's init gets as fds 5, 6 and 7 (after the go pipe's 4), in
     /// order; an empty slot is a closed fd there.
-    pub init_fds: [Option<Arc<OwnedFd>>; 3],
+    pub init_fds: [Option<Handed>; 3],
+}
+
+/// A file an isolated child's init is handed at a fixed fd.
+#[derive(Debug, Clone)]
+pub enum Handed {
+    /// An open file of the daemon's.
+    File(Arc<OwnedFd>),
+    /// A directory the child opens itself (O_PATH), in its own mount namespace and while it
+    /// still has the daemon's credentials: the directories above it may then be closed to
+    /// the task's ids, and its mount is the child's own (overlayfs takes no other as a
+    /// layer).
+    Dir(PathBuf),
 }
 
 /// Where a child's processes are accounted and limited, set before the child runs anything
@@ -157,10 +169,24 @@ pub(crate) fn clone_child(
         plan.become_root = true;
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
-    plan.handed[0] = go.as_ref().map(|(read_end, _)| read_end.as_fd());
+    plan.handed[0] = go.as_ref().map(|(read_end, _)| HandedFd::Fd(read_end.as_fd()));
+    let dirs: Vec<Option<CString>> = spec
+        .init_fds
+        .iter()
+        .map(|handed| match handed {
+            Some(Handed::Dir(path)) => {
+                c_string(path.as_os_str().as_bytes(), "handed path").map(Some)
+            }
+            _ => Ok(None),
+        })
+        .collect::<Result<_, _>>()?;
     if plan.report_fd {
-        for (slot, fd) in plan.handed[1..].iter_mut().zip(&spec.init_fds) {
-            *slot = fd.as_deref().map(AsFd::as_fd);
+        for ((slot, handed), dir) in plan.handed[1..].iter_mut().zip(&spec.init_fds).zip(&dirs) {
+            *slot = match (handed, dir) {
+                (Some(Handed::File(file)), _) => Some(HandedFd::Fd(file.as_fd())),
+                (Some(Handed::Dir(_)), Some(dir)) => Some(HandedFd::Dir(dir)),
+                _ => None,
+            };
         }
     }
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
@@ -300,6 +326,9 @@ pub(crate) async fn exec_outcome(
             Err(match ChildStep::from_byte(step) {
                 Some(ChildStep::Exec) => EngineError::Exec { program: program.display(), source },
                 Some(ChildStep::Workdir) => EngineError::Workdir { source },
+                Some(ChildStep::HandedDir) => {
+                    EngineError::ChildSetup { step: "open a directory for init".into(), source }
+                }
                 Some(step) => EngineError::ChildSetup { step: format!("{step:?}"), source },
                 None => EngineError::InitSetup { step, source },
             })

@@ -20,7 +20,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-use crate::sys::{self, ChildPlan, ExecTarget, HANDED_FDS};
+use crate::sys::{self, ChildPlan, ExecTarget, HANDED_FDS, HandedFd};
 
 /// Most fds a request carries: stdio, error pipe, sync pipe, the handed ones, cgroup, netns,
 /// program.
@@ -134,7 +134,9 @@ const CGROUP: u16 = 32;
 const NETWORK: u16 = 64;
 const PROGRAM_FILE: u16 = 128;
 /// Bit of the first handed fd (the go pipe); the others follow.
-const FIRST_HANDED: u16 = 256;
+const FIRST_HANDED: u16 = 1 << 8;
+/// Bit of the first handed directory (a path the child opens); the others follow.
+const FIRST_HANDED_DIR: u16 = 1 << 12;
 
 /// A request: `[namespaces u64][flags u16 LE][workdir][path, unless PROGRAM_FILE][argc u32]
 /// [argv...][envc u32][env...]`, each string as `[length u32][bytes]` (no NUL); and its fds
@@ -160,7 +162,10 @@ fn encode<'a>(
         flags |= SYNC;
         fds.extend([read_end, write_end]);
     }
-    let handed = plan.handed.iter().zip(0..).map(|(fd, slot)| (*fd, FIRST_HANDED << slot));
+    let handed = plan.handed.iter().zip(0..).map(|(handed, slot)| match handed {
+        Some(HandedFd::Fd(fd)) => (Some(*fd), FIRST_HANDED << slot),
+        _ => (None, 0),
+    });
     for (fd, bit) in handed.chain([(plan.cgroup, CGROUP), (network, NETWORK)]) {
         if let Some(fd) = fd {
             flags |= bit;
@@ -189,6 +194,12 @@ fn encode<'a>(
             put(&mut payload, string.to_bytes());
         }
     }
+    for (handed, slot) in plan.handed.iter().zip(0..) {
+        if let Some(HandedFd::Dir(path)) = handed {
+            flags |= FIRST_HANDED_DIR << slot;
+            put(&mut payload, path.to_bytes());
+        }
+    }
     payload[8..10].copy_from_slice(&flags.to_le_bytes());
     (payload, fds)
 }
@@ -202,6 +213,8 @@ struct Request {
     path: Option<CString>,
     argv: Vec<CString>,
     env: Vec<CString>,
+    /// The handed directories, by slot.
+    dirs: [Option<CString>; HANDED_FDS],
 }
 
 /// Decodes a request's payload; `None` if it is malformed.
@@ -213,7 +226,13 @@ fn decode(payload: &[u8]) -> Option<Request> {
     let path = if flags & PROGRAM_FILE == 0 { Some(cursor.string()?) } else { None };
     let argv = cursor.strings()?;
     let env = cursor.strings()?;
-    cursor.rest.is_empty().then_some(Request { namespaces, flags, workdir, path, argv, env })
+    let mut dirs: [Option<CString>; HANDED_FDS] = Default::default();
+    for (slot, dir) in (0..).zip(&mut dirs) {
+        if flags & FIRST_HANDED_DIR << slot != 0 {
+            *dir = Some(cursor.string()?);
+        }
+    }
+    cursor.rest.is_empty().then_some(Request { namespaces, flags, workdir, path, argv, env, dirs })
 }
 
 /// Reads a payload front to back.
@@ -371,8 +390,12 @@ fn clone_for(
     plan.become_root = has(BECOME_ROOT);
     plan.drop_groups = has(DROP_GROUPS);
     plan.sync = sync.as_ref().map(|(read_end, write_end)| (read_end.as_fd(), write_end.as_fd()));
-    for (slot, fd) in plan.handed.iter_mut().zip(&handed) {
-        *slot = fd.as_ref().map(AsFd::as_fd);
+    for ((slot, fd), dir) in plan.handed.iter_mut().zip(&handed).zip(&request.dirs) {
+        *slot = match (fd, dir) {
+            (Some(fd), _) => Some(HandedFd::Fd(fd.as_fd())),
+            (None, Some(dir)) => Some(HandedFd::Dir(dir)),
+            (None, None) => None,
+        };
     }
     plan.cgroup = cgroup.as_ref().map(AsFd::as_fd);
     plan.parent_pid = rustix::process::Pid::as_raw(rustix::process::getppid());
@@ -398,12 +421,16 @@ mod tests {
             ChildPlan::new(ExecTarget::Path(&path), &argv, &env, &workdir, stdio, null.as_fd());
         plan.namespaces = 0x1234;
         plan.report_fd = true;
-        plan.handed = [Some(null.as_fd()), None, Some(null.as_fd()), None];
+        let dir = c"/run/t".to_owned();
+        let fd = Some(HandedFd::Fd(null.as_fd()));
+        plan.handed = [fd, None, fd, Some(HandedFd::Dir(&dir))];
         let (payload, fds) = encode(&plan, Some(null.as_fd()));
         assert_eq!(fds.len(), 7, "stdio, error pipe, go, the second init fd, network");
         let request = decode(&payload).expect("decodes");
         assert_eq!(request.namespaces, 0x1234);
-        assert_eq!(request.flags, REPORT_FD | FIRST_HANDED | FIRST_HANDED << 2 | NETWORK);
+        let handed = FIRST_HANDED | FIRST_HANDED << 2 | FIRST_HANDED_DIR << 3;
+        assert_eq!(request.flags, REPORT_FD | handed | NETWORK);
+        assert_eq!(request.dirs, [None, None, None, Some(dir)]);
         assert_eq!((request.workdir, request.path), (workdir, Some(path)));
         assert_eq!((request.argv.as_slice(), request.env.as_slice()), (&argv[..], &env[..]));
     }

@@ -203,6 +203,18 @@ pub(crate) enum ExecTarget<'a> {
 pub(crate) const FIRST_HANDED_FD: libc::c_int = 4;
 /// How many fds can be handed from there: the go pipe and three of the init's own.
 pub(crate) const HANDED_FDS: usize = 4;
+/// The first fd above the handed ones.
+const HANDED_FDS_END: libc::c_int = FIRST_HANDED_FD + 4;
+
+/// A file handed to a child at a fixed fd.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HandedFd<'a> {
+    /// One of the parent's.
+    Fd(BorrowedFd<'a>),
+    /// A directory the child opens (O_PATH) before it changes its identity (see
+    /// [`crate::Handed::Dir`]).
+    Dir(&'a CStr),
+}
 
 /// Everything the child needs, prepared before cloning so that the child never allocates:
 /// the C strings are borrowed from the caller, the pointer arrays are built here.
@@ -233,7 +245,7 @@ pub(crate) struct ChildPlan<'a> {
     /// Files handed to the program (with `report_fd`) as fds 4, 5, 6...: first the go pipe
     /// its init waits on until the parent has placed it in its cgroups, then the init's own
     /// (see [`crate::SpawnSpec::init_fds`]). A slot left empty is a closed fd.
-    pub handed: [Option<BorrowedFd<'a>>; HANDED_FDS],
+    pub handed: [Option<HandedFd<'a>>; HANDED_FDS],
     /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
     pub cgroup: Option<BorrowedFd<'a>>,
     /// The process the child must be a child of (else its parent died before it ran).
@@ -310,6 +322,23 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 libc::_exit(127);
             }
         }
+        // Directories to hand over are opened in the child's own mount namespace, with the
+        // parent's credentials still.
+        let mut opened = [-1; HANDED_FDS];
+        for (fd, handed) in opened.iter_mut().zip(&plan.handed) {
+            *fd = match handed {
+                Some(HandedFd::Dir(path)) => {
+                    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+                    let dir = libc::open(path.as_ptr(), flags);
+                    if dir == -1 {
+                        fail(error_pipe, ChildStep::HandedDir);
+                    }
+                    dir
+                }
+                Some(HandedFd::Fd(fd)) => fd.as_raw_fd(),
+                None => -1,
+            };
+        }
         // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
         if plan.drop_groups
             && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1
@@ -338,12 +367,12 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
         let mut first_closed = 3u32;
         if plan.report_fd {
             // Copies above the handed range first: any of them may sit in it already.
-            let above = FIRST_HANDED_FD + HANDED_FDS as libc::c_int;
+            let above = HANDED_FDS_END;
             let report = libc::fcntl(error_pipe, libc::F_DUPFD, above);
             let mut copies = [-1; HANDED_FDS];
-            for (copy, fd) in copies.iter_mut().zip(&plan.handed) {
-                if let Some(fd) = fd {
-                    *copy = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, above);
+            for (copy, fd) in copies.iter_mut().zip(opened) {
+                if fd != -1 {
+                    *copy = libc::fcntl(fd, libc::F_DUPFD, above);
                     if *copy == -1 {
                         fail(error_pipe, ChildStep::Stdio);
                     }
@@ -409,6 +438,7 @@ pub(crate) enum ChildStep {
     Workdir = 5,
     Exec = 6,
     Identity = 7,
+    HandedDir = 8,
 }
 
 impl ChildStep {
@@ -421,6 +451,7 @@ impl ChildStep {
             Self::Workdir,
             Self::Exec,
             Self::Identity,
+            Self::HandedDir,
         ]
         .into_iter()
         .find(|step| *step as u8 == byte)

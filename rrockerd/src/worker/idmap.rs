@@ -38,9 +38,9 @@ pub fn hold() -> ! {
     std::process::exit(0)
 }
 
-/// Mounts `image` read-only and idmapped by `map` at `target` (an existing directory).
-pub fn attach_idmapped_image(image: &Path, map: IdMap, target: &Path) -> io::Result<()> {
-    let userns = template_userns(map)?;
+/// Mounts `image` read-only at `target` (an existing directory), idmapped by the mapping of
+/// `userns` (see [`template_userns`]).
+pub fn attach_idmapped_image(image: &Path, userns: &OwnedFd, target: &Path) -> io::Result<()> {
     let tree = open_tree(
         rustix::fs::CWD,
         image,
@@ -48,14 +48,14 @@ pub fn attach_idmapped_image(image: &Path, map: IdMap, target: &Path) -> io::Res
             | OpenTreeFlags::OPEN_TREE_CLOEXEC
             | OpenTreeFlags::AT_RECURSIVE,
     )?;
-    set_idmap_readonly(&tree, &userns)?;
+    set_idmap_readonly(&tree, userns)?;
     move_mount(&tree, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
     Ok(())
 }
 
 /// A user namespace with `map` and no process left in it: a helper is started in a new user
 /// namespace, given the map, its namespace kept as an fd, and let go.
-fn template_userns(map: IdMap) -> io::Result<OwnedFd> {
+pub fn template_userns(map: IdMap) -> io::Result<OwnedFd> {
     let mut command = Command::new("/proc/self/exe");
     command.arg0(HOLDER_ARGV0).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: the closure only makes one raw syscall (async-signal-safe) in the forked

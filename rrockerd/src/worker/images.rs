@@ -1,14 +1,18 @@
 //! The images tasks' roots are overlays of, as tasks must see them (owned by their mapped
-//! root): the daemon's own (`--image`, or the default built on first run), made ready at
-//! start-up, and the named images of the images directory (`rrockerd image import`), made
-//! ready on first use. Ready means an idmapped read-only mount in the daemon's private mount
-//! namespace, or else (no private namespace, or no idmapped mounts there) a copy with shifted
-//! owners; an unprivileged daemon uses an image as it is.
+//! root): the daemon's own (`--image`, or the default built on first run) and the named
+//! images of the images directory (`rrockerd image import`). Each uid slice
+//! ([`super::uid_slices`]) gets its own view of an image on first use: an idmapped
+//! read-only mount in the daemon's private mount namespace at
+//! `<state>/views/<slice>/own` or `.../image-<name>`, or else (no private namespace, or no
+//! idmapped mounts there) a copy with shifted owners in the images directory; an
+//! unprivileged daemon uses an image as it is. A slice's views are unmounted when the slice
+//! frees.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rrocker_uring::IdMap;
 
@@ -16,115 +20,163 @@ use crate::Mounts;
 use crate::error::DaemonError;
 use crate::worker::{idmap, image, import};
 
-/// Every image this daemon has made ready, by name ("" for its own).
+/// The images, and every view of them this daemon made.
 #[derive(Debug)]
 pub struct Images {
     images_dir: PathBuf,
-    /// Where idmapped mounts are attached: `<state>/image` for the daemon's own image,
-    /// `<state>/images/<name>` for named ones.
-    state_dir: PathBuf,
-    id_map: IdMap,
+    /// The daemon's own image.
+    own: PathBuf,
+    /// Where views are attached: `<state>/views`.
+    views_dir: PathBuf,
     mounts: Mounts,
-    ready: Mutex<HashMap<String, PathBuf>>,
+    /// Images are used as they are (an unprivileged daemon, or tests).
+    as_is: bool,
+    /// Each view made, by image name ("" for the daemon's own) and slice.
+    views: Mutex<HashMap<(String, u32), PathBuf>>,
+    /// The template user namespace of each slice's mapping, made once.
+    templates: Mutex<HashMap<u32, OwnedFd>>,
 }
 
 impl Images {
-    /// Makes the daemon's own image ready: `image`, or the default one (built in
-    /// `images_dir` if it is not there yet).
+    /// The daemon's own image is `image`, or the default one (built in `images_dir` if it is
+    /// not there yet); views are attached below `state_dir`.
     pub fn new(
         image: Option<&Path>,
         images_dir: &Path,
         state_dir: &Path,
-        id_map: IdMap,
         mounts: Mounts,
     ) -> Result<Self, DaemonError> {
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(images_dir).map_err(
             |source| DaemonError::Io { action: "create", path: images_dir.to_owned(), source },
         )?;
-        let source = match image {
+        let own = match image {
             Some(image) => image.to_owned(),
             None => image::ensure_default(&images_dir.join(image::DEFAULT_IMAGE))?,
         };
-        let images = Self {
+        let views_dir = state_dir.join("views");
+        let as_is = !rustix::process::geteuid().is_root();
+        if !as_is {
+            // A crashed run's views vanished with its mount namespace; their directories stay.
+            let _ = std::fs::remove_dir_all(&views_dir);
+            dir_with_mode(&views_dir, 0o700).map_err(|source| DaemonError::Io {
+                action: "create",
+                path: views_dir.clone(),
+                source,
+            })?;
+        }
+        Ok(Self {
             images_dir: images_dir.to_owned(),
-            state_dir: state_dir.to_owned(),
-            id_map,
+            own,
+            views_dir,
             mounts,
-            ready: Mutex::default(),
-        };
-        let own = images.make_ready(&source, &state_dir.join("image"))?;
-        images.lock().insert(String::new(), own);
-        Ok(images)
+            as_is,
+            views: Mutex::default(),
+            templates: Mutex::default(),
+        })
     }
 
     /// Only `image`, used as it is (already owned by the tasks' root), with no named image.
     pub fn as_is(image: &Path) -> Self {
-        let ready = HashMap::from([(String::new(), image.to_owned())]);
         Self {
             images_dir: PathBuf::from("/nonexistent"),
-            state_dir: PathBuf::from("/nonexistent"),
-            id_map: IdMap { first_uid: 0, first_gid: 0, count: 0 },
+            own: image.to_owned(),
+            views_dir: PathBuf::from("/nonexistent"),
             mounts: Mounts::Host,
-            ready: Mutex::new(ready),
+            as_is: true,
+            views: Mutex::default(),
+            templates: Mutex::default(),
         }
     }
 
-    /// The ready path of the image `name` (`""`: the daemon's own), making it ready on first
-    /// use. A name that is not an image of the images directory is refused in one line.
-    pub fn get(&self, name: &str) -> Result<PathBuf, DaemonError> {
-        if let Some(ready) = self.lock().get(name) {
-            return Ok(ready.clone());
+    /// The view of the image `name` (`""`: the daemon's own) for `slice`, whose ids are `map`,
+    /// made on first use. A name that is not an image of the images directory is refused in
+    /// one line.
+    pub fn get(&self, name: &str, slice: u32, map: IdMap) -> Result<PathBuf, DaemonError> {
+        let key = (name.to_owned(), slice);
+        if let Some(view) = lock(&self.views).get(&key) {
+            return Ok(view.clone());
         }
-        import::check_name(name)?;
-        let source = self.images_dir.join(name);
+        let source = if name.is_empty() {
+            self.own.clone()
+        } else {
+            import::check_name(name)?;
+            self.images_dir.join(name)
+        };
         if !source.is_dir() {
             return Err(DaemonError::InvalidArgument(format!(
                 "Image '{name}' doesn't exist on this host; import one with `rrockerd image import FILE.tar --name {name}`"
             )));
         }
-        // Held while the image is made ready, so that two first uses make it once.
-        let mut ready = self.lock();
-        if let Some(path) = ready.get(name) {
-            return Ok(path.clone());
+        // Held while the view is made, so that two first uses make it once.
+        let mut views = lock(&self.views);
+        if let Some(view) = views.get(&key) {
+            return Ok(view.clone());
         }
-        let images = self.state_dir.join("images");
-        dir_with_mode(&images, 0o755).map_err(|source| DaemonError::Io {
-            action: "create",
-            path: images.clone(),
-            source,
-        })?;
-        let path = self.make_ready(&source, &images.join(name))?;
-        tracing::info!(image = name, "made a named image ready");
-        ready.insert(name.to_owned(), path.clone());
-        Ok(path)
+        let view = self.make_view(&source, name, slice, map)?;
+        tracing::debug!(image = name, slice, "made a view of an image");
+        views.insert(key, view.clone());
+        Ok(view)
     }
 
-    /// Unmounts every idmapped image and removes the directories they were attached at.
+    /// Unmounts every view of `slice` and removes the directories they were attached at.
+    pub fn release_slice(&self, slice: u32) {
+        lock(&self.views).retain(|(_, of), _| *of != slice);
+        let dir = self.views_dir.join(slice.to_string());
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for target in entries.flatten().map(|entry| entry.path()) {
+                let _ = rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH);
+                let _ = std::fs::remove_dir(&target);
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+
+    /// Unmounts every view (at shutdown).
     pub fn release(&self) {
-        let mut targets = vec![self.state_dir.join("image")];
-        let named = self.state_dir.join("images");
-        targets.extend(
-            self.lock().keys().filter(|name| !name.is_empty()).map(|name| named.join(name)),
-        );
-        for target in targets.iter().filter(|target| target.exists()) {
-            let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
-            let _ = std::fs::remove_dir(target);
-        }
-        let _ = std::fs::remove_dir(named);
+        let slices: Vec<u32> = lock(&self.views).keys().map(|(_, slice)| *slice).collect();
+        slices.into_iter().for_each(|slice| self.release_slice(slice));
+        let _ = std::fs::remove_dir(&self.views_dir);
     }
 
-    /// `source` as tasks must see it: an idmapped mount at `target`, or a shifted copy.
-    fn make_ready(&self, source: &Path, target: &Path) -> Result<PathBuf, DaemonError> {
-        if !rustix::process::geteuid().is_root() {
-            return Ok(source.to_owned());
-        }
+    /// `source` as the tasks of `slice` must see it: an idmapped mount, or a shifted copy.
+    fn make_view(
+        &self,
+        source: &Path,
+        name: &str,
+        slice: u32,
+        map: IdMap,
+    ) -> Result<PathBuf, DaemonError> {
+        if self.as_is { Ok(source.to_owned()) } else { self.shifted(source, name, slice, map) }
+    }
+
+    /// `source` with its owners shifted into `map`.
+    fn shifted(
+        &self,
+        source: &Path,
+        name: &str,
+        slice: u32,
+        map: IdMap,
+    ) -> Result<PathBuf, DaemonError> {
         if self.mounts == Mounts::Private {
-            let attached = dir_with_mode(target, 0o755)
-                .and_then(|()| idmap::attach_idmapped_image(source, self.id_map, target));
+            let dir = self.views_dir.join(slice.to_string());
+            let target =
+                dir.join(if name.is_empty() { "own".to_owned() } else { format!("image-{name}") });
+            let attached = dir_with_mode(&dir, 0o700)
+                .and_then(|()| dir_with_mode(&target, 0o755))
+                .and_then(|()| {
+                    let mut templates = lock(&self.templates);
+                    let userns = match templates.entry(slice) {
+                        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(entry) => {
+                            entry.insert(idmap::template_userns(map)?)
+                        }
+                    };
+                    idmap::attach_idmapped_image(source, userns, &target)
+                });
             match attached {
-                Ok(()) => return Ok(target.to_owned()),
+                Ok(()) => return Ok(target),
                 Err(error) => {
-                    let _ = std::fs::remove_dir(target);
+                    let _ = std::fs::remove_dir(&target);
                     tracing::warn!(%error, "cannot make an idmapped mount of the image; copying it");
                 }
             }
@@ -132,13 +184,13 @@ impl Images {
         let name = source
             .file_name()
             .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
-        let copy = self.images_dir.join(format!("{name}.{}", self.id_map.first_uid));
-        image::shifted_copy(source, &copy, self.id_map.first_uid)
+        let copy = self.images_dir.join(format!("{name}.{}", map.first_uid));
+        image::shifted_copy(source, &copy, map.first_uid)
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PathBuf>> {
-        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Creates the directory `path` with `mode`, unless a directory is there already (a daemon

@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use rrocker_uring::{IdMap, Isolation, Placement, Program, SpawnSpec};
+use rrocker_uring::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
 
-use rrocker_init::plan::InitPlan;
+use rrocker_init::filters::FILTERS_FD;
+use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD};
 
 use crate::error::DaemonError;
 use crate::worker::images::Images;
 use crate::worker::seccomp::{SeccompFilters, SeccompMode};
+use crate::worker::uid_slices::UidSlices;
 
 pub mod idmap;
 pub mod image;
@@ -27,6 +29,7 @@ pub mod import;
 mod init_binary;
 pub mod rootfs;
 pub mod seccomp;
+pub mod uid_slices;
 
 /// PATH used when the request's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -47,22 +50,66 @@ pub const TASK_NAMESPACES: u64 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWCGROUP) as u64;
 
-/// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, the id
-/// range root inside maps to, and the seccomp filters of their commands.
+/// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, the
+/// pool of host id slices root inside maps to, and the seccomp filters of their commands.
 #[derive(Debug, Clone)]
 pub struct Isolator {
     init: Arc<OwnedFd>,
     images: Arc<Images>,
-    id_map: IdMap,
+    slices: Arc<UidSlices>,
     filters: SeccompFilters,
+}
+
+/// A task's hold on its owner's host id slice, given back when dropped (once everything the
+/// task held is gone): the last one of an identity frees the slice and its image views.
+#[derive(Debug)]
+pub struct SliceLease {
+    slices: Arc<UidSlices>,
+    images: Arc<Images>,
+    identity: String,
+    slice: u32,
+    /// The host ids of the slice.
+    pub id_map: IdMap,
+}
+
+impl SliceLease {
+    /// The host uid and gid of root inside the task.
+    pub fn root_owner(&self) -> (u32, u32) {
+        (self.id_map.first_uid, self.id_map.first_gid)
+    }
+}
+
+impl Drop for SliceLease {
+    fn drop(&mut self) {
+        let images = &self.images;
+        self.slices.release(&self.identity, |slice| images.release_slice(slice));
+    }
+}
+
+/// What a task runs: its command in an image.
+#[derive(Debug)]
+pub struct TaskCommand<'a> {
+    /// The image its root is a view of (`""`: the daemon's own).
+    pub image: &'a str,
+    /// The command, argv[0] first.
+    pub argv: Vec<Vec<u8>>,
+    /// `KEY=VALUE` entries; none gives a default environment.
+    pub env: Vec<Vec<u8>>,
+    /// The working directory inside the task; empty for `/`.
+    pub workdir: &'a [u8],
+}
+
+/// The slot of [`SpawnSpec::init_fds`] that init finds as `fd`.
+fn init_fd_slot(fd: i32) -> usize {
+    usize::try_from(fd - 5).expect("init's own fds start at 5")
 }
 
 impl Isolator {
     /// Loads every task's init. Tasks' roots are overlays of one of `images`; root inside
-    /// tasks maps to `id_map`; their commands run under `filters`.
+    /// tasks maps to a slice of `slices`; their commands run under `filters`.
     pub fn new(
         images: Arc<Images>,
-        id_map: IdMap,
+        slices: Arc<UidSlices>,
         filters: SeccompFilters,
     ) -> Result<Self, DaemonError> {
         let init = init_binary::load().map_err(|source| DaemonError::Io {
@@ -70,7 +117,7 @@ impl Isolator {
             path: PathBuf::from("a memfd"),
             source,
         })?;
-        Ok(Self { init: Arc::new(init), images, id_map, filters })
+        Ok(Self { init: Arc::new(init), images, slices, filters })
     }
 
     /// The seccomp profile tasks run under.
@@ -78,24 +125,37 @@ impl Isolator {
         &self.filters.mode
     }
 
-    /// The host uid and gid of root inside tasks.
-    pub fn root_owner(&self) -> (u32, u32) {
-        (self.id_map.first_uid, self.id_map.first_gid)
+    /// The host id slice of `identity` for one more of its tasks; RESOURCE_EXHAUSTED when
+    /// every slice is held by another identity.
+    pub fn lease(&self, identity: &str) -> Result<SliceLease, DaemonError> {
+        let slice = self.slices.acquire(identity)?;
+        Ok(SliceLease {
+            slices: Arc::clone(&self.slices),
+            images: Arc::clone(&self.images),
+            identity: identity.to_owned(),
+            slice,
+            id_map: self.slices.id_map(slice),
+        })
     }
 
-    /// Builds the engine's spawn spec for a validated request: the program, resolved inside
-    /// the image `image` (`""`: the daemon's own), under `rrocker init`, in new namespaces,
-    /// with `hostname`, its root an overlay in `task_dir`.
+    /// How many identities hold a host id slice now.
+    pub fn slices_held(&self) -> usize {
+        self.slices.held()
+    }
+
+    /// Builds the engine's spawn spec for a validated `command`: the program, resolved inside
+    /// its image as `lease`'s slice sees it, under `rrocker
+    /// init`, in new namespaces mapped to that slice, with `hostname`, its root assembled in
+    /// `task_dir` (which must exist by the time the spec is spawned).
     pub fn spawn_spec(
         &self,
+        lease: &SliceLease,
         hostname: &str,
         task_dir: &Path,
-        image: &str,
-        argv: Vec<Vec<u8>>,
-        env: Vec<Vec<u8>>,
-        workdir: &[u8],
+        command: TaskCommand<'_>,
     ) -> Result<SpawnSpec, DaemonError> {
-        let image = self.images.get(image)?;
+        let TaskCommand { image, argv, env, workdir } = command;
+        let image = self.images.get(image, lease.slice, lease.id_map)?;
         let env = if env.is_empty() { default_env() } else { env };
         let workdir = if workdir.is_empty() { b"/".to_vec() } else { workdir.to_vec() };
         let search_path = env
@@ -109,20 +169,22 @@ impl Isolator {
             })?;
         let plan = InitPlan {
             hostname: hostname.as_bytes().to_vec(),
-            image: image.as_os_str().as_bytes().to_vec(),
-            task_dir: task_dir.as_os_str().as_bytes().to_vec(),
             workdir,
             program: program.into_os_string().into_vec(),
             argv,
         };
+        let mut init_fds = [None, None, None];
+        init_fds[init_fd_slot(FILTERS_FD)] = self.filters.memfd.clone().map(Handed::File);
+        init_fds[init_fd_slot(TASK_DIR_FD)] = Some(Handed::Dir(task_dir.to_owned()));
+        init_fds[init_fd_slot(IMAGE_FD)] = Some(Handed::Dir(image.clone()));
         Ok(SpawnSpec {
             program: Program::File(Arc::clone(&self.init)),
             argv: plan.to_argv(),
             env,
             workdir: PathBuf::from("/"),
-            isolation: Some(Isolation { namespaces: TASK_NAMESPACES, id_map: Some(self.id_map) }),
+            isolation: Some(Isolation { namespaces: TASK_NAMESPACES, id_map: Some(lease.id_map) }),
             placement: Placement::default(),
-            init_fds: [self.filters.memfd.clone(), None, None],
+            init_fds,
         })
     }
 }
@@ -138,17 +200,23 @@ mod tests {
     use super::*;
 
     fn isolator() -> Isolator {
-        let id_map = IdMap { first_uid: 100_000, first_gid: 100_000, count: 65_536 };
+        let slices = Arc::new(UidSlices::new(100_000, 2 * uid_slices::SLICE));
         let filters = seccomp::load(&SeccompMode::Default).expect("the default profile");
-        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), id_map, filters).expect("exe")
+        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), slices, filters).expect("exe")
+    }
+
+    /// `isolator().spawn_spec` for client1.
+    fn spec(image: &str, argv: Vec<Vec<u8>>) -> Result<SpawnSpec, DaemonError> {
+        let isolator = isolator();
+        let lease = isolator.lease("client1").expect("a slice");
+        let command = TaskCommand { image, argv, env: vec![], workdir: b"" };
+        isolator.spawn_spec(&lease, "host", Path::new("/t"), command)
     }
 
     #[test]
     fn missing_binary_gets_the_seed_message() {
         let argv = vec![b"/bin/a_binary_that_doesnt_exist".to_vec()];
-        let error = isolator()
-            .spawn_spec("h", Path::new("/t"), "", argv, vec![], b"")
-            .expect_err("missing");
+        let error = spec("", argv).expect_err("missing");
         assert_eq!(
             error.to_string(),
             "Binary '/bin/a_binary_that_doesnt_exist' not found in base image."
@@ -157,13 +225,15 @@ mod tests {
 
     #[test]
     fn the_command_runs_under_init_in_every_namespace() {
-        let spec = isolator()
-            .spawn_spec("host", Path::new("/t"), "", vec![b"true".to_vec()], vec![], b"")
-            .expect("spec");
+        let spec = spec("", vec![b"true".to_vec()]).expect("spec");
         assert_eq!(spec.workdir, Path::new("/"));
         assert!(spec.env.iter().any(|e| e.starts_with(b"PATH=")));
         assert_eq!(spec.argv[0], ARGV0.as_bytes());
         assert_eq!(spec.isolation.map(|i| i.namespaces), Some(TASK_NAMESPACES));
+        let id_map = spec.isolation.and_then(|isolation| isolation.id_map);
+        assert_eq!(id_map.map(|map| (map.first_uid, map.count)), Some((100_000, 65_536)));
+        let task_dir = &spec.init_fds[init_fd_slot(TASK_DIR_FD)];
+        assert!(matches!(task_dir, Some(Handed::Dir(dir)) if dir == Path::new("/t")));
         let plan = InitPlan::from_argv(spec.argv.iter().map(|a| OsStr::from_bytes(a).to_owned()))
             .expect("init argv");
         assert_eq!(plan.hostname, b"host");
@@ -173,20 +243,12 @@ mod tests {
 
     #[test]
     fn an_image_that_is_not_there_is_refused_in_one_line() {
-        let argv = vec![b"true".to_vec()];
-        let error = isolator().spawn_spec("h", Path::new("/t"), "alpine", argv, vec![], b"");
+        let error = spec("alpine", vec![b"true".to_vec()]);
         assert_eq!(
             error.expect_err("no such image").to_string(),
             "Image 'alpine' doesn't exist on this host; import one with `rrockerd image import FILE.tar --name alpine`"
         );
-        let bad = isolator().spawn_spec(
-            "h",
-            Path::new("/t"),
-            "../x",
-            vec![b"true".to_vec()],
-            vec![],
-            b"",
-        );
+        let bad = spec("../x", vec![b"true".to_vec()]);
         assert!(bad.expect_err("bad name").to_string().starts_with("Invalid image name '../x'"));
     }
 }
