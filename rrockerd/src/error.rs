@@ -69,6 +69,25 @@ pub enum DaemonError {
         /// Why.
         source: io::Error,
     },
+    /// A directory tasks are set up from lies below one that the set-up may not search.
+    #[error(
+        "{flag} {}: {} (mode {mode:04o}, owner uid {owner}) cannot be searched by uid {uid} without capabilities, as tasks are set up; choose a directory below ones uid {uid} may search (e.g. under /run or /var/lib), or allow it (chmod o+x {})",
+        dir.display(), blocker.display(), blocker.display()
+    )]
+    Unsearchable {
+        /// The flag that names the directory.
+        flag: String,
+        /// The directory.
+        dir: PathBuf,
+        /// The directory on its way that cannot be searched.
+        blocker: PathBuf,
+        /// Its mode.
+        mode: u32,
+        /// Its owner.
+        owner: u32,
+        /// The daemon's uid.
+        uid: u32,
+    },
     /// A file or directory could not be used.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
@@ -172,6 +191,7 @@ impl DaemonError {
             | Self::Cgroup { .. }
             | Self::Pki(_)
             | Self::Seccomp(_)
+            | Self::Unsearchable { .. }
             | Self::Tls { .. }
             | Self::Listen { .. }
             | Self::Serve(_)

@@ -89,8 +89,15 @@ pub async fn run(
     }
     // Bad TLS files stop the daemon before it creates anything.
     let acceptors = tls::reloaded_on_sighup(pki_dir.clone(), config.crl.clone())?;
-    // So does a seccomp profile that does not compile.
+    // So does a seccomp profile that does not compile, or a directory tasks cannot be set up
+    // from.
     let filters = worker::seccomp::load(&config.seccomp_profile)?;
+    worker::rootfs::check_searchable("--state-dir", &config.state_dir)?;
+    worker::rootfs::check_searchable("--images-dir", &config.images_dir)?;
+    // An unprivileged daemon's tasks use its own image as it is, from where it lies.
+    if let Some(image) = config.image.as_deref().filter(|_| !rustix::process::geteuid().is_root()) {
+        worker::rootfs::check_searchable("--image", image)?;
+    }
     tracing::info!(profile = %filters.mode, "seccomp");
     let created_state_dir = !config.state_dir.exists();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.state_dir).map_err(

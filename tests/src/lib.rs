@@ -99,6 +99,16 @@ impl Daemon {
         Self::spawn_with_images(dir, pki, extra_args.iter().map(Into::into))
     }
 
+    /// Starts a daemon whose state directory lies below a directory closed to every user
+    /// but root (mode 0700, as `mktemp -d` makes it).
+    pub fn start_below_a_private_dir() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, pki) = dev_pki_dir();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        Self::spawn_with_images(dir, pki, [])
+    }
+
     /// Starts a daemon with a fresh dev PKI whose client CA has a revocation list (empty for
     /// now: see [`Self::revoke`]), given with `--crl`.
     pub fn start_with_crl() -> Self {

@@ -301,12 +301,23 @@ fn escape_attempts_from_inside_a_task_fail_and_say_what_stopped_them() {
 async fn a_thousand_tasks_leave_nothing_behind() {
     require_root!();
     let daemon = Daemon::start();
-    let mut client = daemon.client("client1").await;
-    // Warm up: the first task may open lazily created daemon resources. (rm answers once
-    // the task has released everything, so that nothing of it is counted below.)
-    let warm_up = start(&mut client, shell("true")).await;
-    stream_all(&mut client, &warm_up).await;
-    client.remove(rrocker_proto::v1::RemoveRequest { task_id: warm_up }).await.expect("rm");
+    // Three identities, so three uid slices with their image views come and go.
+    let mut clients = Vec::new();
+    for identity in ["client1", "client2", "admin1"] {
+        clients.push(daemon.client(identity).await);
+    }
+    // Warm up: the first tasks may open lazily created daemon resources (each slice's template
+    // user namespace among them); three at once hold three slices. (rm answers once the task
+    // has released everything, so that nothing of it is counted below.)
+    let mut warm = Vec::new();
+    for client in &mut clients {
+        warm.push(rrocker_tests::start_running(client).await);
+    }
+    for (client, id) in clients.iter_mut().zip(warm) {
+        let stop = StopRequest { task_id: id.clone(), grace_ms: Some(0), ..Default::default() };
+        client.stop(stop).await.expect("stop");
+        client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
+    }
     // The host's mounts and the daemon's own (private) mount namespace.
     let mounts = || {
         let host = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
@@ -325,18 +336,27 @@ async fn a_thousand_tasks_leave_nothing_behind() {
             })
             .collect()
     };
-    let tasks_dir = daemon.state_dir().join("tasks");
+    let (tasks_dir, views_dir) =
+        (daemon.state_dir().join("tasks"), daemon.state_dir().join("views"));
     let (fds_before, mounts_before) = (daemon.open_fds_at_rest().await, mounts());
-    for _ in 0..1000 {
-        let id = start(&mut client, shell("true")).await;
-        stream_all(&mut client, &id).await;
-        client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
+    assert!(!mounts_before.contains("/views/"), "no view is left once its slice frees");
+    for _ in 0..334 {
+        // One task of each identity at once, then each to its end and removed.
+        let mut round = Vec::new();
+        for client in &mut clients {
+            round.push(start(client, shell("true")).await);
+        }
+        for (client, id) in clients.iter_mut().zip(round) {
+            stream_all(client, &id).await;
+            client.remove(rrocker_proto::v1::RemoveRequest { task_id: id }).await.expect("rm");
+        }
     }
     // Every task's namespace is gone, or the pool would never be back at its seven.
     assert_eq!(daemon.open_fds_at_rest().await, fds_before, "daemon fds");
-    assert_eq!(mounts(), mounts_before, "host mounts");
+    assert_eq!(mounts(), mounts_before, "host mounts, and no image view of a slice");
     assert_eq!(children(), Vec::<String>::new(), "no child (or zombie) of the daemon is left");
     assert_eq!(std::fs::read_dir(&tasks_dir).expect("tasks dir").count(), 0, "task directories");
+    assert_eq!(std::fs::read_dir(&views_dir).expect("views dir").count(), 0, "slices' views");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

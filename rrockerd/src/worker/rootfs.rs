@@ -92,8 +92,8 @@ fn no_room(dir: &Path) -> DaemonError {
     ))
 }
 
-/// Creates the directory that holds task directories (traversable by tasks' unprivileged
-/// owners, listable by nobody but root) and removes what a crashed run left in it.
+/// Creates the directory that holds task directories (root's alone: a task's init is handed
+/// its own directory, never walks to it) and removes what a crashed run left in it.
 pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
     let tasks_dir = state_dir.join("tasks");
     let io_error = |action, path: &Path| {
@@ -103,12 +103,49 @@ pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
     if tasks_dir.exists() {
         fs::remove_dir_all(&tasks_dir).map_err(io_error("clean up", &tasks_dir))?;
     }
-    fs::DirBuilder::new().mode(0o711).create(&tasks_dir).map_err(io_error("create", &tasks_dir))?;
+    fs::DirBuilder::new().mode(0o700).create(&tasks_dir).map_err(io_error("create", &tasks_dir))?;
     for dir in [state_dir, &tasks_dir] {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(io_error("chmod", dir))?;
     }
     Ok(tasks_dir)
+}
+
+/// Refuses `dir` (given as `flag`) at start-up when a directory on its way (itself, if it
+/// exists, included) cannot be searched by this process's uid and groups without
+/// capabilities: a task's engine child opens its task directory and image from there with
+/// nothing more (it is in the task's new user namespace already). POSIX ACLs are not read.
+pub fn check_searchable(flag: &str, dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let uid = rustix::process::geteuid().as_raw();
+    let mut gids: Vec<u32> = rustix::process::getgroups()
+        .unwrap_or_default()
+        .into_iter()
+        .map(rustix::process::Gid::as_raw)
+        .collect();
+    gids.push(rustix::process::getegid().as_raw());
+    for step in dir.ancestors() {
+        let Ok(metadata) = fs::metadata(step) else { continue };
+        let bit = if metadata.uid() == uid {
+            0o100
+        } else if gids.contains(&metadata.gid()) {
+            0o010
+        } else {
+            0o001
+        };
+        if metadata.mode() & bit == 0 {
+            return Err(DaemonError::Unsearchable {
+                flag: flag.to_owned(),
+                dir: dir.clone(),
+                blocker: step.to_owned(),
+                mode: metadata.mode() & 0o7777,
+                owner: metadata.uid(),
+                uid,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Finds the executable `name` refers to inside the image `root`: itself if it contains a
