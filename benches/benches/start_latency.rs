@@ -60,6 +60,9 @@ fn main() {
     let bare = rrocker_starts(&runtime, iterations, &["--cgroup-version", "off"]);
     let (mut bare_reply, mut bare_end, mut round_trip) = bare;
     let (mut to_reply, mut to_end, _) = rrocker_starts(&runtime, iterations, &[]);
+    // The seccomp filter's cost: the same starts without it.
+    let unconfined = ["--cgroup-version", "off", "--seccomp-profile", "unconfined"];
+    let (mut open_reply, mut open_end, _) = rrocker_starts(&runtime, iterations, &unconfined);
 
     // runc and crun running the same image with the same namespaces, to the container's exit.
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -89,14 +92,16 @@ fn main() {
         ("rrocker Start to end, no cgroups", Summary::of(&mut bare_end)),
         ("rrocker Start reply", Summary::of(&mut to_reply)),
         ("rrocker Start to final status", Summary::of(&mut to_end)),
+        ("rrocker Start reply, no cgroups, no seccomp", Summary::of(&mut open_reply)),
+        ("rrocker Start to end, no cgroups, no seccomp", Summary::of(&mut open_end)),
     ];
     let ms = |duration: Duration| format!("{:.3}", duration.as_secs_f64() * 1e3);
     println!("start_latency, {iterations} iterations (ms)");
-    println!("{:<34} {:>8} {:>8} {:>8} {:>8} {:>10}", "", "min", "p50", "p90", "p99", "p50 ratio");
+    println!("{:<44} {:>8} {:>8} {:>8} {:>8} {:>10}", "", "min", "p50", "p90", "p99", "p50 ratio");
     let baseline = rows[0].1.p50.as_secs_f64();
     for (name, summary) in &rows {
         println!(
-            "{name:<34} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
+            "{name:<44} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
             ms(summary.min),
             ms(summary.p50),
             ms(summary.p90),
@@ -107,7 +112,7 @@ fn main() {
     for (name, summary) in &oci_rows {
         match summary {
             Some(summary) => println!(
-                "{:<34} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
+                "{:<44} {:>8} {:>8} {:>8} {:>8} {:>9.2}x",
                 format!("{name} run /bin/true (to exit)"),
                 ms(summary.min),
                 ms(summary.p50),
@@ -115,7 +120,7 @@ fn main() {
                 ms(summary.p99),
                 summary.p50.as_secs_f64() / baseline
             ),
-            None => println!("{name:<34} not installed"),
+            None => println!("{name:<44} not installed"),
         }
     }
     let crun = oci_rows.iter().find(|(name, _)| *name == "crun").and_then(|(_, summary)| *summary);
@@ -129,6 +134,10 @@ fn main() {
     let isolation_ms = p50_ms(4) - p50_ms(3) - p50_ms(2);
     println!(
         "isolation adds (Start reply, no cgroups - Query round trip - engine spawn): {isolation_ms:.2} ms p50"
+    );
+    let seccomp_ms = p50_ms(5) - p50_ms(9);
+    println!(
+        "the seccomp filter adds (Start to end, no cgroups, with and without it): {seccomp_ms:.2} ms p50"
     );
     let oci_json = |name: &str| {
         oci_rows.iter().find(|(n, _)| *n == name).and_then(|(_, s)| s.map(Summary::to_json))
@@ -144,6 +153,9 @@ fn main() {
         "start_reply": rows[6].1.to_json(),
         "start_to_final_status": rows[7].1.to_json(),
         "isolation_cost_p50_ms": isolation_ms,
+        "start_reply_no_cgroups_no_seccomp": rows[8].1.to_json(),
+        "start_to_final_status_no_cgroups_no_seccomp": rows[9].1.to_json(),
+        "seccomp_cost_p50_ms": seccomp_ms,
         "runc": oci_json("runc"),
         "crun": oci_json("crun"),
         "rrocker_over_crun_p50": versus_crun,
