@@ -131,6 +131,11 @@ pub enum ImageCommand {
         /// The image's name [default: the file's name without .tar, .tar.gz or .tgz].
         #[arg(long)]
         name: Option<String>,
+        /// Refuse the archive, importing nothing, if it holds an entry that cannot be kept as
+        /// it is (a device node, a fifo, a hard link out of the tree), instead of skipping
+        /// such entries and naming them.
+        #[arg(long)]
+        strict: bool,
     },
     /// List the images of the images directory.
     #[command(visible_alias = "ls")]

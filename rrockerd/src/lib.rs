@@ -26,7 +26,6 @@ pub mod validate;
 pub mod worker;
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,9 +99,11 @@ pub async fn run(
     }
     tracing::info!(profile = %filters.mode, "seccomp");
     let created_state_dir = !config.state_dir.exists();
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.state_dir).map_err(
-        |source| DaemonError::Io { action: "create", path: config.state_dir.clone(), source },
-    )?;
+    worker::dirs::private_dir(&config.state_dir).map_err(|source| DaemonError::Io {
+        action: "create",
+        path: config.state_dir.clone(),
+        source,
+    })?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
         action: "handle SIGTERM for",
         path: "rrockerd".into(),
@@ -115,7 +116,7 @@ pub async fn run(
     })?;
 
     let spill_dir = config.state_dir.join("spill");
-    worker::images::dir_with_mode(&spill_dir, 0o700).map_err(|source| DaemonError::Io {
+    worker::dirs::private_dir(&spill_dir).map_err(|source| DaemonError::Io {
         action: "create",
         path: spill_dir.clone(),
         source,

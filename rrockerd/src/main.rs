@@ -32,7 +32,8 @@ fn main() -> ExitCode {
     if let Some(command) = &config.command {
         return match rrockerd::worker::import::run_command(command, &config.images_dir) {
             Ok(said) => {
-                print!("{said}");
+                print!("{}", said.out);
+                eprint!("{}", said.err);
                 ExitCode::SUCCESS
             }
             Err(error) => {

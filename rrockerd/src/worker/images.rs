@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -18,6 +17,7 @@ use rrocker_uring::IdMap;
 
 use crate::Mounts;
 use crate::error::DaemonError;
+use crate::worker::dirs::{dir_with_mode, private_dir};
 use crate::worker::{idmap, image, import};
 
 /// The images, and every view of them this daemon made.
@@ -46,9 +46,11 @@ impl Images {
         state_dir: &Path,
         mounts: Mounts,
     ) -> Result<Self, DaemonError> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(images_dir).map_err(
-            |source| DaemonError::Io { action: "create", path: images_dir.to_owned(), source },
-        )?;
+        private_dir(images_dir).map_err(|source| DaemonError::Io {
+            action: "create",
+            path: images_dir.to_owned(),
+            source,
+        })?;
         let own = match image {
             Some(image) => image.to_owned(),
             None => image::ensure_default(&images_dir.join(image::DEFAULT_IMAGE))?,
@@ -191,13 +193,4 @@ impl Images {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Creates the directory `path` with `mode`, unless a directory is there already (a daemon
-/// that did not stop cleanly leaves its state directory's subdirectories behind).
-pub fn dir_with_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Err(_) if path.is_dir() => Ok(()),
-        created => created,
-    }
 }

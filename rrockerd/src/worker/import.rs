@@ -1,9 +1,12 @@
 //! `rrockerd image import FILE.tar`: a container filesystem export (`docker export`,
 //! `podman export`, any tar of a root tree, gzip-compressed or not) unpacked into a named
 //! image under the images directory, which `start --image NAME` then gives tasks as their
-//! root. Unpacking keeps owners, modes and links, refuses entries that would land outside
-//! the image (absolute or `..` paths, writes through symlinks), and publishes the image whole
-//! or not at all.
+//! root. Unpacking keeps owners, modes (setuid and setgid bits too: a task may need `su`;
+//! the images directory is closed to host users, which is what protects the host) and
+//! links, refuses entries that would land outside the image (absolute or `..` paths, writes
+//! through symlinks), skips and names the entries it cannot keep as they are (device nodes,
+//! fifos, hard links out of the tree; `--strict` refuses the archive instead), and publishes
+//! the image whole or not at all.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -45,9 +48,27 @@ pub fn name_of(archive: &Path) -> String {
     stem.to_owned()
 }
 
-/// Unpacks `archive` into `<images_dir>/<name>` and returns that path. Refused, with nothing
-/// changed, when the name is taken or the archive is not a tar of a root tree.
-pub fn import(archive: &Path, images_dir: &Path, name: &str) -> Result<PathBuf, DaemonError> {
+/// How many of the skipped entries an import names.
+const NAMED_SKIPS: usize = 5;
+
+/// What an import made.
+#[derive(Debug)]
+pub struct Imported {
+    /// The image.
+    pub path: PathBuf,
+    /// The entries it did not keep, each as `PATH (KIND)`.
+    pub skipped: Vec<String>,
+}
+
+/// Unpacks `archive` into `<images_dir>/<name>`. Refused, with nothing changed, when the
+/// name is taken, the archive is not a tar of a root tree, or (`strict`) it holds an entry
+/// that cannot be kept as it is.
+pub fn import(
+    archive: &Path,
+    images_dir: &Path,
+    name: &str,
+    strict: bool,
+) -> Result<Imported, DaemonError> {
     check_name(name)?;
     let dest = images_dir.join(name);
     if dest.exists() {
@@ -59,15 +80,23 @@ pub fn import(archive: &Path, images_dir: &Path, name: &str) -> Result<PathBuf, 
     let open_error = |source| DaemonError::Io { action: "read", path: archive.to_owned(), source };
     let mut file = BufReader::new(File::open(archive).map_err(open_error)?);
     let gzip = is_gzip(&mut file).map_err(open_error)?;
-    std::fs::create_dir_all(images_dir).map_err(|source| DaemonError::Io {
+    crate::worker::dirs::private_dir(images_dir).map_err(|source| DaemonError::Io {
         action: "create",
         path: images_dir.to_owned(),
         source,
     })?;
+    let mut skipped = Vec::new();
     let unpacked = publish(&dest, |building| {
         let reader: Box<dyn Read> =
             if gzip { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
-        unpack(reader, building)
+        skipped = unpack(reader, building)?;
+        match skipped.first() {
+            Some(first) if strict => Err(io::Error::other(format!(
+                "--strict: {} entries cannot be kept as they are, the first {first}",
+                skipped.len()
+            ))),
+            _ => Ok(()),
+        }
     });
     unpacked.map_err(|error| match error {
         DaemonError::Io { source, .. } => DaemonError::InvalidArgument(format!(
@@ -77,16 +106,34 @@ pub fn import(archive: &Path, images_dir: &Path, name: &str) -> Result<PathBuf, 
         )),
         other => other,
     })?;
-    Ok(dest)
+    Ok(Imported { path: dest, skipped })
+}
+
+/// What a command says: on stdout, and on stderr.
+#[derive(Debug, Default)]
+pub struct Said {
+    /// For stdout.
+    pub out: String,
+    /// For stderr (warnings).
+    pub err: String,
 }
 
 /// Runs `rrockerd image ...` on `images_dir`; returns what to print.
-pub fn run_command(command: &DaemonCommand, images_dir: &Path) -> Result<String, DaemonError> {
+pub fn run_command(command: &DaemonCommand, images_dir: &Path) -> Result<Said, DaemonError> {
     match command {
-        DaemonCommand::Image(ImageCommand::Import { file, name }) => {
+        DaemonCommand::Image(ImageCommand::Import { file, name, strict }) => {
             let name = name.clone().unwrap_or_else(|| name_of(file));
-            let image = import(file, images_dir, &name)?;
-            Ok(format!("Imported image '{name}' into {}\n", image.display()))
+            let imported = import(file, images_dir, &name, *strict)?;
+            let out = format!("Imported image '{name}' into {}\n", imported.path.display());
+            let err = match imported.skipped.len() {
+                0 => String::new(),
+                count => format!(
+                    "rrockerd: skipped {count} entries that cannot be kept as they are: {}{} (--strict refuses such archives)\n",
+                    imported.skipped[..count.min(NAMED_SKIPS)].join(", "),
+                    if count > NAMED_SKIPS { ", ..." } else { "" }
+                ),
+            };
+            Ok(Said { out, err })
         }
         DaemonCommand::Image(ImageCommand::List) => {
             let listed = std::fs::read_dir(images_dir).map_err(|source| DaemonError::Io {
@@ -101,7 +148,10 @@ pub fn run_command(command: &DaemonCommand, images_dir: &Path) -> Result<String,
                 .filter(|name| check_name(name).is_ok())
                 .collect();
             names.sort();
-            Ok(names.iter().map(|name| format!("{name}\n")).collect())
+            Ok(Said {
+                out: names.iter().map(|name| format!("{name}\n")).collect(),
+                err: String::new(),
+            })
         }
     }
 }
@@ -125,8 +175,10 @@ fn is_gzip(file: &mut BufReader<File>) -> io::Result<bool> {
 
 /// Unpacks every entry of a tar stream into `dest`: modes, times and links kept, and owners
 /// too when run as root (an unprivileged daemon's tasks see its own files as root's). An
-/// archive with no entries is refused.
-fn unpack(reader: impl Read, dest: &Path) -> io::Result<()> {
+/// archive with no entries is refused. Returns the entries it skipped, as `PATH (KIND)`:
+/// device nodes and fifos (a task's /dev is its own; the tar crate would leave an empty
+/// file in their place), and hard links whose target lies out of the tree.
+fn unpack(reader: impl Read, dest: &Path) -> io::Result<Vec<String>> {
     std::fs::create_dir(dest)?;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_ownerships(rustix::process::geteuid().is_root());
@@ -135,8 +187,14 @@ fn unpack(reader: impl Read, dest: &Path) -> io::Result<()> {
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
     let mut entries = 0usize;
+    let mut skipped = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
+        if let Some(kind) = not_kept(&entry) {
+            let path = entry.path().map(|path| path.display().to_string()).unwrap_or_default();
+            skipped.push(format!("{path} ({kind})"));
+            continue;
+        }
         // unpack_in refuses paths that leave `dest` (`..`, and writes through symlinks that
         // point out of it); it skips such an entry and says so with `false`.
         if !entry.unpack_in(dest)? {
@@ -148,7 +206,24 @@ fn unpack(reader: impl Read, dest: &Path) -> io::Result<()> {
     if entries == 0 {
         return Err(io::Error::other("the archive holds no file"));
     }
-    Ok(())
+    Ok(skipped)
+}
+
+/// What kind of entry `entry` is, if it is one an image does not keep.
+fn not_kept(entry: &tar::Entry<'_, impl Read>) -> Option<&'static str> {
+    use tar::EntryType;
+    match entry.header().entry_type() {
+        EntryType::Char => Some("character device"),
+        EntryType::Block => Some("block device"),
+        EntryType::Fifo => Some("fifo"),
+        EntryType::Link => {
+            let target = entry.link_name().ok().flatten()?;
+            let outside = target.is_absolute()
+                || target.components().any(|part| part == std::path::Component::ParentDir);
+            outside.then_some("hard link out of the tree")
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -191,14 +266,14 @@ mod tests {
         std::fs::write(&good, archive(&[("bin/tool", b"#!/bin/sh\n"), ("etc/marker", b"ok")]))
             .expect("write");
         let images = dir.path().join("images");
-        let image = import(&good, &images, "good").expect("import");
+        let image = import(&good, &images, "good", false).expect("import").path;
         assert_eq!(std::fs::read(image.join("etc/marker")).expect("marker"), b"ok");
-        let again = import(&good, &images, "good").expect_err("taken");
+        let again = import(&good, &images, "good", false).expect_err("taken");
         assert!(again.to_string().starts_with("Image 'good' already exists in "), "{again}");
 
         let evil = dir.path().join("evil.tar");
         std::fs::write(&evil, archive(&[("etc/fine", b"x"), ("../escaped", b"x")])).expect("write");
-        let refused = import(&evil, &images, "evil").expect_err("refused");
+        let refused = import(&evil, &images, "evil", false).expect_err("refused");
         assert!(refused.to_string().contains("would land outside the image"), "{refused}");
         assert!(!dir.path().join("escaped").exists());
         let left: Vec<_> =
@@ -207,10 +282,64 @@ mod tests {
 
         let empty = dir.path().join("empty.tar");
         std::fs::write(&empty, archive(&[])).expect("write");
-        assert!(import(&empty, &images, "empty").is_err());
+        assert!(import(&empty, &images, "empty", false).is_err());
         let junk = dir.path().join("junk.tar");
         std::fs::write(&junk, b"not a tar at all, just words that go on for a while")
             .expect("write");
-        assert!(import(&junk, &images, "junk").is_err());
+        assert!(import(&junk, &images, "junk", false).is_err());
+    }
+
+    #[test]
+    fn device_nodes_fifos_and_links_out_are_skipped_and_named_and_strict_refuses_them() {
+        let header = |kind: tar::EntryType, size: u64, mode: u32| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(size);
+            header.set_mode(mode);
+            header.set_uid(0);
+            header.set_gid(0);
+            header
+        };
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut file = header(tar::EntryType::Regular, 2, 0o4755);
+        file.set_cksum();
+        builder.append_data(&mut file, "bin/su", &b"ok"[..]).expect("file");
+        for (path, kind) in [("dev/null", tar::EntryType::Char), ("run/pipe", tar::EntryType::Fifo)]
+        {
+            let mut node = header(kind, 0, 0o666);
+            node.set_device_major(1).expect("major");
+            node.set_device_minor(3).expect("minor");
+            node.set_cksum();
+            builder.append_data(&mut node, path, &[][..]).expect("node");
+        }
+        let mut link = header(tar::EntryType::Link, 0, 0o644);
+        let target = b"../../etc/shadow";
+        link.as_gnu_mut().expect("gnu").linkname[..target.len()].copy_from_slice(target);
+        link.set_cksum();
+        builder.append_data(&mut link, "etc/shadow", &[][..]).expect("link");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tar = dir.path().join("nodes.tar");
+        std::fs::write(&tar, builder.into_inner().expect("tar")).expect("write");
+        let images = dir.path().join("images");
+
+        let refused = import(&tar, &images, "strict", true).expect_err("strict");
+        assert!(refused.to_string().contains("--strict: 3 entries"), "{refused}");
+        assert!(!images.join("strict").exists(), "no image is left behind");
+
+        let imported = import(&tar, &images, "lenient", false).expect("import");
+        assert_eq!(
+            imported.skipped,
+            [
+                "dev/null (character device)",
+                "run/pipe (fifo)",
+                "etc/shadow (hard link out of the tree)"
+            ]
+        );
+        assert!(
+            !imported.path.join("dev/null").exists() && !imported.path.join("run/pipe").exists()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let su = std::fs::metadata(imported.path.join("bin/su")).expect("su");
+        assert_eq!(su.permissions().mode() & 0o7777, 0o4755, "setuid is kept");
     }
 }

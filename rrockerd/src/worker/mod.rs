@@ -22,6 +22,7 @@ use crate::worker::images::Images;
 use crate::worker::seccomp::{SeccompFilters, SeccompMode};
 use crate::worker::uid_slices::UidSlices;
 
+pub mod dirs;
 pub mod idmap;
 pub mod image;
 pub mod images;

@@ -8,7 +8,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -103,11 +103,7 @@ pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
     if tasks_dir.exists() {
         fs::remove_dir_all(&tasks_dir).map_err(io_error("clean up", &tasks_dir))?;
     }
-    fs::DirBuilder::new().mode(0o700).create(&tasks_dir).map_err(io_error("create", &tasks_dir))?;
-    for dir in [state_dir, &tasks_dir] {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_error("chmod", dir))?;
-    }
+    crate::worker::dirs::private_dir(&tasks_dir).map_err(io_error("create", &tasks_dir))?;
     Ok(tasks_dir)
 }
 
@@ -191,6 +187,8 @@ fn is_executable_in(root: &OwnedFd, path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
