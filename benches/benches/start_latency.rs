@@ -66,7 +66,15 @@ fn main() {
 
     // runc and crun running the same image with the same namespaces, to the container's exit.
     let scratch = tempfile::tempdir().expect("tempdir");
-    let image = rrocker_tests::images_dir().join("default-v1");
+    // A copy: the images directory is closed to every host uid but root's, the containers'
+    // mapped root among them.
+    let image = scratch.path().join("rootfs");
+    let default = rrocker_tests::images_dir().join("default-v1");
+    let copied = std::process::Command::new("cp").arg("-a").arg(&default).arg(&image).status();
+    assert!(copied.expect("cp").success(), "a copy of the default image");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
     let bundle =
         oci::bundle(&scratch.path().join("bundle"), &image, &["/bin/true"]).expect("bundle");
     let mut oci_rows = Vec::new();
