@@ -139,11 +139,6 @@ impl Isolator {
         })
     }
 
-    /// How many identities hold a host id slice now.
-    pub fn slices_held(&self) -> usize {
-        self.slices.held()
-    }
-
     /// Builds the engine's spawn spec for a validated `command`: the program, resolved inside
     /// its image as `lease`'s slice sees it, under `rrocker
     /// init`, in new namespaces mapped to that slice, with `hostname`, its root assembled in
