@@ -363,9 +363,10 @@ async fn a_thousand_tasks_leave_nothing_behind() {
 async fn the_image_is_an_idmapped_mount_private_to_the_daemon() {
     require_root!();
     let daemon = Daemon::start();
-    // The first identity's first task makes its slice's view of the image.
+    // The first identity's first task makes its slice's view of the image, which stays while
+    // the task runs.
     let mut client = daemon.client("client1").await;
-    run(&mut client, "true").await;
+    rrocker_tests::start_running(&mut client).await;
     let image = daemon.state_dir().join("views/0/own");
     let daemon_mounts =
         std::fs::read_to_string(format!("/proc/{}/mountinfo", daemon.pid())).expect("mountinfo");
