@@ -103,6 +103,7 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "created_at_ms": status.created_at_ms,
         "finished_at_ms": (status.finished_at_ms != 0).then_some(status.finished_at_ms),
         "limits": status.limits.as_ref().map(limits_json),
+        "defaulted_limits": status.defaulted_limits,
         "usage": status.usage.as_ref().map(usage_json),
     })
 }
@@ -151,19 +152,28 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
     }
     let limits = status.limits.clone().unwrap_or_default();
     let mut limit_words = Vec::new();
+    // A limit the daemon's defaults gave, not the start.
+    let source = |name: &str| {
+        if status.defaulted_limits.iter().any(|defaulted| defaulted == name) {
+            " (default)"
+        } else {
+            ""
+        }
+    };
     if limits.cpu_quota_us != 0 {
         let period = if limits.cpu_period_us == 0 {
             crate::limits::CPU_PERIOD_US
         } else {
             limits.cpu_period_us
         };
-        limit_words.push(format!("cpu {:.2} CPUs", limits.cpu_quota_us as f64 / period as f64));
+        let cpus = limits.cpu_quota_us as f64 / period as f64;
+        limit_words.push(format!("cpu {cpus:.2} CPUs{}", source("cpu")));
     }
     if limits.memory_max_bytes != 0 {
-        limit_words.push(format!("memory {}", bytes(limits.memory_max_bytes)));
+        limit_words.push(format!("memory {}{}", bytes(limits.memory_max_bytes), source("memory")));
     }
     if limits.pids_max != 0 {
-        limit_words.push(format!("pids {}", limits.pids_max));
+        limit_words.push(format!("pids {}{}", limits.pids_max, source("pids")));
     }
     for rule in &limits.io {
         let rates = [

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::policy::{Cpu, Figures, Host, Memory, Pids, Policy};
 use crate::worker::uid_slices::{SLICE, UidSlices};
 
 /// rrockerd runs commands as isolated tasks and serves them over gRPC with mutual TLS.
@@ -101,6 +102,41 @@ pub struct Config {
     /// Most tasks one identity (certificate CN) runs at once.
     #[arg(long, env = "RROCKERD_MAX_TASKS_PER_USER", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_tasks_per_user: u64,
+    /// Memory limit of a task whose start sets none: bytes with a unit (512M, 2G), a share
+    /// of the host's memory (25%), or unlimited.
+    #[arg(long, env = "RROCKERD_DEFAULT_MAX_MEM", default_value = "25%")]
+    pub default_max_mem: Memory,
+    /// Pids limit (processes and threads) of a task whose start sets none, or unlimited.
+    #[arg(long, env = "RROCKERD_DEFAULT_MAX_PIDS", default_value = "1024")]
+    pub default_max_pids: Pids,
+    /// CPU limit of a task whose start sets none, in CPUs (1.5), or unlimited.
+    #[arg(long, env = "RROCKERD_DEFAULT_MAX_CPU", default_value = "unlimited")]
+    pub default_max_cpu: Cpu,
+    /// Most memory a start may ask for (a start above it is refused), or unlimited.
+    #[arg(long, env = "RROCKERD_LIMIT_MAX_MEM", default_value = "unlimited")]
+    pub limit_max_mem: Memory,
+    /// Most pids a start may ask for, or unlimited.
+    #[arg(long, env = "RROCKERD_LIMIT_MAX_PIDS", default_value = "unlimited")]
+    pub limit_max_pids: Pids,
+    /// Most CPUs a start may ask for, or unlimited.
+    #[arg(long, env = "RROCKERD_LIMIT_MAX_CPU", default_value = "unlimited")]
+    pub limit_max_cpu: Cpu,
+    /// Memory all tasks together may use: the memory limit of rrocker's parent cgroup (a
+    /// share of the host's memory, bytes, or unlimited), leaving the rest to the host.
+    #[arg(long, env = "RROCKERD_TOTAL_MAX_MEM", default_value = "80%")]
+    pub total_max_mem: Memory,
+    /// Processes and threads all tasks together may have: the pids limit of rrocker's parent
+    /// cgroup (a share of the host's pid space, a count, or unlimited).
+    #[arg(long, env = "RROCKERD_TOTAL_MAX_PIDS", default_value = "50%")]
+    pub total_max_pids: Pids,
+    /// The OOM killer's score adjustment of the daemon and its spawner (-1000 to 0): they
+    /// go after every task.
+    #[arg(long, default_value_t = -500, value_parser = clap::value_parser!(i32).range(-1000..=0))]
+    pub oom_score_adj: i32,
+    /// The OOM killer's score adjustment of every task's processes (0 to 1000): tasks go
+    /// first.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i32).range(0..=1000))]
+    pub task_oom_score_adj: i32,
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,
@@ -200,6 +236,26 @@ impl Config {
             let own =
                 rrocker_uring::IdMap { first_uid: uid.as_raw(), first_gid: gid.as_raw(), count: 1 };
             UidSlices::shared(own)
+        }
+    }
+
+    /// The limits policy, resolved for this host.
+    pub fn policy(&self) -> Policy {
+        let host = Host::this();
+        Policy {
+            defaults: Figures::of(
+                self.default_max_mem,
+                self.default_max_pids,
+                self.default_max_cpu,
+                host,
+            ),
+            maxima: Figures::of(self.limit_max_mem, self.limit_max_pids, self.limit_max_cpu, host),
+            totals: Figures::of(
+                self.total_max_mem,
+                self.total_max_pids,
+                Cpu(crate::policy::Amount::Unlimited),
+                host,
+            ),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod config_file;
 pub mod error;
 pub mod listener;
 pub mod metrics;
+pub mod policy;
 pub mod quota;
 pub mod service;
 pub mod state;
@@ -29,6 +30,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rrocker_proto::v1::Limits;
 use rrocker_proto::v1::task_service_server::TaskServiceServer;
 use rrocker_uring::{Engine, EngineConfig};
 use tokio::net::TcpListener;
@@ -61,6 +63,20 @@ pub fn init_logging(format: config::LogFormat) {
 fn notify_systemd(state: sd_notify::NotifyState<'_>) {
     if let Err(error) = sd_notify::notify(false, &[state]) {
         tracing::warn!(%error, "cannot notify systemd");
+    }
+}
+
+/// Sets this process's OOM score adjustment (the spawner, forked after, inherits it), so
+/// that the kernel's OOM killer picks tasks before the daemon. Needs root to lower it.
+pub fn steer_oom_killer(score: i32) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    if let Err(error) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
+        tracing::warn!(
+            %error,
+            "cannot lower the daemon's OOM score (CAP_SYS_RESOURCE withheld?): it stays at 0, and tasks, raised above it, still go first"
+        );
     }
 }
 
@@ -137,19 +153,47 @@ pub async fn run(
         &config.state_dir,
         mounts,
     )?);
-    let isolator =
-        worker::Isolator::new(Arc::clone(&images), Arc::new(config.uid_slices()), filters)?;
+    let privileged = rustix::process::geteuid().is_root();
+    let isolator = worker::Isolator::new(
+        Arc::clone(&images),
+        Arc::new(config.uid_slices()),
+        filters,
+        privileged.then_some(config.task_oom_score_adj),
+    )?;
     // Leftover tasks of an earlier run are killed (with their cgroups) before their
     // directories are cleaned up.
     let cgroups = cgroup::probe(config.cgroup_version, &config.cgroup_parent)?;
+    let mut policy = config.policy();
     match &cgroups {
         Some(cgroups) => {
             cgroups.prepare()?;
-            tracing::info!(backend = cgroups.describe(), parent = %config.cgroup_parent.display(), "cgroups");
+            let totals = policy.totals;
+            cgroups.cap_parent(&Limits {
+                memory_max_bytes: totals.memory,
+                pids_max: totals.pids,
+                ..Limits::default()
+            })?;
+            tracing::info!(
+                backend = cgroups.describe(),
+                parent = %config.cgroup_parent.display(),
+                total_memory_bytes = totals.memory,
+                total_pids = totals.pids,
+                "cgroups"
+            );
         }
         None => {
-            tracing::warn!("no cgroups (off, or an unprivileged daemon): tasks run without limits")
+            // Limits cannot be applied, so neither defaults nor totals; maxima still refuse.
+            policy.defaults = policy::Figures::default();
+            policy.totals = policy::Figures::default();
+            tracing::warn!(
+                "no cgroups (off, or an unprivileged daemon): tasks run without limits, default limits (--default-max-*) and the caps on all tasks (--total-max-*) cannot be given"
+            )
         }
+    }
+    if !privileged {
+        tracing::warn!(
+            "unprivileged: the OOM killer is not steered (--oom-score-adj, --task-oom-score-adj need root), and every identity's tasks share this user's uid"
+        );
     }
     let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
     let quota = quota::Quota::new(
@@ -161,8 +205,7 @@ pub async fn run(
         isolator,
         cgroups,
         quota,
-        tasks_dir,
-        config.stop_grace(),
+        tasks::Settings { tasks_dir, default_grace: config.stop_grace(), policy },
         Arc::new(metrics::Metrics::new()),
     ));
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.

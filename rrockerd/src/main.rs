@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         };
     }
     rrockerd::init_logging(config.log_format);
+    rrockerd::steer_oom_killer(config.oom_score_adj);
     // While still single-threaded: a mount namespace of our own, so that the mounts the
     // daemon makes (the idmapped image) never show in the host's and die with it.
     let mounts = if rustix::process::geteuid().is_root() {

@@ -149,6 +149,15 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         argv: task.argv.clone(),
         image: task.image.clone(),
         seccomp: task.seccomp.clone(),
+        defaulted_limits: [
+            (task.defaulted.memory, "memory"),
+            (task.defaulted.pids, "pids"),
+            (task.defaulted.cpu, "cpu"),
+        ]
+        .iter()
+        .filter(|(defaulted, _)| *defaulted)
+        .map(|(_, name)| (*name).to_owned())
+        .collect(),
         held: if progress.state.is_final() {
             String::new()
         } else {

@@ -21,6 +21,7 @@ use crate::authz::Caller;
 use crate::cgroup::{Cgroups, TaskCgroup};
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
+use crate::policy::{Defaulted, Policy};
 use crate::quota::Quota;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
@@ -55,8 +56,10 @@ pub struct Task {
     pub image: String,
     /// The seccomp profile it runs under.
     pub seccomp: String,
-    /// Its limits as requested.
+    /// Its limits: as requested, with the daemon's defaults for what the request left unset.
     pub limits: Limits,
+    /// Which of its limits are the daemon's defaults.
+    pub defaulted: Defaulted,
     /// When it was created.
     pub created_at: SystemTime,
     /// Host pid of its process.
@@ -115,6 +118,17 @@ impl Task {
     }
 }
 
+/// How the registry runs tasks.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where task directories go.
+    pub tasks_dir: PathBuf,
+    /// The grace period of a stop that gives none.
+    pub default_grace: Duration,
+    /// Default and maximum limits.
+    pub policy: Policy,
+}
+
 /// All tasks of this daemon.
 #[derive(Debug)]
 pub struct TaskRegistry {
@@ -125,6 +139,7 @@ pub struct TaskRegistry {
     tasks_dir: PathBuf,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
+    policy: Policy,
     closing: AtomicBool,
     /// Held (shared) by every start from its check of `closing` until its task is listed, so
     /// that a shutdown, which takes it exclusively, sees every task a start made.
@@ -135,16 +150,16 @@ pub struct TaskRegistry {
 impl TaskRegistry {
     /// A registry whose tasks run on `engine`, isolated by `isolator`, limited by `cgroups`
     /// (if the host has cgroups this daemon may use), as many at once as `quota` allows,
-    /// with their directories in `tasks_dir`.
+    /// as `settings` say.
     pub fn new(
         engine: Engine,
         isolator: Isolator,
         cgroups: Option<Box<dyn Cgroups>>,
         quota: Arc<Quota>,
-        tasks_dir: PathBuf,
-        default_grace: Duration,
+        settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let Settings { tasks_dir, default_grace, policy } = settings;
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
         let start_gate = tokio::sync::RwLock::new(());
@@ -156,6 +171,7 @@ impl TaskRegistry {
             tasks_dir,
             tasks,
             default_grace,
+            policy,
             closing,
             start_gate,
             metrics,
@@ -192,12 +208,13 @@ impl TaskRegistry {
         }
         validate::start_request(&request)?;
         let StartRequest { argv, env, workdir, limits, image } = request;
-        let limits = limits.unwrap_or_default();
-        validate::limits(&limits, host_cpus())?;
+        let requested = limits.unwrap_or_default();
+        validate::limits(&requested, host_cpus())?;
+        let (limits, defaulted) = self.policy.apply(&requested)?;
         for rule in &limits.io {
             crate::cgroup::check_io_device(Path::new(SYS_DEV_BLOCK), rule.major, rule.minor)?;
         }
-        if self.cgroups.is_none() && limits != Limits::default() {
+        if self.cgroups.is_none() && requested != Limits::default() {
             return Err(DaemonError::LimitUnavailable(
                 "this rrockerd runs tasks without cgroups (unprivileged, --cgroup-version off, or none on the host): limits cannot be applied".into(),
             ));
@@ -237,6 +254,7 @@ impl TaskRegistry {
             image,
             seccomp: self.isolator.seccomp_mode().to_string(),
             limits,
+            defaulted,
             created_at: SystemTime::now(),
             pid: spawned.pid,
             key: spawned.key,

@@ -54,7 +54,7 @@ fn a_tenant_that_fills_its_pipe_quota_leaves_another_tenants_pipes_their_size() 
         .expect("a number");
     assert!(soft > 0, "this test needs the kernel's per-user pipe limit (fs.pipe-user-pages-soft)");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (daemon, runtime, probe) = with_probe(dir.path(), "rrocker-pipe-probe", &[]);
+    let (daemon, runtime, probe) = with_probe(dir.path(), "rrocker-limits-probe", &[]);
     runtime.block_on(async {
         let (mut alice, mut bob) = (daemon.client("client1").await, daemon.client("client2").await);
         // 1 MiB pipes are 256 pages each: enough of them to pass the soft limit.

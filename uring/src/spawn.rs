@@ -89,6 +89,9 @@ pub struct Isolation {
     pub namespaces: u64,
     /// The uid/gid range root inside maps to, if a user namespace is made.
     pub id_map: Option<IdMap>,
+    /// The OOM killer's score adjustment of the child and all it starts (raised from the
+    /// daemon's own before the child takes the task's ids), if any.
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Maps ids `0..count` inside a user namespace to `first..first+count` outside.
@@ -157,11 +160,17 @@ pub(crate) fn clone_child(
     }
     let dev_null = std::fs::File::open("/dev/null").map_err(EngineError::DevNull)?;
     let stdio = [dev_null.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
+    let oom_score_adj = spec
+        .isolation
+        .and_then(|isolation| isolation.oom_score_adj)
+        .map(|score| c_string(score.to_string().as_bytes(), "oom score"))
+        .transpose()?;
     let mut plan = ChildPlan::new(target, &argv, &envp, &workdir, stdio, error_write.as_fd());
     if let Some(isolation) = spec.isolation {
         plan.namespaces = isolation.namespaces;
         plan.report_fd = true;
     }
+    plan.oom_score_adj = oom_score_adj.as_deref();
     if let Some((sync_read, sync_write)) = &sync {
         plan.sync = Some((sync_read.as_fd(), sync_write.as_fd()));
     }
@@ -326,6 +335,9 @@ pub(crate) async fn exec_outcome(
             Err(match ChildStep::from_byte(step) {
                 Some(ChildStep::Exec) => EngineError::Exec { program: program.display(), source },
                 Some(ChildStep::Workdir) => EngineError::Workdir { source },
+                Some(ChildStep::OomScore) => {
+                    EngineError::ChildSetup { step: "set the OOM score".into(), source }
+                }
                 Some(ChildStep::HandedDir) => {
                     EngineError::ChildSetup { step: "open a directory for init".into(), source }
                 }

@@ -138,7 +138,7 @@ const FIRST_HANDED: u16 = 1 << 8;
 /// Bit of the first handed directory (a path the child opens); the others follow.
 const FIRST_HANDED_DIR: u16 = 1 << 12;
 
-/// A request: `[namespaces u64][flags u16 LE][workdir][path, unless PROGRAM_FILE][argc u32]
+/// A request: `[namespaces u64][flags u16 LE][oom score i32 LE, i32::MIN for none][workdir][path, unless PROGRAM_FILE][argc u32]
 /// [argv...][envc u32][env...]`, each string as `[length u32][bytes]` (no NUL); and its fds
 /// in order: stdin, stdout, stderr, error pipe, then sync read and write ends, the handed fds
 /// (go pipe first), cgroup, network namespace and program, those that are there.
@@ -174,6 +174,8 @@ fn encode<'a>(
     }
     let mut payload = plan.namespaces.to_le_bytes().to_vec();
     payload.extend_from_slice(&[0, 0]);
+    let oom_score = plan.oom_score_adj.and_then(|score| score.to_str().ok()?.parse::<i32>().ok());
+    payload.extend_from_slice(&oom_score.unwrap_or(i32::MIN).to_le_bytes());
     let put = |payload: &mut Vec<u8>, bytes: &[u8]| {
         let length = u32::try_from(bytes.len()).expect("a request string is under 4 GiB");
         payload.extend_from_slice(&length.to_le_bytes());
@@ -209,6 +211,7 @@ fn encode<'a>(
 struct Request {
     namespaces: u64,
     flags: u16,
+    oom_score_adj: Option<CString>,
     workdir: CString,
     path: Option<CString>,
     argv: Vec<CString>,
@@ -222,6 +225,9 @@ fn decode(payload: &[u8]) -> Option<Request> {
     let mut cursor = Cursor { rest: payload };
     let namespaces = u64::from_le_bytes(cursor.take(8)?.try_into().ok()?);
     let flags = u16::from_le_bytes(cursor.take(2)?.try_into().ok()?);
+    let oom_score = i32::from_le_bytes(cursor.take(4)?.try_into().ok()?);
+    let oom_score_adj =
+        (oom_score != i32::MIN).then(|| CString::new(oom_score.to_string()).ok()).flatten();
     let workdir = cursor.string()?;
     let path = if flags & PROGRAM_FILE == 0 { Some(cursor.string()?) } else { None };
     let argv = cursor.strings()?;
@@ -232,7 +238,8 @@ fn decode(payload: &[u8]) -> Option<Request> {
             *dir = Some(cursor.string()?);
         }
     }
-    cursor.rest.is_empty().then_some(Request { namespaces, flags, workdir, path, argv, env, dirs })
+    let request = Request { namespaces, flags, oom_score_adj, workdir, path, argv, env, dirs };
+    cursor.rest.is_empty().then_some(request)
 }
 
 /// Reads a payload front to back.
@@ -398,6 +405,7 @@ fn clone_for(
         };
     }
     plan.cgroup = cgroup.as_ref().map(AsFd::as_fd);
+    plan.oom_score_adj = request.oom_score_adj.as_deref();
     plan.parent_pid = rustix::process::Pid::as_raw(rustix::process::getppid());
     match network {
         Some(network) => crate::netns::within(network.as_fd(), home, || sys::spawn_child(&plan))?,
@@ -424,6 +432,8 @@ mod tests {
         let dir = c"/run/t".to_owned();
         let fd = Some(HandedFd::Fd(null.as_fd()));
         plan.handed = [fd, None, fd, Some(HandedFd::Dir(&dir))];
+        let score = c"500".to_owned();
+        plan.oom_score_adj = Some(&score);
         let (payload, fds) = encode(&plan, Some(null.as_fd()));
         assert_eq!(fds.len(), 7, "stdio, error pipe, go, the second init fd, network");
         let request = decode(&payload).expect("decodes");
@@ -431,6 +441,7 @@ mod tests {
         let handed = FIRST_HANDED | FIRST_HANDED << 2 | FIRST_HANDED_DIR << 3;
         assert_eq!(request.flags, REPORT_FD | handed | NETWORK);
         assert_eq!(request.dirs, [None, None, None, Some(dir)]);
+        assert_eq!(request.oom_score_adj, Some(score));
         assert_eq!((request.workdir, request.path), (workdir, Some(path)));
         assert_eq!((request.argv.as_slice(), request.env.as_slice()), (&argv[..], &env[..]));
     }
@@ -439,10 +450,11 @@ mod tests {
     fn malformed_requests_do_not_decode() {
         assert!(decode(&[]).is_none());
         let mut truncated = 0u64.to_le_bytes().to_vec();
-        truncated.extend_from_slice(&[0, 0, 9, 0, 0, 0, b'/']);
+        truncated.extend_from_slice(&[0, 0, 0, 0, 0, 0x80, 9, 0, 0, 0, b'/']);
         assert!(decode(&truncated).is_none());
         let mut huge_count = 0u64.to_le_bytes().to_vec();
         huge_count.extend_from_slice(&PROGRAM_FILE.to_le_bytes());
+        huge_count.extend_from_slice(&i32::MIN.to_le_bytes());
         huge_count.extend_from_slice(&[1, 0, 0, 0, b'/', 255, 255, 255, 255]);
         assert!(decode(&huge_count).is_none());
     }

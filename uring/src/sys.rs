@@ -248,6 +248,8 @@ pub(crate) struct ChildPlan<'a> {
     pub handed: [Option<HandedFd<'a>>; HANDED_FDS],
     /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
     pub cgroup: Option<BorrowedFd<'a>>,
+    /// What to write to the child's `/proc/self/oom_score_adj` before it changes identity.
+    pub oom_score_adj: Option<&'a CStr>,
     /// The process the child must be a child of (else its parent died before it ran).
     pub parent_pid: libc::pid_t,
 }
@@ -281,6 +283,7 @@ impl<'a> ChildPlan<'a> {
             become_root: false,
             drop_groups: false,
             handed: [None; HANDED_FDS],
+            oom_score_adj: None,
             cgroup: None,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
@@ -338,6 +341,15 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 Some(HandedFd::Fd(fd)) => fd.as_raw_fd(),
                 None => -1,
             };
+        }
+        // Raised (which needs no privilege) from the daemon's own, which is below every task's.
+        if let Some(score) = plan.oom_score_adj {
+            let file = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            let bytes = score.to_bytes();
+            if file == -1 || libc::write(file, bytes.as_ptr().cast(), bytes.len()) == -1 {
+                fail(error_pipe, ChildStep::OomScore);
+            }
+            libc::close(file);
         }
         // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
         if plan.drop_groups
@@ -439,6 +451,7 @@ pub(crate) enum ChildStep {
     Exec = 6,
     Identity = 7,
     HandedDir = 8,
+    OomScore = 9,
 }
 
 impl ChildStep {
@@ -452,6 +465,7 @@ impl ChildStep {
             Self::Exec,
             Self::Identity,
             Self::HandedDir,
+            Self::OomScore,
         ]
         .into_iter()
         .find(|step| *step as u8 == byte)

@@ -36,6 +36,10 @@ pub trait Cgroups: Send + Sync + Debug {
     /// this fails.
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError>;
 
+    /// Caps all tasks together: writes the memory and pids limits of `caps` (0: none) on
+    /// the parent cgroup, where its controllers are.
+    fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError>;
+
     /// Removes the parent cgroup if it is empty (at shutdown).
     fn remove_parent(&self);
 }

@@ -100,6 +100,10 @@ impl Cgroups for CgroupV1 {
         Ok(Box::new(task))
     }
 
+    fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
+        write_limits(&self.parents, caps)
+    }
+
     fn remove_parent(&self) {
         for dir in self.hierarchies().into_iter().chain(self.unified.as_deref()) {
             let _ = std::fs::remove_dir(dir);
@@ -118,6 +122,48 @@ struct V1Task {
     unified: Option<PathBuf>,
 }
 
+/// Writes `limits` into the cgroups `dirs` (each controller's directory: a task's, or the
+/// parent's caps).
+fn write_limits(dirs: &[(&'static str, PathBuf)], limits: &Limits) -> Result<(), DaemonError> {
+    let file = |controller: &str, name: &str| {
+        dirs.iter().find(|(c, _)| *c == controller).map(|(_, dir)| dir.join(name))
+    };
+    let write = |controller: &str, name: &str, value: String| match file(controller, name) {
+        Some(path) => files::write(&path, &value),
+        None => Ok(()),
+    };
+    if limits.cpu_quota_us != 0 {
+        let period = super::cpu_period(limits);
+        write("cpu", "cpu.cfs_period_us", period.to_string())?;
+        write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us.to_string())?;
+    }
+    if limits.memory_max_bytes != 0 {
+        let max = limits.memory_max_bytes.to_string();
+        write("memory", "memory.limit_in_bytes", max.clone())?;
+        // With swap accounting, memory + swap = memory: no swap.
+        if file("memory", "memory.memsw.limit_in_bytes").is_some_and(|f| f.exists()) {
+            write("memory", "memory.memsw.limit_in_bytes", max)?;
+        }
+    }
+    if limits.pids_max != 0 {
+        write("pids", "pids.max", limits.pids_max.to_string())?;
+    }
+    for rule in &limits.io {
+        let device = format!("{}:{}", rule.major, rule.minor);
+        for (file, value) in [
+            ("blkio.throttle.read_bps_device", rule.read_bps),
+            ("blkio.throttle.write_bps_device", rule.write_bps),
+            ("blkio.throttle.read_iops_device", rule.read_iops),
+            ("blkio.throttle.write_iops_device", rule.write_iops),
+        ] {
+            if value != 0 {
+                write("blkio", file, format!("{device} {value}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl V1Task {
     fn dir(&self, controller: &str) -> Option<&Path> {
         self.dirs.iter().find(|(name, _)| *name == controller).map(|(_, dir)| dir.as_path())
@@ -128,41 +174,7 @@ impl V1Task {
     }
 
     fn apply(&self, limits: &Limits) -> Result<(), DaemonError> {
-        let write = |controller: &str, file: &str, value: String| match self.file(controller, file)
-        {
-            Some(path) => files::write(&path, &value),
-            None => Ok(()),
-        };
-        if limits.cpu_quota_us != 0 {
-            let period = super::cpu_period(limits);
-            write("cpu", "cpu.cfs_period_us", period.to_string())?;
-            write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us.to_string())?;
-        }
-        if limits.memory_max_bytes != 0 {
-            let max = limits.memory_max_bytes.to_string();
-            write("memory", "memory.limit_in_bytes", max.clone())?;
-            // With swap accounting, memory + swap = memory: no swap.
-            if self.file("memory", "memory.memsw.limit_in_bytes").is_some_and(|f| f.exists()) {
-                write("memory", "memory.memsw.limit_in_bytes", max)?;
-            }
-        }
-        if limits.pids_max != 0 {
-            write("pids", "pids.max", limits.pids_max.to_string())?;
-        }
-        for rule in &limits.io {
-            let device = format!("{}:{}", rule.major, rule.minor);
-            for (file, value) in [
-                ("blkio.throttle.read_bps_device", rule.read_bps),
-                ("blkio.throttle.write_bps_device", rule.write_bps),
-                ("blkio.throttle.read_iops_device", rule.read_iops),
-                ("blkio.throttle.write_iops_device", rule.write_iops),
-            ] {
-                if value != 0 {
-                    write("blkio", file, format!("{device} {value}"))?;
-                }
-            }
-        }
-        Ok(())
+        write_limits(&self.dirs, limits)
     }
 
     /// Bytes read and written, from blkio's `M:m Read N` / `M:m Write N` lines.

@@ -91,6 +91,27 @@ impl Cgroups for CgroupV2 {
         Ok(Box::new(task))
     }
 
+    fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
+        let parent = self.parent_dir();
+        // Only what the parent is granted: a missing controller's cap is left out, and said.
+        let granted = files::read_string(&parent.join("cgroup.controllers")).unwrap_or_default();
+        let has = |controller: &str| granted.split_whitespace().any(|c| c == controller);
+        let mut capped = caps.clone();
+        if !has("memory") && capped.memory_max_bytes != 0 {
+            tracing::warn!(
+                "the parent cgroup has no memory controller: all tasks' memory is not capped"
+            );
+            capped.memory_max_bytes = 0;
+        }
+        if !has("pids") && capped.pids_max != 0 {
+            tracing::warn!(
+                "the parent cgroup has no pids controller: all tasks' pids are not capped"
+            );
+            capped.pids_max = 0;
+        }
+        write_limits(&parent, &capped)
+    }
+
     fn remove_parent(&self) {
         let _ = std::fs::remove_dir(self.parent_dir());
     }
@@ -102,35 +123,40 @@ struct V2Task {
     dir: PathBuf,
 }
 
+/// Writes `limits` into the cgroup `dir` (a task's, or the parent's caps).
+fn write_limits(dir: &Path, limits: &Limits) -> Result<(), DaemonError> {
+    let write = |file: &str, value: &str| files::write(&dir.join(file), value);
+    if limits.cpu_quota_us != 0 {
+        write("cpu.max", &format!("{} {}", limits.cpu_quota_us, super::cpu_period(limits)))?;
+    }
+    if limits.memory_max_bytes != 0 {
+        write("memory.max", &limits.memory_max_bytes.to_string())?;
+        if dir.join("memory.swap.max").exists() {
+            write("memory.swap.max", "0")?;
+        }
+    }
+    if limits.pids_max != 0 {
+        write("pids.max", &limits.pids_max.to_string())?;
+    }
+    for rule in &limits.io {
+        let settings: Vec<String> = [
+            ("rbps", rule.read_bps),
+            ("wbps", rule.write_bps),
+            ("riops", rule.read_iops),
+            ("wiops", rule.write_iops),
+        ]
+        .iter()
+        .filter(|(_, value)| *value != 0)
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+        write("io.max", &format!("{}:{} {}", rule.major, rule.minor, settings.join(" ")))?;
+    }
+    Ok(())
+}
+
 impl V2Task {
     fn apply(&self, limits: &Limits) -> Result<(), DaemonError> {
-        let write = |file: &str, value: &str| files::write(&self.dir.join(file), value);
-        if limits.cpu_quota_us != 0 {
-            write("cpu.max", &format!("{} {}", limits.cpu_quota_us, super::cpu_period(limits)))?;
-        }
-        if limits.memory_max_bytes != 0 {
-            write("memory.max", &limits.memory_max_bytes.to_string())?;
-            if self.dir.join("memory.swap.max").exists() {
-                write("memory.swap.max", "0")?;
-            }
-        }
-        if limits.pids_max != 0 {
-            write("pids.max", &limits.pids_max.to_string())?;
-        }
-        for rule in &limits.io {
-            let settings: Vec<String> = [
-                ("rbps", rule.read_bps),
-                ("wbps", rule.write_bps),
-                ("riops", rule.read_iops),
-                ("wiops", rule.write_iops),
-            ]
-            .iter()
-            .filter(|(_, value)| *value != 0)
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-            write("io.max", &format!("{}:{} {}", rule.major, rule.minor, settings.join(" ")))?;
-        }
-        Ok(())
+        write_limits(&self.dir, limits)
     }
 
     /// Bytes read and written, summed over devices from io.stat's `rbytes=` / `wbytes=`.

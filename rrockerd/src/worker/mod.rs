@@ -59,6 +59,7 @@ pub struct Isolator {
     images: Arc<Images>,
     slices: Arc<UidSlices>,
     filters: SeccompFilters,
+    oom_score_adj: Option<i32>,
 }
 
 /// A task's hold on its owner's host id slice, given back when dropped (once everything the
@@ -107,18 +108,20 @@ fn init_fd_slot(fd: i32) -> usize {
 
 impl Isolator {
     /// Loads every task's init. Tasks' roots are overlays of one of `images`; root inside
-    /// tasks maps to a slice of `slices`; their commands run under `filters`.
+    /// tasks maps to a slice of `slices`; their commands run under `filters`, with the OOM
+    /// killer's score adjustment `oom_score_adj` if given.
     pub fn new(
         images: Arc<Images>,
         slices: Arc<UidSlices>,
         filters: SeccompFilters,
+        oom_score_adj: Option<i32>,
     ) -> Result<Self, DaemonError> {
         let init = init_binary::load().map_err(|source| DaemonError::Io {
             action: "load rrocker-init into",
             path: PathBuf::from("a memfd"),
             source,
         })?;
-        Ok(Self { init: Arc::new(init), images, slices, filters })
+        Ok(Self { init: Arc::new(init), images, slices, filters, oom_score_adj })
     }
 
     /// The seccomp profile tasks run under.
@@ -178,7 +181,11 @@ impl Isolator {
             argv: plan.to_argv(),
             env,
             workdir: PathBuf::from("/"),
-            isolation: Some(Isolation { namespaces: TASK_NAMESPACES, id_map: Some(lease.id_map) }),
+            isolation: Some(Isolation {
+                namespaces: TASK_NAMESPACES,
+                id_map: Some(lease.id_map),
+                oom_score_adj: self.oom_score_adj,
+            }),
             placement: Placement::default(),
             init_fds,
         })
@@ -198,7 +205,8 @@ mod tests {
     fn isolator() -> Isolator {
         let slices = Arc::new(UidSlices::new(100_000, 2 * uid_slices::SLICE));
         let filters = seccomp::load(&SeccompMode::Default).expect("the default profile");
-        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), slices, filters).expect("exe")
+        Isolator::new(Arc::new(Images::as_is(Path::new("/"))), slices, filters, Some(500))
+            .expect("exe")
     }
 
     /// `isolator().spawn_spec` for client1.

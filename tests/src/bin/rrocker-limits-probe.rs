@@ -1,8 +1,11 @@
-//! Test helper copied into a task's image: per-uid pipe buffer accounting, seen from inside.
+//! Test helper copied into a task's image: per-uid pipe buffer accounting and pids limits,
+//! seen from inside.
 //!
-//! `rrocker-pipe-probe fill N` makes N pipes of 1 MiB each (the kernel counts their pages
+//! `rrocker-limits-probe fill N` makes N pipes of 1 MiB each (the kernel counts their pages
 //! against the task's host uid), prints the size a fresh pipe gets then `filled`, and holds
-//! them until killed. `rrocker-pipe-probe size` prints the size a fresh pipe gets.
+//! them until killed. `rrocker-limits-probe size` prints the size a fresh pipe gets.
+//! `rrocker-limits-probe forks N` forks up to N children that wait, stops at the first fork
+//! that fails, prints `forked K`, and holds them until killed.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -30,7 +33,27 @@ fn main() {
             }
         }
         Some("size") => println!("{}", fresh_pipe_size()),
-        _ => panic!("usage: rrocker-pipe-probe fill N | size"),
+        Some("forks") => {
+            let count: usize = args.next().and_then(|n| n.parse().ok()).expect("a count");
+            let mut forked = 0;
+            while forked < count {
+                // SAFETY: the child only waits for signals (pause is async-signal-safe).
+                match unsafe { libc::fork() } {
+                    -1 => break,
+                    0 => loop {
+                        // SAFETY: pause takes nothing.
+                        unsafe { libc::pause() };
+                    },
+                    _ => forked += 1,
+                }
+            }
+            println!("forked {forked}");
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::park();
+            }
+        }
+        _ => panic!("usage: rrocker-limits-probe fill N | size | forks N"),
     }
 }
 
