@@ -129,6 +129,19 @@ pub struct Config {
     /// cgroup (a share of the host's pid space, a count, or unlimited).
     #[arg(long, env = "RROCKERD_TOTAL_MAX_PIDS", default_value = "50%")]
     pub total_max_pids: Pids,
+    /// Per identity: the most memory its running tasks' limits may add up to (a start past it
+    /// is refused; a task without a memory limit would take it all), or unlimited.
+    #[arg(long, env = "RROCKERD_QUOTA_MAX_MEM", default_value = "unlimited")]
+    pub quota_max_mem: Memory,
+    /// Per identity: the most pids its running tasks' limits may add up to, or unlimited.
+    #[arg(long, env = "RROCKERD_QUOTA_MAX_PIDS", default_value = "unlimited")]
+    pub quota_max_pids: Pids,
+    /// Per identity: the most CPUs its running tasks' limits may add up to, or unlimited.
+    #[arg(long, env = "RROCKERD_QUOTA_MAX_CPU", default_value = "unlimited")]
+    pub quota_max_cpu: Cpu,
+    /// Hold admins to no per-identity quota (--quota-max-*) but --max-tasks-per-user.
+    #[arg(long, env = "RROCKERD_QUOTA_EXEMPT_ADMINS")]
+    pub quota_exempt_admins: bool,
     /// The OOM killer's score adjustment of the daemon and its spawner (-1000 to 0): they
     /// go after every task.
     #[arg(long, default_value_t = -500, value_parser = clap::value_parser!(i32).range(-1000..=0))]
@@ -256,6 +269,17 @@ impl Config {
                 Cpu(crate::policy::Amount::Unlimited),
                 host,
             ),
+        }
+    }
+
+    /// The caps per identity.
+    pub fn quota_caps(&self) -> crate::quota::Caps {
+        let limits =
+            Figures::of(self.quota_max_mem, self.quota_max_pids, self.quota_max_cpu, Host::this());
+        crate::quota::Caps {
+            tasks: usize::try_from(self.max_tasks_per_user).unwrap_or(usize::MAX),
+            limits,
+            exempt_admins: self.quota_exempt_admins,
         }
     }
 

@@ -198,7 +198,7 @@ pub async fn run(
     let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
     let quota = quota::Quota::new(
         usize::try_from(config.max_tasks).unwrap_or(usize::MAX),
-        usize::try_from(config.max_tasks_per_user).unwrap_or(usize::MAX),
+        config.quota_caps(),
     );
     let registry = Arc::new(TaskRegistry::new(
         engine,

@@ -21,7 +21,7 @@ use crate::authz::Caller;
 use crate::cgroup::{Cgroups, TaskCgroup};
 use crate::error::DaemonError;
 use crate::metrics::Metrics;
-use crate::policy::{Defaulted, Policy};
+use crate::policy::{Defaulted, Figures, Policy};
 use crate::quota::Quota;
 use crate::state::{StopCause, TaskState};
 use crate::validate;
@@ -227,7 +227,13 @@ impl TaskRegistry {
             )));
         }
         // Given back when the task ends, or at once if this start fails.
-        let slot = self.quota.take(&caller.identity)?;
+        let held = Figures {
+            memory: limits.memory_max_bytes,
+            pids: limits.pids_max,
+            cpu_millis: crate::policy::cpu_millis(&limits),
+        };
+        let admin = caller.role == crate::authz::Role::Admin;
+        let slot = self.quota.take(&caller.identity, admin, held)?;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
         // Held until everything the task held is gone; given back at once if this start fails.
@@ -298,8 +304,9 @@ impl TaskRegistry {
             metrics.ended(&state);
             let finished_at = Some(SystemTime::now());
             let ended = Progress { state, finished_at, final_usage, released: false };
-            watched.progress.send_replace(ended);
+            // Given back first, so that whoever sees the end can start the next one.
             drop(slot);
+            watched.progress.send_replace(ended);
             // Every process of the task is gone with its init: drop its cgroup and its files.
             let _ = gone.await;
             let cleaned = Arc::clone(&watched);

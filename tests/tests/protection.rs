@@ -184,3 +184,33 @@ async fn the_oom_killer_picks_tasks_before_the_daemon_and_its_spawner() {
     assert_eq!(run(&mut client, "cat /proc/self/oom_score_adj").await, "500\n", "its command");
     stop(&mut client, &id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identitys_memory_quota_refuses_the_start_past_it_until_a_task_ends() {
+    require_root!();
+    let daemon = Daemon::start_with(&["--quota-max-mem", "256M", "--default-max-mem", "100M"]);
+    let (mut alice, mut bob) = (daemon.client("client1").await, daemon.client("client2").await);
+    let first = start_running(&mut alice).await;
+    let second = start_running(&mut alice).await;
+    let refused = alice.start(shell("true")).await.expect_err("past the quota");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(
+        refused.message(),
+        format!(
+            "Cannot start the task: client1's running tasks hold {} of its memory quota of {} (--quota-max-mem), and this one asks {} more; wait for one to end or stop one",
+            200u64 << 20,
+            256u64 << 20,
+            100u64 << 20
+        )
+    );
+    // Another identity has a quota of its own, untouched throughout.
+    let bobs = [start_running(&mut bob).await, start_running(&mut bob).await];
+    stop(&mut alice, &first).await;
+    let again = start_running(&mut alice).await;
+    for id in [second, again] {
+        stop(&mut alice, &id).await;
+    }
+    for id in bobs {
+        stop(&mut bob, &id).await;
+    }
+}
