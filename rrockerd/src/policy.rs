@@ -240,8 +240,8 @@ impl Policy {
         }
         let cpu = unset(defaults.cpu_millis, maxima.cpu_millis);
         if limits.cpu_quota_us == 0 && cpu != 0 {
-            limits.cpu_period_us = crate::cgroup::DEFAULT_CPU_PERIOD_US;
-            limits.cpu_quota_us = cpu * crate::cgroup::DEFAULT_CPU_PERIOD_US / 1000;
+            limits.cpu_period_us = DEFAULT_CPU_PERIOD_US;
+            limits.cpu_quota_us = cpu * DEFAULT_CPU_PERIOD_US / 1000;
             defaulted.cpu = true;
         }
         let over = |what: &str, flag: &str, asked: String, most: String| {
@@ -270,12 +270,20 @@ impl Policy {
     }
 }
 
+/// The CPU period when a limit gives none, in microseconds (the kernel's default).
+pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+
+/// The CPU period of `limits`.
+pub fn cpu_period(limits: &Limits) -> u64 {
+    if limits.cpu_period_us == 0 { DEFAULT_CPU_PERIOD_US } else { limits.cpu_period_us }
+}
+
 /// The CPUs a task's limits give it, in thousandths (0: unlimited).
 pub fn cpu_millis(limits: &Limits) -> u64 {
     if limits.cpu_quota_us == 0 {
         return 0;
     }
-    limits.cpu_quota_us.saturating_mul(1000) / crate::cgroup::cpu_period(limits).max(1)
+    limits.cpu_quota_us.saturating_mul(1000) / cpu_period(limits).max(1)
 }
 
 fn show_bytes(bytes: u64) -> String {

@@ -102,13 +102,7 @@ pub fn select(mounts: &mounts::CgroupMounts, parent: &Path) -> Option<Box<dyn Cg
     Some(Box::new(v1::CgroupV1::new(&mounts.v1, mounts.unified.clone(), parent.to_owned())))
 }
 
-/// The CPU period when a limit gives none, in microseconds (the kernel's default).
-pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
-
-/// The CPU period of `limits`.
-pub fn cpu_period(limits: &Limits) -> u64 {
-    if limits.cpu_period_us == 0 { DEFAULT_CPU_PERIOD_US } else { limits.cpu_period_us }
-}
+pub use crate::policy::{DEFAULT_CPU_PERIOD_US, cpu_period};
 
 /// Refuses `limits` if one needs a controller `has` says rrocker lacks; `io` names the IO
 /// controller (`io` on v2, `blkio` on v1).

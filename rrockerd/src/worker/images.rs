@@ -114,7 +114,7 @@ impl Images {
         if let Some(view) = views.get(&key) {
             return Ok(view.clone());
         }
-        let view = self.make_view(&source, name, slice, map)?;
+        let view = if self.as_is { source } else { self.shifted(&source, name, slice, map)? };
         tracing::debug!(image = name, slice, "made a view of an image");
         views.insert(key, view.clone());
         Ok(view)
@@ -140,18 +140,8 @@ impl Images {
         let _ = std::fs::remove_dir(&self.views_dir);
     }
 
-    /// `source` as the tasks of `slice` must see it: an idmapped mount, or a shifted copy.
-    fn make_view(
-        &self,
-        source: &Path,
-        name: &str,
-        slice: u32,
-        map: IdMap,
-    ) -> Result<PathBuf, DaemonError> {
-        if self.as_is { Ok(source.to_owned()) } else { self.shifted(source, name, slice, map) }
-    }
-
-    /// `source` with its owners shifted into `map`.
+    /// `source` as the tasks of `slice` must see it, its owners shifted into `map`: an
+    /// idmapped mount, or a shifted copy.
     fn shifted(
         &self,
         source: &Path,
