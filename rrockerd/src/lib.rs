@@ -167,6 +167,20 @@ pub async fn run(
     match &cgroups {
         Some(cgroups) => {
             cgroups.prepare()?;
+            // A default needs its controller: without it, it would refuse every start.
+            for (controller, default) in [
+                ("memory", &mut policy.defaults.memory),
+                ("pids", &mut policy.defaults.pids),
+                ("cpu", &mut policy.defaults.cpu_millis),
+            ] {
+                if *default != 0 && !cgroups.offers(controller) {
+                    tracing::warn!(
+                        controller,
+                        "no such cgroup controller for tasks: no default limit of it"
+                    );
+                    *default = 0;
+                }
+            }
             let totals = policy.totals;
             cgroups.cap_parent(&Limits {
                 memory_max_bytes: totals.memory,

@@ -36,6 +36,10 @@ pub trait Cgroups: Send + Sync + Debug {
     /// this fails.
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError>;
 
+    /// Whether task cgroups get the controller `name` (`cpu`, `memory`, `pids`...), once the
+    /// parent is prepared.
+    fn offers(&self, name: &str) -> bool;
+
     /// Caps all tasks together: writes the memory and pids limits of `caps` (0: none) on
     /// the parent cgroup, where its controllers are.
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError>;

@@ -100,6 +100,10 @@ impl Cgroups for CgroupV1 {
         Ok(Box::new(task))
     }
 
+    fn offers(&self, name: &str) -> bool {
+        self.has(name)
+    }
+
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
         write_limits(&self.parents, caps)
     }

@@ -91,6 +91,10 @@ impl Cgroups for CgroupV2 {
         Ok(Box::new(task))
     }
 
+    fn offers(&self, name: &str) -> bool {
+        self.enabled().iter().any(|controller| controller == name)
+    }
+
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
         let parent = self.parent_dir();
         // Only what the parent is granted: a missing controller's cap is left out, and said.
