@@ -240,6 +240,24 @@ mod tests {
     }
 
     #[test]
+    fn the_parent_is_capped_where_it_has_the_controllers() {
+        let (root, backend) = fixture();
+        let caps = Limits { memory_max_bytes: 1 << 30, pids_max: 64, ..Limits::default() };
+        backend.cap_parent(&caps).expect("capped");
+        assert_eq!(read(root.path().join("rrocker/memory.max")), "1073741824");
+        assert_eq!(read(root.path().join("rrocker/pids.max")), "64");
+        assert!(
+            backend.offers("pids")
+                || read(root.path().join("rrocker/cgroup.subtree_control")).is_empty()
+        );
+        // A parent without the memory controller gets the pids cap only.
+        fs::write(root.path().join("rrocker/cgroup.controllers"), "pids\n").expect("w");
+        fs::remove_file(root.path().join("rrocker/memory.max")).expect("rm");
+        backend.cap_parent(&caps).expect("capped");
+        assert!(!root.path().join("rrocker/memory.max").exists());
+    }
+
+    #[test]
     fn prepare_enables_what_the_parent_is_granted_and_removes_leftovers() {
         let (root, backend) = fixture();
         let leftover = root.path().join("rrocker/0e6b1e8c-old");
