@@ -246,10 +246,8 @@ mod tests {
         backend.cap_parent(&caps).expect("capped");
         assert_eq!(read(root.path().join("rrocker/memory.max")), "1073741824");
         assert_eq!(read(root.path().join("rrocker/pids.max")), "64");
-        assert!(
-            backend.offers("pids")
-                || read(root.path().join("rrocker/cgroup.subtree_control")).is_empty()
-        );
+        backend.prepare().expect("prepare");
+        assert!(backend.offers("memory") && backend.offers("pids") && !backend.offers("cpuset"));
         // A parent without the memory controller gets the pids cap only.
         fs::write(root.path().join("rrocker/cgroup.controllers"), "pids\n").expect("w");
         fs::remove_file(root.path().join("rrocker/memory.max")).expect("rm");
