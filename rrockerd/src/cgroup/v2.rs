@@ -246,7 +246,9 @@ mod tests {
         backend.cap_parent(&caps).expect("capped");
         assert_eq!(read(root.path().join("rrocker/memory.max")), "1073741824");
         assert_eq!(read(root.path().join("rrocker/pids.max")), "64");
-        backend.prepare().expect("prepare");
+        // What the kernel shows once prepare has enabled them.
+        fs::write(root.path().join("rrocker/cgroup.subtree_control"), "cpu io memory pids\n")
+            .expect("w");
         assert!(backend.offers("memory") && backend.offers("pids") && !backend.offers("cpuset"));
         // A parent without the memory controller gets the pids cap only.
         fs::write(root.path().join("rrocker/cgroup.controllers"), "pids\n").expect("w");
