@@ -214,13 +214,14 @@ pub async fn run(
         usize::try_from(config.max_tasks).unwrap_or(usize::MAX),
         config.quota_caps(),
     );
+    let metrics = Arc::new(metrics::Metrics::new().with_quota(Arc::clone(&quota)));
     let registry = Arc::new(TaskRegistry::new(
         engine,
         isolator,
         cgroups,
         quota,
         tasks::Settings { tasks_dir, default_grace: config.stop_grace(), policy },
-        Arc::new(metrics::Metrics::new()),
+        metrics,
     ));
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
     let (health, health_service) = tonic_health::server::health_reporter();

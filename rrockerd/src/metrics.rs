@@ -1,7 +1,9 @@
 //! Prometheus metrics (prometheus-client), and the plain-HTTP listener of their own that
 //! serves them at `/metrics` when `--metrics-listen` asks for one: tasks by state, starts,
 //! start failures, stops and OOM kills, the start latency, bytes streamed, streams open and
-//! the engine's io_uring submissions. Counts only: never an id, argv, owner or output.
+//! the engine's io_uring submissions; and per identity with running tasks, what its quotas
+//! count (its tasks, the sums of their memory, pids and CPU limits). Counts only: never a
+//! task's id, argv or output, and an identity only as the label of its quota use.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,15 +16,18 @@ use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::error::DaemonError;
+use crate::policy::Figures;
+use crate::quota::Quota;
 use crate::state::{KillReason, TaskState};
 
 /// The `state` label of the tasks gauge.
@@ -89,6 +94,12 @@ impl Metrics {
             streamed_bytes,
             streams,
         }
+    }
+
+    /// Also serves each identity's use of `quota`.
+    pub fn with_quota(mut self, quota: Arc<Quota>) -> Self {
+        self.registry.register_collector(Box::new(QuotaUse(quota)));
+        self
     }
 
     /// A task started; its start took `took`.
@@ -174,6 +185,45 @@ impl Collector for UringSubmissions {
         let metric =
             encoder.encode_descriptor("uring_submissions", help, None, counter.metric_type())?;
         counter.encode(metric)
+    }
+}
+
+/// One figure of an identity's use: from its running tasks and their limits' sums.
+type UseFigure = fn(usize, Figures) -> f64;
+
+/// Each identity's quota use, read from the [`Quota`] at each scrape.
+#[derive(Debug)]
+struct QuotaUse(Arc<Quota>);
+
+impl Collector for QuotaUse {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let usage = self.0.usage();
+        #[expect(clippy::cast_precision_loss, reason = "a gauge of thousandths of a CPU")]
+        let figures: [(&str, &str, UseFigure); 4] = [
+            ("identity_tasks", "Running tasks of an identity", |tasks, _| tasks as f64),
+            (
+                "identity_memory_limit_bytes",
+                "Sum of an identity's running tasks' memory limits",
+                |_, f| f.memory as f64,
+            ),
+            ("identity_pids_limit", "Sum of an identity's running tasks' pids limits", |_, f| {
+                f.pids as f64
+            }),
+            (
+                "identity_cpu_limit",
+                "Sum of an identity's running tasks' CPU limits, in CPUs",
+                |_, f| f.cpu_millis as f64 / 1000.0,
+            ),
+        ];
+        for (name, help, value) in figures {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (identity, tasks, limits) in &usage {
+                let labels = [("identity", identity.as_str())];
+                let gauge = ConstGauge::new(value(*tasks, *limits));
+                gauge.encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -85,7 +85,11 @@ async fn a_scrape_counts_tasks_by_state_starts_stops_oom_kills_streams_and_submi
     assert!(sample(&now, "rrocker_task_start_seconds_sum") > 0.0);
     assert!(sample(&now, "rrocker_streamed_bytes_total") >= 100_000.0);
     assert!(sample(&now, "rrocker_uring_submissions_total") > 3.0, "pipe reads at least");
-    assert!(!now.contains(secret) && !now.contains(&running) && !now.contains("client1"));
+    // Its running task counts against client1's quotas; client1 shows only as that label.
+    assert_eq!(sample(&now, "rrocker_identity_tasks{identity=\"client1\"}"), 1.0);
+    assert_eq!(sample(&now, "rrocker_identity_pids_limit{identity=\"client1\"}"), 1024.0);
+    let unlabelled = now.replace("identity=\"client1\"", "");
+    assert!(!now.contains(secret) && !now.contains(&running) && !unlabelled.contains("client1"));
     assert!(now.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
 
     let stop = StopRequest { task_id: running.clone(), grace_ms: Some(0), ..Default::default() };
