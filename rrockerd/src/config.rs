@@ -139,6 +139,10 @@ pub struct Config {
     /// Per identity: the most CPUs its running tasks' limits may add up to, or unlimited.
     #[arg(long, env = "RROCKERD_QUOTA_MAX_CPU", default_value = "unlimited")]
     pub quota_max_cpu: Cpu,
+    /// Per identity: the most bytes of output its tasks (running or finished, until removed)
+    /// may keep for replay; at it, its starts are refused until `rm` frees some. 0: no cap.
+    #[arg(long, env = "RROCKERD_QUOTA_MAX_OUTPUT_BYTES", default_value_t = 0)]
+    pub quota_max_output_bytes: u64,
     /// Hold admins to no per-identity quota (--quota-max-*) but --max-tasks-per-user.
     #[arg(long, env = "RROCKERD_QUOTA_EXEMPT_ADMINS")]
     pub quota_exempt_admins: bool,
@@ -279,6 +283,7 @@ impl Config {
         crate::quota::Caps {
             tasks: usize::try_from(self.max_tasks_per_user).unwrap_or(usize::MAX),
             limits,
+            output_bytes: self.quota_max_output_bytes,
             exempt_admins: self.quota_exempt_admins,
         }
     }

@@ -233,7 +233,13 @@ impl TaskRegistry {
             cpu_millis: crate::policy::cpu_millis(&limits),
         };
         let admin = caller.role == crate::authz::Role::Admin;
-        let slot = self.quota.take(&caller.identity, admin, held)?;
+        let kept_output: u64 = self
+            .lock()
+            .values()
+            .filter(|task| task.owner == caller.identity)
+            .map(|task| task.output.kept_bytes())
+            .sum();
+        let slot = self.quota.take(&caller.identity, admin, held, kept_output)?;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
         // Held until everything the task held is gone; given back at once if this start fails.

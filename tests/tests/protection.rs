@@ -214,3 +214,19 @@ async fn an_identitys_memory_quota_refuses_the_start_past_it_until_a_task_ends()
         stop(&mut bob, &id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identitys_output_quota_refuses_its_starts_until_rm_frees_some() {
+    require_root!();
+    let daemon = Daemon::start_with(&["--quota-max-output-bytes", "1048576"]);
+    let (mut alice, mut bob) = (daemon.client("client1").await, daemon.client("client2").await);
+    let chatty = start(&mut alice, shell("head -c 2000000 /dev/zero")).await;
+    assert_eq!(stream_all(&mut alice, &chatty).await.stdout.len(), 2_000_000);
+    let refused = alice.start(shell("true")).await.expect_err("past the output quota");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("(--quota-max-output-bytes)"), "{}", refused.message());
+    assert_eq!(run(&mut bob, "echo unaffected").await, "unaffected\n");
+    let remove = rrocker_proto::v1::RemoveRequest { task_id: chatty };
+    alice.remove(remove).await.expect("rm");
+    assert_eq!(run(&mut alice, "echo again").await, "again\n");
+}

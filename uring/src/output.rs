@@ -336,6 +336,11 @@ impl OutputLog {
         (stored.first == 0).then_some((0, 0))
     }
 
+    /// Bytes the log keeps for replay (all it was given: in memory and spilled).
+    pub fn kept_bytes(&self) -> u64 {
+        self.lock().total
+    }
+
     /// Bytes held in memory.
     pub fn window_bytes(&self) -> usize {
         self.lock().window_bytes
