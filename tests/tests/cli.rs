@@ -129,7 +129,9 @@ fn the_seed_limits_work_verbatim_and_query_shows_them_with_usage() {
     let id = start(&daemon, &["--max-cpu", "50%", "--max-mem", "1G", "/bin/sleep", "10"]);
     let verbose = stdout(&run(&daemon, &["query", "-v", &id]));
     let lines: Vec<&str> = verbose.lines().collect();
-    assert_eq!(lines[..2], ["Task state: Running", "Limits: cpu 0.50 CPUs, memory 1.0 GiB"]);
+    // The pids limit the start left unset is the daemon's default.
+    let limits = "Limits: cpu 0.50 CPUs, memory 1.0 GiB, pids 1024 (default)";
+    assert_eq!(lines[..2], ["Task state: Running", limits]);
     assert!(lines[2].starts_with("Usage: cpu "), "{verbose}");
     let json: serde_json::Value =
         serde_json::from_slice(&run(&daemon, &["query", "-o", "json", &id]).stdout).expect("json");
