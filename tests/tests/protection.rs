@@ -230,3 +230,15 @@ async fn an_identitys_output_quota_refuses_its_starts_until_rm_frees_some() {
     alice.remove(remove).await.expect("rm");
     assert_eq!(run(&mut alice, "echo again").await, "again\n");
 }
+
+#[test]
+fn an_unprivileged_daemon_says_which_protections_it_cannot_give() {
+    require_root!();
+    let daemon = Daemon::start_unprivileged();
+    let log = daemon.log();
+    assert!(
+        log.contains("default limits (--default-max-*) and the caps on all tasks (--total-max-*) cannot be given"),
+        "{log}"
+    );
+    assert!(log.contains("unprivileged: the OOM killer is not steered"), "{log}");
+}
