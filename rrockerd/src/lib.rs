@@ -167,18 +167,19 @@ pub async fn run(
     match &cgroups {
         Some(cgroups) => {
             cgroups.prepare()?;
-            // A default needs its controller: without it, it would refuse every start.
-            for (controller, default) in [
-                ("memory", &mut policy.defaults.memory),
-                ("pids", &mut policy.defaults.pids),
-                ("cpu", &mut policy.defaults.cpu_millis),
+            // A default (or a maximum, which a start that sets nothing gets) needs its
+            // controller: without it, it would refuse every start; a start asking that limit
+            // is refused anyway.
+            let (defaults, maxima) = (&mut policy.defaults, &mut policy.maxima);
+            for (controller, default, maximum) in [
+                ("memory", &mut defaults.memory, &mut maxima.memory),
+                ("pids", &mut defaults.pids, &mut maxima.pids),
+                ("cpu", &mut defaults.cpu_millis, &mut maxima.cpu_millis),
             ] {
-                if *default != 0 && !cgroups.offers(controller) {
-                    tracing::warn!(
-                        controller,
-                        "no such cgroup controller for tasks: no default limit of it"
-                    );
-                    *default = 0;
+                if (*default != 0 || *maximum != 0) && !cgroups.offers(controller) {
+                    let said = "no such cgroup controller for tasks: no default or maximum of it";
+                    tracing::warn!(controller, "{said}");
+                    (*default, *maximum) = (0, 0);
                 }
             }
             let totals = policy.totals;
@@ -196,9 +197,8 @@ pub async fn run(
             );
         }
         None => {
-            // Limits cannot be applied, so neither defaults nor totals; maxima still refuse.
-            policy.defaults = policy::Figures::default();
-            policy.totals = policy::Figures::default();
+            // Limits cannot be applied (a start asking one is refused), so no policy.
+            policy = policy::Policy::default();
             tracing::warn!(
                 "no cgroups (off, or an unprivileged daemon): tasks run without limits, default limits (--default-max-*) and the caps on all tasks (--total-max-*) cannot be given"
             )
