@@ -60,10 +60,9 @@ fn file_flags(path: &Path, given: &clap::ArgMatches) -> Result<Vec<OsString>, Da
         match value {
             toml::Value::Boolean(true) => flags.push(format!("--{long}").into()),
             toml::Value::Boolean(false) => {}
-            toml::Value::String(text) => flags.extend([format!("--{long}").into(), text.into()]),
-            toml::Value::Integer(number) => {
-                flags.extend([format!("--{long}").into(), number.to_string().into()]);
-            }
+            // `--flag=value`, so that a value may start with a dash (a negative number).
+            toml::Value::String(text) => flags.push(format!("--{long}={text}").into()),
+            toml::Value::Integer(number) => flags.push(format!("--{long}={number}").into()),
             other => {
                 return Err(invalid(format!(
                     "'{key}' must be a string, a number or a boolean, not {other}"
