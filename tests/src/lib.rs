@@ -594,3 +594,20 @@ pub fn with_probe(
     let daemon = Daemon::start_with(&args);
     (daemon, runtime, probe)
 }
+
+/// Runs rrockerd (port 0, no cgroups, a PKI in `pki_dir`, state in `state_dir`, and `args`)
+/// where it must stop at start-up; the last line it printed on stderr, once it has exited
+/// unsuccessfully.
+pub fn refused_start(pki_dir: &Path, state_dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(bin_path("rrockerd"))
+        .args(["--listen", "127.0.0.1:0", "--cgroup-version", "off", "--pki-dir"])
+        .arg(pki_dir)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(args)
+        .output()
+        .expect("run rrockerd");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "rrockerd started: {stderr}");
+    stderr.lines().last().unwrap_or_default().to_owned()
+}

@@ -136,20 +136,11 @@ fn a_bad_profile_stops_the_daemon_at_start_up_in_one_line_naming_it() {
         let profile = dir.path().join(name);
         std::fs::write(&profile, text).expect("profile");
         let state = dir.path().join("state");
-        let output = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
-            .args(["--listen", "127.0.0.1:0", "--cgroup-version", "off", "--pki-dir"])
-            .arg(dir.path().join("pki"))
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--seccomp-profile")
-            .arg(&profile)
-            .output()
-            .expect("run rrockerd");
-        assert!(!output.status.success());
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or_default();
-        assert!(last.contains(&format!("--seccomp-profile {}", profile.display())), "{stderr}");
-        assert!(last.contains(complaint), "{stderr}");
+        let flag = std::ffi::OsStr::new("--seccomp-profile");
+        let pki = dir.path().join("pki");
+        let last = rrocker_tests::refused_start(&pki, &state, &[flag, profile.as_os_str()]);
+        assert!(last.contains(&format!("--seccomp-profile {}", profile.display())), "{last}");
+        assert!(last.contains(complaint), "{last}");
         assert!(!state.exists(), "nothing was created");
     }
 }

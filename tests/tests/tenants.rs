@@ -126,21 +126,12 @@ fn a_state_dir_tasks_cannot_be_set_up_from_is_refused_at_start_up_in_one_line() 
     std::os::unix::fs::chown(&closed, Some(65_534), Some(65_534)).expect("chown");
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     let state = closed.join("state");
-    let output = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
-        .args(["--listen", "127.0.0.1:0", "--cgroup-version", "off", "--pki-dir"])
-        .arg(dir.path().join("pki"))
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .expect("run rrockerd");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = rrocker_tests::refused_start(&dir.path().join("pki"), &state, &[]);
     let expected = format!(
         "rrockerd: --state-dir {}: {} (mode 0700, owner uid 65534) cannot be searched by uid 0",
         state.display(),
         closed.display()
     );
-    assert!(last.starts_with(&expected), "{stderr}");
+    assert!(last.starts_with(&expected), "{last}");
     assert!(!state.exists(), "nothing was created");
 }

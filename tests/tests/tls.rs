@@ -183,18 +183,11 @@ async fn a_crl_that_does_not_parse_keeps_the_configuration_in_use() {
 #[test]
 fn a_missing_crl_stops_the_daemon_from_starting() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
-        .args(["--listen", "127.0.0.1:0", "--cgroup-version", "off", "--pki-dir"])
-        .arg(dir.path().join("pki"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--crl")
-        .arg(dir.path().join("missing.crl"))
-        .output()
-        .expect("run rrockerd");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("missing.crl"), "the error names the file: {stderr}");
+    let crl = dir.path().join("missing.crl");
+    let (pki, state) = (dir.path().join("pki"), dir.path().join("state"));
+    let flag = std::ffi::OsStr::new("--crl");
+    let last = rrocker_tests::refused_start(&pki, &state, &[flag, crl.as_os_str()]);
+    assert!(last.contains("missing.crl"), "the error names the file: {last}");
     assert!(!dir.path().join("state").exists(), "nothing was created");
 }
 
