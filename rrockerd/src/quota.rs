@@ -60,15 +60,15 @@ impl Quota {
         Arc::new(Self { max_tasks, per_identity, running: Mutex::default() })
     }
 
-    /// A slot for a task of `identity` (an admin's if `admin`, whose tasks keep `kept_output`
-    /// bytes of output now) whose limits are `limits` (0: unlimited), if every cap leaves
-    /// room.
+    /// A slot for a task of `identity` (an admin's if `admin`, whose tasks keep
+    /// `kept_output()` bytes of output now: asked only when that is capped) whose limits are
+    /// `limits` (0: unlimited), if every cap leaves room.
     pub fn take(
         self: &Arc<Self>,
         identity: &str,
         admin: bool,
         limits: Figures,
-        kept_output: u64,
+        kept_output: impl FnOnce() -> u64,
     ) -> Result<Slot, DaemonError> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.total >= self.max_tasks {
@@ -86,9 +86,10 @@ impl Quota {
             )));
         }
         if !(admin && caps.exempt_admins) {
-            if caps.output_bytes != 0 && kept_output >= caps.output_bytes {
+            let kept = if caps.output_bytes == 0 { 0 } else { kept_output() };
+            if caps.output_bytes != 0 && kept >= caps.output_bytes {
                 return Err(DaemonError::ResourceExhausted(format!(
-                    "Cannot start the task: {identity}'s tasks keep {kept_output} bytes of output, its quota of {} (--quota-max-output-bytes); remove finished tasks (rm) to free some",
+                    "Cannot start the task: {identity}'s tasks keep {kept} bytes of output, its quota of {} (--quota-max-output-bytes); remove finished tasks (rm) to free some",
                     caps.output_bytes
                 )));
             }
@@ -166,15 +167,15 @@ mod tests {
     fn both_task_caps_hold_and_slots_come_back() {
         let quota = Quota::new(3, tasks_only(2));
         let none = Figures::default();
-        let first = quota.take("a", false, none, 0).expect("a 1");
-        let _second = quota.take("a", false, none, 0).expect("a 2");
-        let refused = quota.take("a", false, none, 0).expect_err("a's cap");
+        let first = quota.take("a", false, none, || 0).expect("a 1");
+        let _second = quota.take("a", false, none, || 0).expect("a 2");
+        let refused = quota.take("a", false, none, || 0).expect_err("a's cap");
         assert!(refused.to_string().contains("--max-tasks-per-user"), "{refused}");
-        let _third = quota.take("b", false, none, 0).expect("b 1");
-        let refused = quota.take("b", false, none, 0).expect_err("the global cap");
+        let _third = quota.take("b", false, none, || 0).expect("b 1");
+        let refused = quota.take("b", false, none, || 0).expect_err("the global cap");
         assert!(refused.to_string().contains("--max-tasks)"), "{refused}");
         drop(first);
-        quota.take("a", false, none, 0).expect("a's slot is back");
+        quota.take("a", false, none, || 0).expect("a's slot is back");
     }
 
     #[test]
@@ -187,19 +188,19 @@ mod tests {
         };
         let quota = Quota::new(100, caps);
         let task = |memory| Figures { memory, ..Figures::default() };
-        let first = quota.take("alice", false, task(600), 0).expect("600 of 1000");
-        let refused = quota.take("alice", false, task(500), 0).expect_err("over");
+        let first = quota.take("alice", false, task(600), || 0).expect("600 of 1000");
+        let refused = quota.take("alice", false, task(500), || 0).expect_err("over");
         assert_eq!(
             refused.to_string(),
             "Cannot start the task: alice's running tasks hold 600 of its memory quota of 1000 (--quota-max-mem), and this one asks 500 more; wait for one to end or stop one"
         );
-        let unlimited = quota.take("alice", false, task(0), 0).expect_err("no memory limit");
+        let unlimited = quota.take("alice", false, task(0), || 0).expect_err("no memory limit");
         assert!(unlimited.to_string().contains("asks no more"), "{unlimited}");
-        quota.take("bob", false, task(900), 0).expect("bob's own quota");
-        quota.take("root", true, task(5000), 0).expect("an exempt admin");
+        quota.take("bob", false, task(900), || 0).expect("bob's own quota");
+        quota.take("root", true, task(5000), || 0).expect("an exempt admin");
         drop(first);
-        let _again = quota.take("alice", false, task(1000), 0).expect("room again");
-        let output = quota.take("alice", false, task(0), 100).expect_err("output quota");
+        let _again = quota.take("alice", false, task(1000), || 0).expect("room again");
+        let output = quota.take("alice", false, task(0), || 100).expect_err("output quota");
         assert!(
             output
                 .to_string()

@@ -233,12 +233,11 @@ impl TaskRegistry {
             cpu_millis: crate::policy::cpu_millis(&limits),
         };
         let admin = caller.role == crate::authz::Role::Admin;
-        let kept_output: u64 = self
-            .lock()
-            .values()
-            .filter(|task| task.owner == caller.identity)
-            .map(|task| task.output.kept_bytes())
-            .sum();
+        let kept_output = || -> u64 {
+            let tasks = self.lock();
+            let mine = tasks.values().filter(|task| task.owner == caller.identity);
+            mine.map(|task| task.output.kept_bytes()).sum()
+        };
         let slot = self.quota.take(&caller.identity, admin, held, kept_output)?;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
