@@ -459,6 +459,16 @@ pub async fn start(client: &mut Client, request: StartRequest) -> String {
     client.start(request).await.expect("start").into_inner().task_id
 }
 
+/// Stops task `id` at once (SIGTERM, then SIGKILL with no grace period).
+pub async fn stop_now(client: &mut Client, id: &str) -> rrocker_proto::v1::StopResponse {
+    let request = rrocker_proto::v1::StopRequest {
+        task_id: id.to_owned(),
+        grace_ms: Some(0),
+        ..Default::default()
+    };
+    client.stop(request).await.expect("stop").into_inner()
+}
+
 /// Starts a task that runs until it is stopped, and returns its id once its command runs.
 pub async fn start_running(client: &mut Client) -> String {
     let id = start(client, shell("echo up; exec sleep 600")).await;

@@ -2,19 +2,14 @@
 //! limits for a start that sets none, maxima a start may not pass, caps on all tasks
 //! together in rrocker's parent cgroup, and an OOM killer that picks tasks first.
 
-use rrocker_proto::v1::{KillReason, QueryRequest, StopRequest, TaskState};
+use rrocker_proto::v1::{KillReason, QueryRequest, TaskState};
 use rrocker_tests::{
-    Client, Daemon, require_root, run, shell, start, start_running, stream_all, wait_for_output,
-    with_probe,
+    Client, Daemon, require_root, run, shell, start, start_running, stop_now, stream_all,
+    wait_for_output, with_probe,
 };
 
 async fn query(client: &mut Client, id: &str) -> rrocker_proto::v1::TaskStatus {
     client.query(QueryRequest { task_id: id.to_owned() }).await.expect("query").into_inner()
-}
-
-async fn stop(client: &mut Client, id: &str) -> rrocker_proto::v1::StopResponse {
-    let request = StopRequest { task_id: id.to_owned(), grace_ms: Some(0), ..Default::default() };
-    client.stop(request).await.expect("stop").into_inner()
 }
 
 /// How many children a task of `probe` forked before its fork failed (it holds them).
@@ -53,12 +48,12 @@ fn a_fork_bomb_started_with_no_flags_stops_at_the_default_pids_limit() {
         assert_eq!(run(&mut bob, "echo fine").await, "fine\n");
         assert_eq!(query(&mut bob, &bystander).await.state(), TaskState::Running);
         // And a stop ends it.
-        stop(&mut alice, &bomb).await;
+        stop_now(&mut alice, &bomb).await;
         assert_eq!(
             stream_all(&mut alice, &bomb).await.status.expect("status").state(),
             TaskState::Killed
         );
-        stop(&mut bob, &bystander).await;
+        stop_now(&mut bob, &bystander).await;
     });
 }
 
@@ -79,7 +74,7 @@ async fn a_memory_hog_started_with_no_flags_is_oom_killed_at_the_default_limit()
     let verbose = daemon.cli("client1").args(["query", "-v", &hog]).output().expect("cli");
     let verbose = String::from_utf8_lossy(&verbose.stdout).into_owned();
     assert!(verbose.contains("memory 64.0 MiB (default)"), "{verbose}");
-    stop(&mut bob, &bystander).await;
+    stop_now(&mut bob, &bystander).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +138,7 @@ fn the_parent_cgroup_caps_all_tasks_together_and_goes_at_shutdown() {
         assert!(processes <= 64, "{processes} processes in all ({refused} starts refused)");
         assert!(processes >= 60, "the cap, not something else, stopped them: {processes}");
         for id in &tasks {
-            stop(&mut client, id).await;
+            stop_now(&mut client, id).await;
         }
     });
     assert!(daemon.terminate().success());
@@ -182,7 +177,7 @@ async fn the_oom_killer_picks_tasks_before_the_daemon_and_its_spawner() {
     let id = start_running(&mut client).await;
     assert_eq!(score(query(&mut client, &id).await.pid), 500, "the task's init");
     assert_eq!(run(&mut client, "cat /proc/self/oom_score_adj").await, "500\n", "its command");
-    stop(&mut client, &id).await;
+    stop_now(&mut client, &id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,13 +200,13 @@ async fn an_identitys_memory_quota_refuses_the_start_past_it_until_a_task_ends()
     );
     // Another identity has a quota of its own, untouched throughout.
     let bobs = [start_running(&mut bob).await, start_running(&mut bob).await];
-    stop(&mut alice, &first).await;
+    stop_now(&mut alice, &first).await;
     let again = start_running(&mut alice).await;
     for id in [second, again] {
-        stop(&mut alice, &id).await;
+        stop_now(&mut alice, &id).await;
     }
     for id in bobs {
-        stop(&mut bob, &id).await;
+        stop_now(&mut bob, &id).await;
     }
 }
 

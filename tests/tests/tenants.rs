@@ -20,8 +20,7 @@ async fn host_uid(client: &mut Client, id: &str) -> u32 {
 }
 
 async fn stop_and_remove(client: &mut Client, id: &str) {
-    let stop = StopRequest { task_id: id.to_owned(), grace_ms: Some(0), ..Default::default() };
-    client.stop(stop).await.expect("stop");
+    rrocker_tests::stop_now(client, id).await;
     client.remove(RemoveRequest { task_id: id.to_owned() }).await.expect("rm");
 }
 
