@@ -45,7 +45,10 @@ job "rrockerd" {
           "--pki-dir", "/etc/rrocker/pki",
           "--state-dir", "/run/rrocker",
           "--images-dir", "/var/lib/rrocker/images",
-          "--cgroup-parent", "rrocker",
+          # auto: raw_exec shares the host's cgroup namespace and delegates no cgroup to
+          # its task, so task cgroups go to /rrocker at each hierarchy's root, as for a
+          # daemon started by hand (systemd's unit, by contrast, keeps them in its own).
+          "--cgroup-parent", "auto",
           "--log-format", "json",
         ]
       }

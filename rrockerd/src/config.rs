@@ -66,14 +66,17 @@ pub struct Config {
         value_name = "default|unconfined|FILE"
     )]
     pub seccomp_profile: crate::worker::seccomp::SeccompMode,
-    /// Parent cgroup of every task's cgroup, relative to each hierarchy's root. rrocker
-    /// creates, writes and removes cgroups only below it; one daemon per parent.
-    #[arg(long, env = "RROCKERD_CGROUP_PARENT", default_value = "rrocker", value_parser = crate::cgroup::parse_parent)]
-    pub cgroup_parent: PathBuf,
+    /// Parent cgroup of every task's cgroup. auto: `rrocker` inside the daemon's own cgroup
+    /// when its manager delegated it (systemd Delegate=yes, a container's cgroup namespace;
+    /// the daemon moves itself into `daemon` beside it), else `rrocker` at each hierarchy's
+    /// root. A relative path: that, at each hierarchy's root. rrocker creates, writes and
+    /// removes cgroups only below it; one daemon per parent.
+    #[arg(long, env = "RROCKERD_CGROUP_PARENT", default_value = "auto", value_name = "auto|PATH", value_parser = crate::cgroup::placement::parse_parent)]
+    pub cgroup_parent: crate::cgroup::ParentFlag,
     /// Which cgroup backend to use: auto picks v2 where the unified hierarchy has
     /// controllers, else v1; off runs tasks without cgroups (and refuses limits).
-    #[arg(long, value_enum, default_value_t = CgroupVersion::Auto)]
-    pub cgroup_version: CgroupVersion,
+    #[arg(long, value_enum, default_value_t = crate::cgroup::CgroupVersion::Auto)]
+    pub cgroup_version: crate::cgroup::CgroupVersion,
     /// Bytes of output each task keeps in memory; older output moves to an unlinked file in
     /// `<state-dir>/spill` (so put the state directory on a disk for tasks that print a lot).
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 40))]
@@ -202,19 +205,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, with the event's fields and its span (a task's `id`).
     Json,
-}
-
-/// The `--cgroup-version` choices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CgroupVersion {
-    /// Probe the host.
-    Auto,
-    /// Controllers in separate v1 hierarchies.
-    V1,
-    /// The unified hierarchy.
-    V2,
-    /// No cgroups: tasks run without limits (requests with limits are refused).
-    Off,
 }
 
 /// The longest grace period a stop may ask for (one day).

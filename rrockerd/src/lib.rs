@@ -96,6 +96,7 @@ pub async fn run(
     config: Config,
     mounts: Mounts,
     spawner: Option<rrocker_uring::Spawner>,
+    site: cgroup::Site,
 ) -> Result<(), DaemonError> {
     let pki_dir = config.pki_dir();
     if !rrocker_certs::has_server_pki(&pki_dir) {
@@ -162,7 +163,7 @@ pub async fn run(
     )?;
     // Leftover tasks of an earlier run are killed (with their cgroups) before their
     // directories are cleaned up.
-    let cgroups = cgroup::probe(config.cgroup_version, &config.cgroup_parent)?;
+    let cgroups = cgroup::probe(config.cgroup_version, &site)?;
     let mut policy = config.policy();
     match &cgroups {
         Some(cgroups) => {
@@ -190,7 +191,8 @@ pub async fn run(
             })?;
             tracing::info!(
                 backend = cgroups.describe(),
-                parent = %config.cgroup_parent.display(),
+                parent = site.describe(),
+                why = site.why,
                 total_memory_bytes = totals.memory,
                 total_pids = totals.pids,
                 "cgroups"

@@ -57,6 +57,16 @@ fn main() -> ExitCode {
     } else {
         rrockerd::Mounts::Host
     };
+    // Still one process: where task cgroups go, the daemon moved into its own leaf if its
+    // cgroup is delegated, so that the spawner and every helper start there.
+    let site =
+        match rrockerd::cgroup::placement::settle(&config.cgroup_parent, config.cgroup_version) {
+            Ok(site) => site,
+            Err(error) => {
+                eprintln!("rrockerd: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     // Also while single-threaded and still small: the helper that clones tasks (a clone from
     // the daemon copies page and fd tables that grow with its tasks).
     let spawner = match (!config.no_spawner).then(rrocker_uring::Spawner::fork) {
@@ -74,7 +84,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(rrockerd::run(config, mounts, spawner)) {
+    match runtime.block_on(rrockerd::run(config, mounts, spawner, site)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("rrockerd: {error}");

@@ -78,6 +78,10 @@ pub struct Daemon {
     uid: Option<u32>,
     /// A filesystem the test mounted for the daemon, unmounted once the daemon has exited.
     mounted: Option<PathBuf>,
+    /// The `cgroup.procs` files of the cgroups it starts in (made by the test, which plays
+    /// its manager), leaving its parent cgroup to `--cgroup-parent auto`; empty: the
+    /// harness's own parent at the root.
+    joins: Vec<PathBuf>,
 }
 
 /// A fresh test directory with a dev PKI in its `pki/`.
@@ -188,19 +192,42 @@ impl Daemon {
         dir: tempfile::TempDir,
         pki: Option<Pki>,
     ) -> Self {
-        let (child, stdout, addr) = Self::launch(&args, uid, dir.path());
-        Self { child, stdout, addr, pki, dir, args, uid, mounted: None }
+        let (child, stdout, addr) = Self::launch(&args, uid, dir.path(), &[]);
+        Self { child, stdout, addr, pki, dir, args, uid, mounted: None, joins: Vec::new() }
+    }
+
+    /// Starts a daemon (dev PKI, shared images, `extra_args`) inside the cgroups whose
+    /// `cgroup.procs` files are `joins`, with the default `--cgroup-parent` (auto).
+    pub fn start_in_cgroups(joins: Vec<PathBuf>, extra_args: &[&str]) -> Self {
+        let (dir, pki) = dev_pki_dir();
+        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
+        args.extend(extra_args.iter().map(Into::into));
+        let (child, stdout, addr) = Self::launch(&args, None, dir.path(), &joins);
+        Self { child, stdout, addr, pki: Some(pki), dir, args, uid: None, mounted: None, joins }
     }
 
     /// Runs rrockerd with `args` plus this harness's own (port 0, PKI and state in `dir`, a
-    /// parent cgroup of its own) and waits for its ready line.
+    /// parent cgroup of its own unless it `joins` cgroups first) and waits for its ready line.
     fn launch(
         args: &[std::ffi::OsString],
         uid: Option<u32>,
         dir: &Path,
+        joins: &[PathBuf],
     ) -> (Child, BufReader<ChildStdout>, SocketAddr) {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(bin_path("rrockerd"));
+        let mut command = if joins.is_empty() {
+            let mut command = Command::new(bin_path("rrockerd"));
+            command.arg("--cgroup-parent").arg(cgroup_parent_for(dir));
+            command
+        } else {
+            // A shell writes its own pid ("0") into each cgroup, then becomes the daemon.
+            let moves: Vec<String> =
+                joins.iter().map(|procs| format!("echo 0 > '{}'", procs.display())).collect();
+            let mut command = Command::new("/bin/sh");
+            command.arg("-c").arg(format!("{} && exec \"$0\" \"$@\"", moves.join(" && ")));
+            command.arg(bin_path("rrockerd"));
+            command
+        };
         if let Some(uid) = uid {
             command.uid(uid).gid(uid);
         }
@@ -211,8 +238,7 @@ impl Daemon {
             .expect("log file");
         let mut child = command
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--cgroup-parent"])
-            .arg(cgroup_parent_for(dir))
+            .args(["--listen", "127.0.0.1:0"])
             .arg("--pki-dir")
             .arg(dir.join("pki"))
             .arg("--state-dir")
@@ -243,7 +269,8 @@ impl Daemon {
     pub fn kill_and_restart(&mut self) {
         signal(self.child.id(), libc::SIGKILL);
         self.child.wait().expect("wait for rrockerd");
-        let (child, stdout, addr) = Self::launch(&self.args, self.uid, self.dir.path());
+        let (child, stdout, addr) =
+            Self::launch(&self.args, self.uid, self.dir.path(), &self.joins);
         (self.child, self.stdout, self.addr) = (child, stdout, addr);
     }
 
@@ -413,6 +440,21 @@ impl Drop for Daemon {
 fn cgroup_parent_for(dir: &Path) -> String {
     // Test daemons' directories are named rrocker-test-XXXXXX.
     dir.file_name().expect("a tempdir has a name").to_string_lossy().into_owned()
+}
+
+/// Removes the cgroup `top` (one the test made) and everything below it, deepest first,
+/// each once the kernel lets go of it.
+pub fn remove_cgroup_tree(top: &Path) {
+    let mut dirs = vec![top.to_owned()];
+    let mut index = 0;
+    while let Some(dir) = dirs.get(index).cloned() {
+        let children = std::fs::read_dir(&dir).into_iter().flatten();
+        dirs.extend(children.filter_map(|e| Some(e.ok()?.path()).filter(|p| p.is_dir())));
+        index += 1;
+    }
+    for dir in dirs.iter().rev() {
+        let _ = rrockerd::cgroup::files::remove(dir);
+    }
 }
 
 /// Waits until `done` holds, asking every 10 ms, for at most a minute; for conditions that

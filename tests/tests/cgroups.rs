@@ -304,3 +304,131 @@ async fn the_task_sees_its_own_cgroups_as_its_cgroup_namespace_root() {
     }
     assert!(inside.lines().any(|line| line == "0::/"), "{inside}");
 }
+
+/// A cgroup made by the test in every hierarchy of this host, as a manager would make one
+/// for the daemon (marked delegated in the unified hierarchy as systemd marks it), removed
+/// with everything below it when dropped.
+struct ManagedCgroup {
+    name: String,
+    /// Each hierarchy's mount point, with its v1 controllers (none: unified).
+    roots: Vec<(Vec<String>, PathBuf)>,
+}
+
+impl ManagedCgroup {
+    fn new() -> Self {
+        let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("mounts");
+        let mut roots = mounts.v1.clone();
+        roots.extend(mounts.unified.map(|unified| (Vec::new(), unified)));
+        let made = Self { name: format!("rrocker-test-managed-{}", std::process::id()), roots };
+        for (controllers, root) in &made.roots {
+            let dir = root.join(&made.name);
+            std::fs::create_dir(&dir).expect("make the managed cgroup");
+            // A v1 cpuset starts with no CPUs and no memory nodes: give it its parent's.
+            if controllers.iter().any(|c| c == "cpuset") {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let value = std::fs::read_to_string(root.join(file)).expect("read cpuset");
+                    std::fs::write(dir.join(file), value.trim()).expect("write cpuset");
+                }
+            }
+            if controllers.is_empty() {
+                rustix::fs::setxattr(
+                    &dir,
+                    "trusted.delegate",
+                    b"1",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .expect("mark the cgroup delegated");
+            }
+        }
+        made
+    }
+
+    /// The `cgroup.procs` file of the cgroup in every hierarchy.
+    fn procs(&self) -> Vec<PathBuf> {
+        self.roots.iter().map(|(_, root)| root.join(&self.name).join("cgroup.procs")).collect()
+    }
+
+    /// The cgroup directories of every hierarchy's root, but this one.
+    fn others(&self) -> Vec<PathBuf> {
+        let mut others: Vec<PathBuf> = self
+            .roots
+            .iter()
+            .flat_map(|(_, root)| std::fs::read_dir(root).expect("read a hierarchy"))
+            .filter_map(|entry| Some(entry.ok()?.path()).filter(|path| path.is_dir()))
+            .filter(|path| !path.ends_with(&self.name))
+            .collect();
+        others.sort();
+        others
+    }
+}
+
+impl Drop for ManagedCgroup {
+    fn drop(&mut self) {
+        for (_, root) in &self.roots {
+            rrocker_tests::remove_cgroup_tree(&root.join(&self.name));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_in_a_delegated_cgroup_keeps_its_tasks_and_limits_inside_it() {
+    require_root!();
+    let _turn = TURN.lock().await;
+    let managed = ManagedCgroup::new();
+    let before = managed.others();
+    let mut daemon = Daemon::start_in_cgroups(managed.procs(), &["--total-max-pids", "300"]);
+    let name = &managed.name;
+    let log = daemon.log();
+    assert!(log.contains(&format!("\"/{name}/rrocker\"")), "{log}");
+    assert!(log.contains("delegated to it"), "{log}");
+    // The daemon left the managed cgroup for a leaf of it (the unified hierarchy's rule).
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).expect("cgroup");
+    assert!(own.lines().any(|line| line == format!("0::/{name}/daemon")), "{own}");
+    let (_, unified) = managed.roots.iter().find(|(c, _)| c.is_empty()).expect("unified");
+    let tasks = unified.join(name).join("rrocker");
+    assert!(tasks.is_dir(), "task cgroups below the daemon's");
+    if let Some(pids) =
+        rrockerd::cgroup::mounts::CgroupMounts::read().expect("m").v1_hierarchy("pids")
+    {
+        let max =
+            std::fs::read_to_string(pids.join(name).join("rrocker/pids.max")).expect("pids.max");
+        assert_eq!(max.trim(), "300", "the cap on all tasks is on the delegated parent");
+    }
+
+    // A memory limit applies inside the sub-tree: the task is OOM-killed at it.
+    let mut client = daemon.client("client1").await;
+    let hog = "echo up; a=$(head -c 200M /dev/zero | tr '\\0' x); echo ${#a}";
+    let small = Limits { memory_max_bytes: 64 << 20, ..Limits::default() };
+    let id = start(&mut client, bash(hog, small)).await;
+    let status = final_status(&mut client, &id).await;
+    assert_eq!((status.state(), status.reason()), (TaskState::Killed, KillReason::OutOfMemory));
+
+    // A running task's cgroups, seen from the host, are all below the managed cgroup: its
+    // own in rrocker's hierarchies, the daemon's in the others.
+    let id = start(&mut client, shell("echo up; exec sleep 600")).await;
+    drop(wait_for_output(&mut client, &id, "up").await);
+    let pid = client.query(QueryRequest { task_id: id.clone() }).await.expect("q").into_inner().pid;
+    let placed = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    for line in placed.lines().filter(|line| !line.contains("name=")) {
+        let (controllers, path) =
+            line.split_once(':').and_then(|(_, rest)| rest.split_once(':')).expect("line");
+        let ours = controllers.is_empty()
+            || controllers.split(',').any(|c| rrockerd::cgroup::v1::CONTROLLERS.contains(&c));
+        let expected = if ours { format!("/{name}/rrocker/{id}") } else { format!("/{name}") };
+        assert_eq!(path, expected, "{placed}");
+    }
+    assert_eq!(managed.others(), before, "nothing made outside the managed cgroup");
+
+    // After a SIGKILL, the daemon started again in the same cgroup kills and removes the
+    // leftover, there and nowhere else.
+    daemon.kill_and_restart();
+    assert!(!tasks.join(&id).exists(), "the leftover is removed");
+    // Killed (at most a zombie until the host's init reaps it).
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = state.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'));
+    assert!(!running, "task process {pid} still runs: {state}");
+    assert!(daemon.log().contains("removing cgroups left by an earlier run"));
+    daemon.terminate();
+    assert!(!tasks.exists(), "the task parent is removed at shutdown");
+    assert_eq!(managed.others(), before, "nothing made outside the managed cgroup");
+}

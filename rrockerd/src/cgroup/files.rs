@@ -69,6 +69,14 @@ pub fn remove(path: &Path) -> Result<(), DaemonError> {
     }
 }
 
+/// Whether the file system at `path` is mounted read-only here (as a container's v1
+/// hierarchies are), or `path` cannot be reached.
+pub fn is_read_only(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .map(|stat| stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+        .unwrap_or(true)
+}
+
 /// The pids in a cgroup's `cgroup.procs`.
 pub fn procs(dir: &Path) -> Vec<i32> {
     read_string(&dir.join("cgroup.procs"))

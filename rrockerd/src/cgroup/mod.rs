@@ -4,13 +4,16 @@
 //! unified hierarchy has the controllers, else [`v1`] (which also uses a controller-less
 //! unified hierarchy, when mounted, for atomic placement and `cgroup.kill`).
 //!
-//! This module never creates, writes or removes anything outside the parent cgroup, except
-//! creating the parent itself; it only signals processes found inside the parent, which
-//! rrocker started. Every function takes its cgroupfs roots as parameters, so the backends
+//! Where the parent is ([`placement`]): inside the daemon's own cgroup when a manager
+//! delegated it, else at each hierarchy's root. This module never creates, writes or removes
+//! anything outside the parent cgroup, except creating the parent itself (and, in a delegated
+//! cgroup, the daemon's own leaf and the controllers it enables there); it only signals
+//! processes found inside the parent, which rrocker started. Every function takes its cgroupfs roots as parameters, so the backends
 //! are unit-tested against tempdir fixtures.
 
 pub mod files;
 pub mod mounts;
+pub mod placement;
 pub mod v1;
 pub mod v2;
 
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use rrocker_proto::v1::{Limits, Usage};
 use rrocker_uring::Placement;
 
-use crate::config::CgroupVersion;
+pub use self::placement::{CgroupVersion, ParentFlag, Site};
 use crate::error::DaemonError;
 
 /// A cgroup backend: makes and configures the parent once, then one cgroup per task.
@@ -64,56 +67,112 @@ pub trait TaskCgroup: Send + Sync + Debug {
     fn remove(&self) -> Result<(), DaemonError>;
 }
 
-/// The host's cgroup backend (`version`, or probed) for a parent cgroup named `parent` (a
-/// relative path), or `None` when there is none this daemon may use (not root, or no such
-/// cgroup file system).
-pub fn probe(
-    version: CgroupVersion,
-    parent: &Path,
-) -> Result<Option<Box<dyn Cgroups>>, DaemonError> {
+/// The cgroup hierarchies rrocker may write, with the directory in each at and below which
+/// it may (the hierarchy's root, or its own delegated cgroup), and those it may not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// The base in the unified hierarchy, if mounted and writable.
+    pub unified: Option<PathBuf>,
+    /// Each writable v1 hierarchy: its controllers and its base.
+    pub v1: Vec<(Vec<String>, PathBuf)>,
+    /// The controllers rrocker uses that sit in a hierarchy it may not write, and why.
+    pub unavailable: Vec<(String, String)>,
+    /// The parent of task cgroups, relative to each base.
+    pub parent: PathBuf,
+    /// Whether the bases are the daemon's own delegated cgroups (not the roots).
+    pub delegated: bool,
+}
+
+impl Layout {
+    /// Where `site` puts tasks in the hierarchies `mounts`, leaving out those mounted
+    /// read-only here or where the daemon's own cgroup is unknown.
+    pub fn new(mounts: &mounts::CgroupMounts, site: &Site) -> Self {
+        let mut layout = Self {
+            parent: site.parent.clone(),
+            delegated: site.delegated.is_some(),
+            ..Self::default()
+        };
+        let usable = |mount: &Path, base: Option<PathBuf>| match base {
+            None => {
+                Err(format!("the daemon's own cgroup in {} is outside its view", mount.display()))
+            }
+            Some(_) if files::is_read_only(mount) => {
+                Err(format!("{} is mounted read-only here", mount.display()))
+            }
+            Some(base) => Ok(base),
+        };
+        if let Some(mount) = &mounts.unified {
+            match usable(mount, site.unified_base(mount)) {
+                Ok(base) => layout.unified = Some(base),
+                Err(why) => tracing::warn!("unified cgroup hierarchy not used: {why}"),
+            }
+        }
+        for (controllers, mount) in &mounts.v1 {
+            match usable(mount, site.v1_base(controllers, mount)) {
+                Ok(base) => layout.v1.push((controllers.clone(), base)),
+                Err(why) => layout.unavailable.extend(
+                    controllers
+                        .iter()
+                        .filter(|c| v1::CONTROLLERS.contains(&c.as_str()))
+                        .map(|c| (c.clone(), why.clone())),
+                ),
+            }
+        }
+        layout
+    }
+}
+
+/// The host's cgroup backend (`version`, or probed) with task cgroups where `site` says, or
+/// `None` when there is none this daemon may use (not root, or no such cgroup file system
+/// it may write).
+pub fn probe(version: CgroupVersion, site: &Site) -> Result<Option<Box<dyn Cgroups>>, DaemonError> {
     if version == CgroupVersion::Off || !rustix::process::geteuid().is_root() {
         return Ok(None);
     }
-    let mounts = mounts::CgroupMounts::read()?;
+    let layout = Layout::new(&mounts::CgroupMounts::read()?, site);
     Ok(match version {
-        CgroupVersion::Auto => select(&mounts, parent),
-        CgroupVersion::V2 => mounts
-            .unified
-            .map(|root| Box::new(v2::CgroupV2::new(root, parent.to_owned())) as Box<dyn Cgroups>),
-        CgroupVersion::V1 => (!mounts.v1.is_empty()).then(|| {
-            Box::new(v1::CgroupV1::new(&mounts.v1, mounts.unified.clone(), parent.to_owned()))
-                as Box<dyn Cgroups>
-        }),
+        CgroupVersion::Auto => select(layout),
+        CgroupVersion::V2 => layout.unified.is_some().then(|| v2(layout)),
+        CgroupVersion::V1 => (!layout.v1.is_empty()).then(|| v1(layout)),
         CgroupVersion::Off => None,
     })
 }
 
-/// The backend for `mounts`: v2 where the unified hierarchy has controllers, else v1.
-pub fn select(mounts: &mounts::CgroupMounts, parent: &Path) -> Option<Box<dyn Cgroups>> {
-    if let Some(unified) = &mounts.unified {
+/// The backend for `layout`: v2 where the unified hierarchy has controllers, else v1.
+pub fn select(layout: Layout) -> Option<Box<dyn Cgroups>> {
+    if let Some(unified) = &layout.unified {
         let controllers =
             files::read_string(&unified.join("cgroup.controllers")).unwrap_or_default();
         if controllers.split_whitespace().any(|c| v2::CONTROLLERS.contains(&c)) {
-            return Some(Box::new(v2::CgroupV2::new(unified.clone(), parent.to_owned())));
+            return Some(v2(layout));
         }
     }
-    if mounts.v1.is_empty() {
-        return mounts
-            .unified
-            .as_ref()
-            .map(|unified| Box::new(v2::CgroupV2::new(unified.clone(), parent.to_owned())) as _);
+    match (layout.v1.is_empty(), layout.unified.is_some()) {
+        (true, false) => None,
+        // Only a unified hierarchy, without controllers: placement and kill.
+        (true, true) if layout.unavailable.is_empty() => Some(v2(layout)),
+        // v1 (perhaps none writable, with a unified hierarchy for placement and kill).
+        _ => Some(v1(layout)),
     }
-    Some(Box::new(v1::CgroupV1::new(&mounts.v1, mounts.unified.clone(), parent.to_owned())))
+}
+
+fn v2(layout: Layout) -> Box<dyn Cgroups> {
+    let base = layout.unified.clone().unwrap_or_default();
+    Box::new(v2::CgroupV2::new(base, layout.parent, layout.delegated))
+}
+
+fn v1(layout: Layout) -> Box<dyn Cgroups> {
+    Box::new(v1::CgroupV1::new(layout))
 }
 
 pub use crate::policy::{DEFAULT_CPU_PERIOD_US, cpu_period};
 
-/// Refuses `limits` if one needs a controller `has` says rrocker lacks; `io` names the IO
-/// controller (`io` on v2, `blkio` on v1).
+/// Refuses `limits` if one needs a controller that `missing` says rrocker lacks, and why;
+/// `io` names the IO controller (`io` on v2, `blkio` on v1).
 fn require_controllers(
     limits: &Limits,
     io: &str,
-    has: impl Fn(&str) -> bool,
+    missing: impl Fn(&str) -> Option<String>,
 ) -> Result<(), DaemonError> {
     let wanted = [
         ("cpu", limits.cpu_quota_us != 0),
@@ -121,23 +180,15 @@ fn require_controllers(
         ("pids", limits.pids_max != 0),
         (io, !limits.io.is_empty()),
     ];
-    match wanted.iter().find(|(controller, asked)| *asked && !has(controller)) {
-        Some((controller, _)) => Err(DaemonError::LimitUnavailable(format!(
-            "the {controller} cgroup controller is not available to rrocker on this host: the limit cannot be applied"
+    let lacking = wanted
+        .iter()
+        .filter(|(_, asked)| *asked)
+        .find_map(|(controller, _)| Some((controller, missing(controller)?)));
+    match lacking {
+        Some((controller, why)) => Err(DaemonError::LimitUnavailable(format!(
+            "the {controller} cgroup controller is not available to rrocker ({why}): the limit cannot be applied"
         ))),
         None => Ok(()),
-    }
-}
-
-/// Checks a `--cgroup-parent` value: a relative path of plain names.
-pub fn parse_parent(text: &str) -> Result<PathBuf, String> {
-    let path = Path::new(text);
-    let plain = !text.is_empty()
-        && path.components().all(|part| matches!(part, std::path::Component::Normal(_)));
-    if plain {
-        Ok(path.to_owned())
-    } else {
-        Err(format!("invalid cgroup parent '{text}': expected a relative path like rrocker"))
     }
 }
 

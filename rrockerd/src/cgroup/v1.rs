@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rrocker_proto::v1::{Limits, Usage};
 use rrocker_uring::Placement;
 
-use super::{Cgroups, TaskCgroup, files};
+use super::{Cgroups, Layout, TaskCgroup, files};
 use crate::error::DaemonError;
 
 /// The v1 controllers a task gets a cgroup in.
@@ -23,23 +23,29 @@ pub struct CgroupV1 {
     /// Each controller rrocker uses that the host has, with the parent cgroup's directory in
     /// that controller's hierarchy.
     parents: Vec<(&'static str, PathBuf)>,
-    /// The parent cgroup in the unified hierarchy, if one is mounted.
+    /// The parent cgroup in the unified hierarchy, if one is mounted and writable.
     unified: Option<PathBuf>,
+    /// The controllers rrocker may not use here, and why.
+    unavailable: Vec<(String, String)>,
 }
 
 impl CgroupV1 {
-    /// A backend over the hierarchies `v1` (controllers, mount point) and the unified mount,
-    /// for the parent cgroup `parent`.
-    pub fn new(v1: &[(Vec<String>, PathBuf)], unified: Option<PathBuf>, parent: PathBuf) -> Self {
+    /// A backend over the writable hierarchies of `layout` (controllers, base) and its
+    /// unified base, for its parent cgroup.
+    pub fn new(layout: Layout) -> Self {
         let parents = CONTROLLERS
             .iter()
             .filter_map(|&controller| {
-                let (_, mount) =
-                    v1.iter().find(|(names, _)| names.iter().any(|n| n == controller))?;
-                Some((controller, mount.join(&parent)))
+                let (_, base) =
+                    layout.v1.iter().find(|(names, _)| names.iter().any(|n| n == controller))?;
+                Some((controller, base.join(&layout.parent)))
             })
             .collect();
-        Self { parents, unified: unified.map(|mount| mount.join(parent)) }
+        Self {
+            parents,
+            unified: layout.unified.map(|base| base.join(&layout.parent)),
+            unavailable: layout.unavailable,
+        }
     }
 
     /// The parent's directory in each distinct hierarchy.
@@ -62,7 +68,17 @@ impl Cgroups for CgroupV1 {
     fn describe(&self) -> String {
         let controllers: Vec<&str> = self.parents.iter().map(|(name, _)| *name).collect();
         let unified = if self.unified.is_some() { " + unified for placement and kill" } else { "" };
-        format!("v1 ({}){unified}", controllers.join(", "))
+        let writable = if controllers.is_empty() {
+            "none writable".to_owned()
+        } else {
+            controllers.join(", ")
+        };
+        let mut said = format!("v1 ({writable}){unified}");
+        if !self.unavailable.is_empty() {
+            let names: Vec<&str> = self.unavailable.iter().map(|(c, _)| c.as_str()).collect();
+            said += &format!("; not writable here: {}", names.join(", "));
+        }
+        said
     }
 
     fn prepare(&self) -> Result<(), DaemonError> {
@@ -79,7 +95,18 @@ impl Cgroups for CgroupV1 {
     }
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
-        super::require_controllers(limits, "blkio", |controller| self.has(controller))?;
+        super::require_controllers(limits, "blkio", |controller| {
+            if self.has(controller) {
+                return None;
+            }
+            let why = self.unavailable.iter().find(|(c, _)| c == controller);
+            Some(
+                why.map_or_else(
+                    || "this host has no such hierarchy".to_owned(),
+                    |(_, w)| w.clone(),
+                ),
+            )
+        })?;
         let mut task = V1Task {
             dirs: self.parents.iter().map(|(c, dir)| (*c, dir.join(name))).collect(),
             hierarchies: Vec::new(),
@@ -105,6 +132,15 @@ impl Cgroups for CgroupV1 {
     }
 
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
+        // Only where rrocker has the controller: a missing one's cap is left out, and said.
+        for (controller, asked) in [("memory", caps.memory_max_bytes), ("pids", caps.pids_max)] {
+            if asked != 0 && !self.has(controller) {
+                tracing::warn!(
+                    controller,
+                    "no such cgroup controller for rrocker: all tasks together are not capped by it"
+                );
+            }
+        }
         write_limits(&self.parents, caps)
     }
 
@@ -268,8 +304,13 @@ mod tests {
         if blkio {
             hierarchies.push((vec!["blkio".to_owned()], root.path().join("blkio")));
         }
-        let unified = Some(root.path().join("unified"));
-        let backend = CgroupV1::new(&hierarchies, unified, "rrocker".into());
+        let layout = Layout {
+            unified: Some(root.path().join("unified")),
+            v1: hierarchies,
+            parent: "rrocker".into(),
+            ..Layout::default()
+        };
+        let backend = CgroupV1::new(layout);
         backend.prepare().expect("prepare");
         (root, backend)
     }

@@ -30,20 +30,24 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd, DaemonError> {
 /// The v2 backend.
 #[derive(Debug)]
 pub struct CgroupV2 {
-    /// The unified hierarchy's mount point.
-    root: PathBuf,
-    /// The parent cgroup, relative to `root`.
+    /// Where rrocker may write: the hierarchy's mount point, or its own delegated cgroup.
+    base: PathBuf,
+    /// The parent cgroup, relative to `base`.
     parent: PathBuf,
+    /// Whether `base` is delegated to rrocker, so that it enables controllers there too
+    /// (the daemon has moved out of it, into a leaf).
+    delegated: bool,
 }
 
 impl CgroupV2 {
-    /// A backend for the parent cgroup `parent` (relative) of the hierarchy mounted at `root`.
-    pub fn new(root: PathBuf, parent: PathBuf) -> Self {
-        Self { root, parent }
+    /// A backend for the parent cgroup `parent` below `base` (a mount point, or the daemon's
+    /// own `delegated` cgroup).
+    pub fn new(base: PathBuf, parent: PathBuf, delegated: bool) -> Self {
+        Self { base, parent, delegated }
     }
 
     fn parent_dir(&self) -> PathBuf {
-        self.root.join(&self.parent)
+        self.base.join(&self.parent)
     }
 
     /// The controllers task cgroups get (enabled in the parent's subtree).
@@ -60,20 +64,17 @@ impl Cgroups for CgroupV2 {
     }
 
     fn prepare(&self) -> Result<(), DaemonError> {
+        // A delegated base passes down what its manager granted; if a process other than
+        // rrocker's still sits there, the kernel refuses, and tasks go without controllers.
+        if let Some(Err(error)) = self.delegated.then(|| enable_granted(&self.base)) {
+            tracing::warn!(%error, "cannot enable controllers in rrocker's delegated cgroup: tasks get none");
+        }
         // Each level from the top of our parent down: create it, then pass down what it has.
-        let mut level = self.root.clone();
+        let mut level = self.base.clone();
         for part in self.parent.components() {
             level.push(part);
             files::make_all(&level)?;
-            let granted = files::read_string(&level.join("cgroup.controllers")).unwrap_or_default();
-            let enable: Vec<String> = granted
-                .split_whitespace()
-                .filter(|c| CONTROLLERS.contains(c))
-                .map(|c| format!("+{c}"))
-                .collect();
-            if !enable.is_empty() {
-                files::write(&level.join("cgroup.subtree_control"), &enable.join(" "))?;
-            }
+            enable_granted(&level)?;
         }
         files::remove_leftovers(&files::children(&self.parent_dir()))
     }
@@ -81,7 +82,8 @@ impl Cgroups for CgroupV2 {
     fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
         let enabled = self.enabled();
         super::require_controllers(limits, "io", |controller| {
-            enabled.iter().any(|c| c == controller)
+            (!enabled.iter().any(|c| c == controller))
+                .then(|| format!("not granted to {}", self.parent_dir().display()))
         })?;
         let dir = self.parent_dir().join(name);
         files::make(&dir)?;
@@ -119,6 +121,20 @@ impl Cgroups for CgroupV2 {
     fn remove_parent(&self) {
         let _ = std::fs::remove_dir(self.parent_dir());
     }
+}
+
+/// Enables in the subtree of the cgroup `dir` the controllers rrocker uses that `dir` has.
+fn enable_granted(dir: &Path) -> Result<(), DaemonError> {
+    let granted = files::read_string(&dir.join("cgroup.controllers")).unwrap_or_default();
+    let enable: Vec<String> = granted
+        .split_whitespace()
+        .filter(|c| CONTROLLERS.contains(c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if enable.is_empty() {
+        return Ok(());
+    }
+    files::write(&dir.join("cgroup.subtree_control"), &enable.join(" "))
 }
 
 /// A task's v2 cgroup.
@@ -231,7 +247,7 @@ mod tests {
         fs::create_dir(&parent).expect("mkdir");
         fs::write(parent.join("cgroup.controllers"), "cpuset cpu io memory pids\n").expect("w");
         fs::write(parent.join("cgroup.subtree_control"), "").expect("w");
-        let backend = CgroupV2::new(root.path().to_owned(), "rrocker".into());
+        let backend = CgroupV2::new(root.path().to_owned(), "rrocker".into(), false);
         (root, backend)
     }
 
@@ -266,6 +282,28 @@ mod tests {
         let enabled = read(root.path().join("rrocker/cgroup.subtree_control"));
         assert_eq!(enabled, "+cpu +io +memory +pids", "cpuset is not rrocker's");
         assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn a_delegated_cgroup_passes_its_controllers_down_and_nothing_above_it_is_written() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let own = root.path().join("system.slice/rrockerd.service");
+        fs::create_dir_all(&own).expect("mkdir");
+        fs::write(root.path().join("system.slice/cgroup.subtree_control"), "").expect("w");
+        fs::write(own.join("cgroup.controllers"), "cpu io memory pids\n").expect("w");
+        fs::write(own.join("cgroup.subtree_control"), "").expect("w");
+        let leftover = own.join("rrocker/0e6b1e8c-old");
+        fs::create_dir_all(&leftover).expect("mkdir");
+        let backend = CgroupV2::new(own.clone(), "rrocker".into(), true);
+        backend.prepare().expect("prepare");
+        assert_eq!(read(own.join("cgroup.subtree_control")), "+cpu +io +memory +pids");
+        assert_eq!(read(root.path().join("system.slice/cgroup.subtree_control")), "");
+        assert!(own.join("rrocker").is_dir() && !leftover.exists());
+        // Task cgroups are below the delegated parent, with the limits the kernel offers.
+        fs::write(own.join("rrocker/cgroup.subtree_control"), "cpu io memory pids\n").expect("w");
+        let limits = Limits { memory_max_bytes: 64 << 20, ..Limits::default() };
+        let _task = backend.create("t1", &limits).expect("create");
+        assert_eq!(read(own.join("rrocker/t1/memory.max")), "67108864");
     }
 
     #[test]
