@@ -214,8 +214,8 @@ fn the_unit_runs_under_a_real_systemd_with_tasks_in_its_delegated_cgroup() {
     container.ok("systemctl stop rrockerd");
     assert_eq!(container.ok("systemctl is-active rrockerd || true"), "inactive");
     assert_eq!(container.sh(&format!("test -e /proc/{pid}/cgroup")).status.code(), Some(1));
-    let left = container.ok(&format!("ls {UNIT_CGROUP}/rrocker 2>/dev/null || true"));
-    assert_eq!(left, "", "no task cgroup is left");
+    let left = container.ok(&format!("find {UNIT_CGROUP} -mindepth 1 -type d 2>/dev/null || true"));
+    assert_eq!(left, "", "no cgroup is left below the unit's");
     let mounts = container.ok("grep -e /run/rrocker -e /var/lib/rrocker /proc/1/mountinfo || true");
     assert_eq!(mounts, "", "no mount is left");
     let processes = container.ok("ps -eo comm= | grep -e rrocker -e sleep || true");
