@@ -8,8 +8,8 @@
 //! delegated it, else at each hierarchy's root. This module never creates, writes or removes
 //! anything outside the parent cgroup, except creating the parent itself (and, in a delegated
 //! cgroup, the daemon's own leaf and the controllers it enables there); it only signals
-//! processes found inside the parent, which rrocker started. Every function takes its cgroupfs roots as parameters, so the backends
-//! are unit-tested against tempdir fixtures.
+//! processes found inside the parent, which rrocker started. Every function takes its
+//! cgroupfs roots as parameters, so the backends are unit-tested against tempdir fixtures.
 
 pub mod files;
 pub mod mounts;
@@ -93,9 +93,7 @@ impl Layout {
             ..Self::default()
         };
         let usable = |mount: &Path, base: Option<PathBuf>| match base {
-            None => {
-                Err(format!("the daemon's own cgroup in {} is outside its view", mount.display()))
-            }
+            None => Err(format!("{} is not delegated to the daemon", mount.display())),
             Some(_) if files::is_read_only(mount) => {
                 Err(format!("{} is mounted read-only here", mount.display()))
             }

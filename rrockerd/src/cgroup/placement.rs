@@ -223,7 +223,13 @@ pub fn choose(flag: &ParentFlag, evidence: &Evidence) -> Site {
             );
         }
     };
-    Site { delegated: Some(evidence.own.clone()), parent: PathBuf::from(PARENT_NAME), why }
+    // Outside a cgroup namespace, a v1 hierarchy where the daemon sits at the root was not
+    // delegated to it (its manager placed it only in the others): not rrocker's to write.
+    let mut own = evidence.own.clone();
+    if !evidence.namespaced {
+        own.v1.retain(|(_, path)| !path.as_os_str().is_empty());
+    }
+    Site { delegated: Some(own), parent: PathBuf::from(PARENT_NAME), why }
 }
 
 /// Chooses where tasks go and, when delegated, moves the daemon into `<own>/daemon` on the
@@ -279,7 +285,7 @@ mod tests {
 
     #[test]
     fn auto_goes_inside_a_delegated_cgroup_and_to_the_root_otherwise() {
-        let own = OwnCgroups::parse(SYSTEMD_HYBRID);
+        let own = OwnCgroups::parse(&format!("{SYSTEMD_HYBRID}7:blkio:/\n"));
         let marked = Evidence { own: own.clone(), marked: true, namespaced: false };
         let site = choose(&ParentFlag::Auto, &marked);
         assert_eq!(site.describe(), "/system.slice/rrockerd.service/rrocker");
@@ -289,6 +295,8 @@ mod tests {
             Some(Path::new("/sys/fs/cgroup/unified/system.slice/rrockerd.service"))
         );
         assert!(site.why.contains("Delegate=yes"), "{}", site.why);
+        let blkio = ["blkio".to_owned()];
+        assert_eq!(site.v1_base(&blkio, Path::new("/b")), None, "blkio was not delegated");
 
         let container =
             Evidence { own: OwnCgroups::parse("0::/\n"), marked: false, namespaced: true };
