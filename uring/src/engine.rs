@@ -19,12 +19,13 @@ use bytes::BytesMut;
 use slab::Slab;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::chunk::{Chunk, OutputFd};
 use crate::netns::NetnsPool;
-use crate::output::{Chunk, LineChunker, OutputBudget, OutputFd, OutputLog};
+use crate::output::{LineChunker, OutputBudget, OutputLog};
 use crate::spawn::{self, SpawnSpec};
 use crate::spawner::Spawner;
 use crate::spill_writer::SpillWriter;
-use crate::{EngineError, sys};
+use crate::{EngineError, ExitStatus, sys};
 
 /// Tuning of the engine.
 #[derive(Debug, Clone)]
@@ -71,15 +72,6 @@ impl Default for EngineConfig {
             spawner: None,
         }
     }
-}
-
-/// How a task's process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It called exit with this code.
-    Exited(i32),
-    /// A signal of this number killed it.
-    Signaled(i32),
 }
 
 /// The engine's handle on a task: a slab index plus a serial, so a stale key never reaches a

@@ -14,6 +14,7 @@
 //! Children are spawned from the engine thread so that `PR_SET_PDEATHSIG` ties their life to
 //! it: if the engine (or the daemon) dies, its children die too.
 
+mod chunk;
 mod engine;
 mod netns;
 mod output;
@@ -29,11 +30,21 @@ pub use rrocker_init::report;
 use std::io;
 use std::path::PathBuf;
 
-pub use engine::{Engine, EngineConfig, ExitStatus, Spawned, TaskKey};
-pub use output::{Chunk, LineChunker, LogReader, OutputBudget, OutputFd, OutputLog, View};
+pub use chunk::{Chunk, OutputFd};
+pub use engine::{Engine, EngineConfig, Spawned, TaskKey};
+pub use output::{LineChunker, LogReader, OutputBudget, OutputLog, View};
 pub use spawn::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
 pub use spawner::Spawner;
 pub use stats::uring_submissions;
+
+/// How a task's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It called exit with this code.
+    Exited(i32),
+    /// A signal of this number killed it.
+    Signaled(i32),
+}
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +103,7 @@ pub enum EngineError {
         /// Why.
         source: io::Error,
     },
-    /// The child's user namespace could not be given its id maps.
+    /// The child could not be moved into one of its v1 cgroups.
     #[error("cannot place the task in its cgroup {}: {source}", path.display())]
     Cgroup {
         /// The cgroup.procs file the pid could not be written to.

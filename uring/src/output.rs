@@ -13,23 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
-/// Which descriptor of the task wrote some output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutputFd {
-    /// fd 1.
-    Stdout,
-    /// fd 2.
-    Stderr,
-}
-
-/// A piece of output, exactly as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
-    /// The descriptor it was written to.
-    pub fd: OutputFd,
-    /// The bytes.
-    pub data: Bytes,
-}
+use crate::chunk::{Chunk, OutputFd};
 
 /// Cuts a byte stream into chunks of at most `limit` bytes that end at a newline where
 /// possible. A partial line is held back only while the caller knows more bytes are already

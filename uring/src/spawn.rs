@@ -12,12 +12,11 @@ use std::sync::Arc;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
-use crate::EngineError;
-use crate::engine::ExitStatus;
 use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::spawner::Spawner;
 use crate::sys::{self, ChildPlan, ChildStep, ExecTarget, HandedFd};
+use crate::{EngineError, ExitStatus};
 
 /// What to run and how.
 #[derive(Debug, Clone)]

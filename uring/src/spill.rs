@@ -11,7 +11,7 @@ use std::path::Path;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::output::{Chunk, OutputFd};
+use crate::chunk::{Chunk, OutputFd};
 
 /// Bytes of a record's header.
 pub const HEADER: usize = 5;

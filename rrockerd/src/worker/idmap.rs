@@ -1,6 +1,6 @@
 //! The image as tasks see it: one idmapped, read-only mount of the image per daemon, whose
 //! owners appear shifted into the tasks' id range, so that root inside a task's user
-//! namespace owns it and can overlay it (DESIGN §5). The mapping comes from a short-lived
+//! namespace owns it and can overlay it (README, Security model). The mapping comes from a short-lived
 //! template user namespace; the mount is attached in the daemon's private mount namespace
 //! ([`enter_private_mount_namespace`]), so it never shows in the host's and vanishes with
 //! the daemon however it ends. Tasks inherit a copy of that namespace and find the image at

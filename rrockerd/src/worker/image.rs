@@ -4,9 +4,10 @@
 //! found in the usual library directories; `ldd` is never run), plus /etc/passwd and
 //! /etc/group for root. Symlinks are mirrored as symlinks, so merged-/usr layouts survive.
 //!
-//! Tasks see the image through a copy whose owners are shifted into the daemon's id range
-//! ([`shifted_copy`]), so that root inside the user namespace owns it; the image itself is
-//! never written after it is built.
+//! Tasks see an image through an idmapped mount of it (see `images.rs`); only where the
+//! daemon cannot make one do they see a copy whose owners are shifted into their slice's id
+//! range ([`shifted_copy`]). Either way root inside the user namespace owns it, and the image
+//! itself is never written after it is built.
 
 use std::collections::BTreeSet;
 use std::fs;

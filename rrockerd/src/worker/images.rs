@@ -18,7 +18,9 @@ use rrocker_uring::IdMap;
 use crate::Mounts;
 use crate::error::DaemonError;
 use crate::worker::dirs::{dir_with_mode, private_dir};
-use crate::worker::{idmap, image, import};
+use crate::worker::idmap;
+use crate::worker::image;
+use crate::worker::import;
 
 /// The images, and every view of them this daemon made.
 #[derive(Debug)]
