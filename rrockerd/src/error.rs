@@ -55,6 +55,10 @@ pub enum DaemonError {
     /// The daemon is stopping and takes no new tasks.
     #[error("rrockerd is shutting down")]
     ShuttingDown,
+    /// The task engine's thread ended while the daemon served: it stops, so that its
+    /// manager starts it again (and its restart clean-up runs).
+    #[error("the task engine died ({0}); rrockerd stops so that it is started again")]
+    EngineDied(String),
     /// The seccomp profile cannot be used.
     #[error("{0}")]
     Seccomp(#[from] crate::worker::seccomp::SeccompError),
@@ -186,6 +190,7 @@ impl DaemonError {
             Self::Engine(EngineError::Exec { .. } | EngineError::Workdir { .. })
             | Self::Engine(EngineError::NulByte { .. }) => Code::InvalidArgument,
             Self::Engine(_)
+            | Self::EngineDied(_)
             | Self::Setup { .. }
             | Self::Io { .. }
             | Self::Cgroup { .. }

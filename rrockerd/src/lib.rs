@@ -146,8 +146,13 @@ pub async fn run(
         // Making network namespaces ahead needs CAP_SYS_ADMIN in the host's user namespace.
         netns_pool: rustix::process::geteuid().is_root(),
         spawner: spawner.map(Arc::new),
+        // The tests' fault (debug builds only): the engine thread panics at its first spawn.
+        #[cfg(debug_assertions)]
+        panic_at_spawn: std::env::var_os("RROCKERD_TEST_FAULT")
+            .is_some_and(|f| f == "engine-panic"),
         ..EngineConfig::default()
     })?;
+    let engine_died = engine.died();
     let images = Arc::new(worker::images::Images::new(
         config.image.as_deref(),
         &config.images_dir,
@@ -260,19 +265,29 @@ pub async fn run(
     notify_systemd(sd_notify::NotifyState::Ready);
 
     let drained = tokio::sync::Notify::new();
+    // Why the engine died, if it did: then no task can be driven, so the daemon says so
+    // (health NOT_SERVING, the log) and exits non-zero rather than serve as if it could.
+    let engine_death = std::sync::OnceLock::new();
     let shutdown = {
         let registry = Arc::clone(&registry);
         let grace = config.stop_grace();
-        let drained = &drained;
+        let (drained, engine_death) = (&drained, &engine_death);
         async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                why = engine_died => {
+                    tracing::error!(%why, "the task engine died: stopping");
+                    let _ = engine_death.set(why);
+                }
             }
             notify_systemd(sd_notify::NotifyState::Stopping);
             health.set_not_serving::<TaskServiceServer<service::Service>>().await;
             health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-            registry.shutdown(grace).await;
+            // Tasks are stopped through the engine; without it they die with the daemon.
+            if engine_death.get().is_none() {
+                registry.shutdown(grace).await;
+            }
             drained.notify_one();
         }
     };
@@ -298,6 +313,9 @@ pub async fn run(
     images.release();
     if created_state_dir {
         let _ = std::fs::remove_dir(&config.state_dir);
+    }
+    if let Some(why) = engine_death.into_inner() {
+        return Err(DaemonError::EngineDied(why));
     }
     tracing::info!("stopped");
     Ok(())

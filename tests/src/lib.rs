@@ -73,15 +73,23 @@ pub struct Daemon {
     addr: SocketAddr,
     pki: Option<Pki>,
     dir: tempfile::TempDir,
-    /// The arguments it was started with, to restart it the same way.
-    args: Vec<std::ffi::OsString>,
-    uid: Option<u32>,
+    /// How it was started, to restart it the same way.
+    how: Launch,
     /// A filesystem the test mounted for the daemon, unmounted once the daemon has exited.
     mounted: Option<PathBuf>,
+}
+
+/// How the harness starts a daemon, beyond its own flags.
+#[derive(Debug, Default)]
+struct Launch {
+    args: Vec<std::ffi::OsString>,
+    uid: Option<u32>,
     /// The `cgroup.procs` files of the cgroups it starts in (made by the test, which plays
     /// its manager), leaving its parent cgroup to `--cgroup-parent auto`; empty: the
     /// harness's own parent at the root.
     joins: Vec<PathBuf>,
+    /// Environment variables beyond RUST_LOG.
+    env: Vec<(String, String)>,
 }
 
 /// A fresh test directory with a dev PKI in its `pki/`.
@@ -147,7 +155,7 @@ impl Daemon {
         pki: Pki,
         extra_args: impl IntoIterator<Item = std::ffi::OsString>,
     ) -> Self {
-        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
+        let mut args = Self::with_images(&[]);
         args.extend(extra_args);
         Self::spawn(args, None, dir, Some(pki))
     }
@@ -192,29 +200,45 @@ impl Daemon {
         dir: tempfile::TempDir,
         pki: Option<Pki>,
     ) -> Self {
-        let (child, stdout, addr) = Self::launch(&args, uid, dir.path(), &[]);
-        Self { child, stdout, addr, pki, dir, args, uid, mounted: None, joins: Vec::new() }
+        Self::spawn_as(Launch { args, uid, ..Launch::default() }, dir, pki)
+    }
+
+    fn spawn_as(how: Launch, dir: tempfile::TempDir, pki: Option<Pki>) -> Self {
+        let (child, stdout, addr) = Self::launch(&how, dir.path());
+        Self { child, stdout, addr, pki, dir, how, mounted: None }
+    }
+
+    /// The tests' shared images and `extra_args`, as [`Launch`] arguments.
+    fn with_images(extra_args: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
+        args.extend(extra_args.iter().map(Into::into));
+        args
     }
 
     /// Starts a daemon (dev PKI, shared images, `extra_args`) inside the cgroups whose
     /// `cgroup.procs` files are `joins`, with the default `--cgroup-parent` (auto).
     pub fn start_in_cgroups(joins: Vec<PathBuf>, extra_args: &[&str]) -> Self {
         let (dir, pki) = dev_pki_dir();
-        let mut args = vec!["--images-dir".into(), images_dir().into_os_string()];
-        args.extend(extra_args.iter().map(Into::into));
-        let (child, stdout, addr) = Self::launch(&args, None, dir.path(), &joins);
-        Self { child, stdout, addr, pki: Some(pki), dir, args, uid: None, mounted: None, joins }
+        let how = Launch { args: Self::with_images(extra_args), joins, ..Launch::default() };
+        Self::spawn_as(how, dir, Some(pki))
     }
 
-    /// Runs rrockerd with `args` plus this harness's own (port 0, PKI and state in `dir`, a
-    /// parent cgroup of its own unless it `joins` cgroups first) and waits for its ready line.
-    fn launch(
-        args: &[std::ffi::OsString],
-        uid: Option<u32>,
-        dir: &Path,
-        joins: &[PathBuf],
-    ) -> (Child, BufReader<ChildStdout>, SocketAddr) {
+    /// Starts a daemon (dev PKI, shared images, `extra_args`) with the environment
+    /// variables `env` (a fault for the tests to inject, say).
+    pub fn start_with_env(env: &[(&str, &str)], extra_args: &[&str]) -> Self {
+        let (dir, pki) = dev_pki_dir();
+        let env = env.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned()));
+        let how =
+            Launch { args: Self::with_images(extra_args), env: env.collect(), ..Launch::default() };
+        Self::spawn_as(how, dir, Some(pki))
+    }
+
+    /// Runs rrockerd as `how` says plus this harness's own flags (port 0, PKI and state in
+    /// `dir`, a parent cgroup of its own unless it joins cgroups first) and waits for its
+    /// ready line.
+    fn launch(how: &Launch, dir: &Path) -> (Child, BufReader<ChildStdout>, SocketAddr) {
         use std::os::unix::process::CommandExt;
+        let Launch { args, uid, joins, env } = how;
         let mut command = if joins.is_empty() {
             let mut command = Command::new(bin_path("rrockerd"));
             command.arg("--cgroup-parent").arg(cgroup_parent_for(dir));
@@ -228,7 +252,7 @@ impl Daemon {
             command.arg(bin_path("rrockerd"));
             command
         };
-        if let Some(uid) = uid {
+        if let Some(uid) = *uid {
             command.uid(uid).gid(uid);
         }
         let log = std::fs::OpenOptions::new()
@@ -244,6 +268,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(dir.join("state"))
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -269,8 +294,7 @@ impl Daemon {
     pub fn kill_and_restart(&mut self) {
         signal(self.child.id(), libc::SIGKILL);
         self.child.wait().expect("wait for rrockerd");
-        let (child, stdout, addr) =
-            Self::launch(&self.args, self.uid, self.dir.path(), &self.joins);
+        let (child, stdout, addr) = Self::launch(&self.how, self.dir.path());
         (self.child, self.stdout, self.addr) = (child, stdout, addr);
     }
 
@@ -410,6 +434,11 @@ impl Daemon {
             .args(["--addr", &self.addr.to_string(), "--identity", identity, "--pki-dir"])
             .arg(self.pki_dir());
         command
+    }
+
+    /// Waits for the daemon to exit of itself.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().expect("wait for rrockerd")
     }
 
     /// Sends SIGTERM and waits for the daemon to exit.

@@ -1,6 +1,7 @@
 //! Faults and exhaustion: caps on running tasks and request sizes, a client killed in the
 //! middle of a stream, a task that leaves a hundred children behind, one that closes its
-//! output but keeps running, and a daemon shut down under a hundred tasks and fifty streams.
+//! output but keeps running, a daemon shut down under a hundred tasks and fifty streams, and
+//! one whose task engine dies.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -218,4 +219,36 @@ async fn sigterm_under_a_hundred_tasks_and_fifty_streams_leaves_nothing() {
         "the parent cgroup {parent} is removed"
     );
     assert!(!daemon.state_dir().exists(), "the state dir the daemon made is removed");
+}
+
+/// A dead engine is loud: health turns NOT_SERVING, the log says why and the daemon exits
+/// non-zero (so that its manager starts it again), rather than serve while every start fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_engine_turns_health_not_serving_and_stops_the_daemon_non_zero() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    if !cfg!(debug_assertions) {
+        assert!(std::env::var("CI").is_err(), "CI builds the daemon with debug assertions");
+        eprintln!("SKIPPED: the engine fault is compiled into debug builds only");
+        return;
+    }
+    let mut daemon = Daemon::start_with_env(&[("RROCKERD_TEST_FAULT", "engine-panic")], &[]);
+    let mut health = HealthClient::new(daemon.channel("client1").await);
+    let request = HealthCheckRequest { service: "rrocker.v1.TaskService".into() };
+    let mut watch = health.watch(request).await.expect("watch").into_inner();
+    let first = watch.message().await.expect("status").expect("a first status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    // The fault: the engine thread panics at the first spawn.
+    let mut client = daemon.client("client1").await;
+    let refused = client.start(shell("true")).await.expect_err("no engine to start it");
+    assert_eq!(refused.code(), Code::Internal, "{refused:?}");
+    let next = watch.message().await.expect("status").expect("a status before the end");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    drop((watch, health, client));
+    let exit = daemon.wait();
+    assert_eq!(exit.code(), Some(1), "{exit:?}");
+    let log = daemon.log();
+    assert!(log.contains("the task engine died"), "{log}");
+    assert!(log.contains("panicked: the test fault panic_at_spawn"), "{log}");
 }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use bytes::BytesMut;
 use slab::Slab;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chunk::{Chunk, OutputFd};
 use crate::netns::NetnsPool;
@@ -55,6 +55,10 @@ pub struct EngineConfig {
     /// The helper process that clones tasks (see [`Spawner`]); without it, the engine thread
     /// clones them itself.
     pub spawner: Option<Arc<Spawner>>,
+    /// A fault for the tests (debug builds only): the engine thread panics at its first
+    /// spawn, as a bug would make it.
+    #[cfg(debug_assertions)]
+    pub panic_at_spawn: bool,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +74,8 @@ impl Default for EngineConfig {
             kept_bytes: u64::MAX,
             netns_pool: false,
             spawner: None,
+            #[cfg(debug_assertions)]
+            panic_at_spawn: false,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Engine {
     commands: Option<mpsc::UnboundedSender<Command>>,
     thread: Option<JoinHandle<()>>,
     budget: Arc<OutputBudget>,
+    /// Why the engine thread ended, once it has (see [`Engine::died`]).
+    ended: watch::Receiver<Option<String>>,
 }
 
 impl Engine {
@@ -119,6 +127,7 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Self, EngineError> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ended_tx, ended) = watch::channel(None);
         let budget = OutputBudget::new(config.budget_bytes, config.kept_bytes);
         let shared = Arc::clone(&budget);
         let thread = std::thread::Builder::new()
@@ -134,13 +143,34 @@ impl Engine {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                runtime.block_on(run(receiver, config, shared));
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(run(receiver, config, shared));
+                }));
+                let why = match ran {
+                    Ok(()) => "it was stopped".to_owned(),
+                    Err(panic) => format!("it panicked: {}", panic_message(panic.as_ref())),
+                };
+                let _ = ended_tx.send(Some(why));
             })
             .map_err(EngineError::Thread)?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { commands: Some(commands), thread: Some(thread), budget }),
+            Ok(Ok(())) => {
+                Ok(Self { commands: Some(commands), thread: Some(thread), budget, ended })
+            }
             Ok(Err(error)) => Err(EngineError::Ring(error)),
             Err(_) => Err(EngineError::Stopped),
+        }
+    }
+
+    /// Resolves once the engine thread has ended, with why (a panic's message). Its tasks
+    /// cannot be driven any more: a daemon must not go on as if it could.
+    pub fn died(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut ended = self.ended.clone();
+        async move {
+            match ended.wait_for(Option::is_some).await {
+                Ok(why) => why.clone().unwrap_or_default(),
+                Err(_) => "its thread is gone".to_owned(),
+            }
         }
     }
 
@@ -187,6 +217,15 @@ impl Drop for Engine {
     }
 }
 
+/// The message a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_owned(),
+        (_, Some(text)) => text.clone(),
+        _ => "(no message)".to_owned(),
+    }
+}
+
 /// What the engine keeps per live task.
 struct Entry {
     serial: u64,
@@ -214,6 +253,8 @@ async fn run(
     while let Some(command) = commands.recv().await {
         match command {
             Command::Spawn { spec, reply } => {
+                #[cfg(debug_assertions)]
+                assert!(!config.panic_at_spawn, "the test fault panic_at_spawn");
                 serial += 1;
                 let context =
                     (Rc::clone(&tasks), Rc::clone(&config), netns.clone(), Arc::clone(&budget));

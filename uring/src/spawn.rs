@@ -125,14 +125,13 @@ pub(crate) fn clone_child(
     netns: Option<&NetnsPool>,
     spawner: Option<&Spawner>,
 ) -> Result<Cloning, EngineError> {
-    let program_path = match &spec.program {
-        Program::Path(path) => Some(c_string(path.as_os_str().as_bytes(), "program path")?),
-        Program::File(_) => None,
-    };
-    let target = match (&spec.program, &program_path) {
-        (Program::File(file), _) => ExecTarget::File(file.as_fd()),
-        (Program::Path(_), Some(path)) => ExecTarget::Path(path),
-        (Program::Path(_), None) => unreachable!("a path program has a C path"),
+    let program_path;
+    let target = match &spec.program {
+        Program::File(file) => ExecTarget::File(file.as_fd()),
+        Program::Path(path) => {
+            program_path = c_string(path.as_os_str().as_bytes(), "program path")?;
+            ExecTarget::Path(&program_path)
+        }
     };
     let workdir = c_string(spec.workdir.as_os_str().as_bytes(), "working directory")?;
     let argv = c_strings(&spec.argv, "argv")?;
