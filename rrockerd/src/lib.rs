@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod policy;
 pub mod quota;
 pub mod service;
+pub mod spec;
 pub mod state;
 pub mod tasks;
 pub mod tls;
@@ -30,7 +31,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rrocker_proto::v1::Limits;
 use rrocker_proto::v1::task_service_server::TaskServiceServer;
 use rrocker_uring::{Engine, EngineConfig};
 use tokio::net::TcpListener;
@@ -189,10 +189,10 @@ pub async fn run(
                 }
             }
             let totals = policy.totals;
-            cgroups.cap_parent(&Limits {
-                memory_max_bytes: totals.memory,
-                pids_max: totals.pids,
-                ..Limits::default()
+            cgroups.cap_parent(&spec::Limits {
+                memory_max_bytes: spec::limit(totals.memory),
+                pids_max: spec::limit(totals.pids),
+                ..spec::Limits::default()
             })?;
             tracing::info!(
                 backend = cgroups.describe(),

@@ -9,9 +9,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rrocker_proto::v1::Limits;
-
 use crate::error::DaemonError;
+use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, Limits, limit};
 
 /// A limit as a flag gives it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,19 +228,19 @@ impl Policy {
             (default, most) => default.min(most),
         };
         let memory = unset(defaults.memory, maxima.memory);
-        if limits.memory_max_bytes == 0 && memory != 0 {
-            limits.memory_max_bytes = memory;
+        if limits.memory_max_bytes.is_none() && memory != 0 {
+            limits.memory_max_bytes = limit(memory);
             defaulted.memory = true;
         }
         let pids = unset(defaults.pids, maxima.pids);
-        if limits.pids_max == 0 && pids != 0 {
-            limits.pids_max = pids;
+        if limits.pids_max.is_none() && pids != 0 {
+            limits.pids_max = limit(pids);
             defaulted.pids = true;
         }
         let cpu = unset(defaults.cpu_millis, maxima.cpu_millis);
-        if limits.cpu_quota_us == 0 && cpu != 0 {
-            limits.cpu_period_us = DEFAULT_CPU_PERIOD_US;
-            limits.cpu_quota_us = cpu * DEFAULT_CPU_PERIOD_US / 1000;
+        let quota = limit(cpu.saturating_mul(DEFAULT_CPU_PERIOD.get()) / 1000);
+        if let (None, Some(quota_us)) = (limits.cpu, quota) {
+            limits.cpu = Some(CpuLimit { quota_us, period_us: DEFAULT_CPU_PERIOD });
             defaulted.cpu = true;
         }
         let over = |what: &str, flag: &str, asked: String, most: String| {
@@ -249,41 +248,20 @@ impl Policy {
                 "Cannot start the task: its {what} limit {asked} is above this daemon's maximum {most} (--limit-max-{flag})"
             )))
         };
-        if maxima.memory != 0
-            && (limits.memory_max_bytes == 0 || limits.memory_max_bytes > maxima.memory)
-        {
-            return over(
-                "memory",
-                "mem",
-                show_bytes(limits.memory_max_bytes),
-                show_bytes(maxima.memory),
-            );
+        let memory = limits.memory();
+        if maxima.memory != 0 && (memory == 0 || memory > maxima.memory) {
+            return over("memory", "mem", show_bytes(memory), show_bytes(maxima.memory));
         }
-        if maxima.pids != 0 && (limits.pids_max == 0 || limits.pids_max > maxima.pids) {
-            return over("pids", "pids", show_count(limits.pids_max), maxima.pids.to_string());
+        let pids = limits.pids();
+        if maxima.pids != 0 && (pids == 0 || pids > maxima.pids) {
+            return over("pids", "pids", show_count(pids), maxima.pids.to_string());
         }
-        let cpu = cpu_millis(&limits);
+        let cpu = limits.cpu_millis();
         if maxima.cpu_millis != 0 && (cpu == 0 || cpu > maxima.cpu_millis) {
             return over("CPU", "cpu", show_cpus(cpu), show_cpus(maxima.cpu_millis));
         }
         Ok((limits, defaulted))
     }
-}
-
-/// The CPU period when a limit gives none, in microseconds (the kernel's default).
-pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
-
-/// The CPU period of `limits`.
-pub fn cpu_period(limits: &Limits) -> u64 {
-    if limits.cpu_period_us == 0 { DEFAULT_CPU_PERIOD_US } else { limits.cpu_period_us }
-}
-
-/// The CPUs a task's limits give it, in thousandths (0: unlimited).
-pub fn cpu_millis(limits: &Limits) -> u64 {
-    if limits.cpu_quota_us == 0 {
-        return 0;
-    }
-    limits.cpu_quota_us.saturating_mul(1000) / cpu_period(limits).max(1)
 }
 
 fn show_bytes(bytes: u64) -> String {
@@ -336,36 +314,40 @@ mod tests {
     #[test]
     fn defaults_fill_what_a_start_leaves_unset_and_say_so() {
         let (limits, defaulted) = policy().apply(&Limits::default()).expect("applied");
-        let figures = (limits.memory_max_bytes, limits.pids_max, limits.cpu_quota_us);
-        assert_eq!(figures, (1 << 30, 1024, 200_000), "with no CPU default, its maximum");
+        let quota = limits.cpu.map(|cpu| cpu.quota_us.get());
+        let figures = (limits.memory(), limits.pids(), quota);
+        assert_eq!(figures, (1 << 30, 1024, Some(200_000)), "with no CPU default, its maximum");
         assert_eq!(defaulted, Defaulted { memory: true, pids: true, cpu: true });
-        let own = Limits { memory_max_bytes: 64 << 20, ..Limits::default() };
+        let own = Limits { memory_max_bytes: limit(64 << 20), ..Limits::default() };
         let (limits, defaulted) = policy().apply(&own).expect("applied");
-        assert_eq!(limits.memory_max_bytes, 64 << 20);
+        assert_eq!(limits.memory(), 64 << 20);
         assert!(!defaulted.memory && defaulted.pids);
         let cpu = Policy {
             defaults: Figures { cpu_millis: 500, ..Figures::default() },
             ..Policy::default()
         };
         let (limits, defaulted) = cpu.apply(&Limits::default()).expect("applied");
-        assert_eq!((limits.cpu_quota_us, limits.cpu_period_us), (50_000, 100_000));
+        let cpu = limits.cpu.expect("a CPU limit");
+        assert_eq!((cpu.quota_us.get(), cpu.period_us.get()), (50_000, 100_000));
         assert_eq!(defaulted, Defaulted { memory: false, pids: false, cpu: true });
     }
 
     #[test]
     fn a_start_above_a_maximum_is_refused_naming_the_flag() {
-        let big = Limits { memory_max_bytes: 8 << 30, ..Limits::default() };
+        let big = Limits { memory_max_bytes: limit(8 << 30), ..Limits::default() };
         let refused = policy().apply(&big).expect_err("over").to_string();
         assert_eq!(
             refused,
             "Cannot start the task: its memory limit 8589934592 bytes is above this daemon's maximum 4294967296 bytes (--limit-max-mem)"
         );
-        let cpus = Limits { cpu_quota_us: 300_000, cpu_period_us: 100_000, ..Limits::default() };
+        let three =
+            CpuLimit { quota_us: limit(300_000).expect("3 CPUs"), period_us: DEFAULT_CPU_PERIOD };
+        let cpus = Limits { cpu: Some(three), ..Limits::default() };
         assert!(policy().apply(&cpus).expect_err("over").to_string().contains("--limit-max-cpu"));
         // A default above the maximum is the maximum.
         let small =
             Policy { maxima: Figures { memory: 1 << 29, ..Figures::default() }, ..policy() };
         let (limits, _) = small.apply(&Limits::default()).expect("the default, within the maximum");
-        assert_eq!(limits.memory_max_bytes, 1 << 29);
+        assert_eq!(limits.memory(), 1 << 29);
     }
 }

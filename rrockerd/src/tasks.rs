@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use rrocker_proto::v1::{Limits, StartRequest, Usage};
 use rrocker_uring::{Engine, LogReader, OutputLog, TaskKey, View};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -23,6 +22,7 @@ use crate::error::DaemonError;
 use crate::metrics::Metrics;
 use crate::policy::{Defaulted, Figures, Policy};
 use crate::quota::Quota;
+use crate::spec::{Limits, TaskSpec, Usage};
 use crate::state::{StopCause, TaskState};
 use crate::validate;
 use crate::worker::rootfs::{self, TaskDir};
@@ -184,31 +184,21 @@ impl TaskRegistry {
     }
 
     /// Starts a task for `caller`; returns once its command runs.
-    pub async fn start(
-        &self,
-        caller: &Caller,
-        request: StartRequest,
-    ) -> Result<Arc<Task>, DaemonError> {
-        let started = self.launch(caller, request).await;
+    pub async fn start(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, DaemonError> {
+        let started = self.launch(caller, spec).await;
         if started.is_err() {
             self.metrics.start_failed();
         }
         started
     }
 
-    async fn launch(
-        &self,
-        caller: &Caller,
-        request: StartRequest,
-    ) -> Result<Arc<Task>, DaemonError> {
+    async fn launch(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, DaemonError> {
         let began = Instant::now();
         let _starting = self.start_gate.read().await;
         if self.closing.load(Ordering::SeqCst) {
             return Err(DaemonError::ShuttingDown);
         }
-        validate::start_request(&request)?;
-        let StartRequest { argv, env, workdir, limits, image } = request;
-        let requested = limits.unwrap_or_default();
+        let TaskSpec { argv, env, workdir, limits: requested, image } = spec;
         validate::limits(&requested, host_cpus())?;
         let (limits, defaulted) = self.policy.apply(&requested)?;
         for rule in &limits.io {
@@ -228,9 +218,9 @@ impl TaskRegistry {
         }
         // Given back when the task ends, or at once if this start fails.
         let held = Figures {
-            memory: limits.memory_max_bytes,
-            pids: limits.pids_max,
-            cpu_millis: crate::policy::cpu_millis(&limits),
+            memory: limits.memory(),
+            pids: limits.pids(),
+            cpu_millis: limits.cpu_millis(),
         };
         let admin = caller.role == crate::authz::Role::Admin;
         let kept_output = || -> u64 {

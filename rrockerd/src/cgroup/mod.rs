@@ -20,11 +20,11 @@ pub mod v2;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use rrocker_proto::v1::{Limits, Usage};
 use rrocker_uring::Placement;
 
 pub use self::placement::{CgroupVersion, ParentFlag, Site};
 use crate::error::DaemonError;
+use crate::spec::{Limits, Usage};
 
 /// A cgroup backend: makes and configures the parent once, then one cgroup per task.
 pub trait Cgroups: Send + Sync + Debug {
@@ -43,8 +43,8 @@ pub trait Cgroups: Send + Sync + Debug {
     /// parent is prepared.
     fn offers(&self, name: &str) -> bool;
 
-    /// Caps all tasks together: writes the memory and pids limits of `caps` (0: none) on
-    /// the parent cgroup, where its controllers are.
+    /// Caps all tasks together: writes the memory and pids limits of `caps` on the parent
+    /// cgroup, where its controllers are.
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError>;
 
     /// Removes the parent cgroup if it is empty (at shutdown).
@@ -163,8 +163,6 @@ fn v1(layout: Layout) -> Box<dyn Cgroups> {
     Box::new(v1::CgroupV1::new(layout))
 }
 
-pub use crate::policy::{DEFAULT_CPU_PERIOD_US, cpu_period};
-
 /// Refuses `limits` if one needs a controller that `missing` says rrocker lacks, and why;
 /// `io` names the IO controller (`io` on v2, `blkio` on v1).
 fn require_controllers(
@@ -173,9 +171,9 @@ fn require_controllers(
     missing: impl Fn(&str) -> Option<String>,
 ) -> Result<(), DaemonError> {
     let wanted = [
-        ("cpu", limits.cpu_quota_us != 0),
-        ("memory", limits.memory_max_bytes != 0),
-        ("pids", limits.pids_max != 0),
+        ("cpu", limits.cpu.is_some()),
+        ("memory", limits.memory_max_bytes.is_some()),
+        ("pids", limits.pids_max.is_some()),
         (io, !limits.io.is_empty()),
     ];
     let lacking = wanted

@@ -8,11 +8,11 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rrocker_proto::v1::{Limits, Usage};
 use rrocker_uring::Placement;
 
 use super::{Cgroups, Layout, TaskCgroup, files};
 use crate::error::DaemonError;
+use crate::spec::{Limits, Usage};
 
 /// The v1 controllers a task gets a cgroup in.
 pub const CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "blkio"];
@@ -134,7 +134,7 @@ impl Cgroups for CgroupV1 {
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
         // Only where rrocker has the controller: a missing one's cap is left out, and said.
         for (controller, asked) in [("memory", caps.memory_max_bytes), ("pids", caps.pids_max)] {
-            if asked != 0 && !self.has(controller) {
+            if asked.is_some() && !self.has(controller) {
                 tracing::warn!(
                     controller,
                     "no such cgroup controller for rrocker: all tasks together are not capped by it"
@@ -172,31 +172,31 @@ fn write_limits(dirs: &[(&'static str, PathBuf)], limits: &Limits) -> Result<(),
         Some(path) => files::write(&path, &value),
         None => Ok(()),
     };
-    if limits.cpu_quota_us != 0 {
-        let period = super::cpu_period(limits);
-        write("cpu", "cpu.cfs_period_us", period.to_string())?;
-        write("cpu", "cpu.cfs_quota_us", limits.cpu_quota_us.to_string())?;
+    if let Some(cpu) = limits.cpu {
+        write("cpu", "cpu.cfs_period_us", cpu.period_us.to_string())?;
+        write("cpu", "cpu.cfs_quota_us", cpu.quota_us.to_string())?;
     }
-    if limits.memory_max_bytes != 0 {
-        let max = limits.memory_max_bytes.to_string();
+    if let Some(memory) = limits.memory_max_bytes {
+        let max = memory.to_string();
         write("memory", "memory.limit_in_bytes", max.clone())?;
         // With swap accounting, memory + swap = memory: no swap.
         if file("memory", "memory.memsw.limit_in_bytes").is_some_and(|f| f.exists()) {
             write("memory", "memory.memsw.limit_in_bytes", max)?;
         }
     }
-    if limits.pids_max != 0 {
-        write("pids", "pids.max", limits.pids_max.to_string())?;
+    if let Some(pids) = limits.pids_max {
+        write("pids", "pids.max", pids.to_string())?;
     }
     for rule in &limits.io {
         let device = format!("{}:{}", rule.major, rule.minor);
-        for (file, value) in [
-            ("blkio.throttle.read_bps_device", rule.read_bps),
-            ("blkio.throttle.write_bps_device", rule.write_bps),
-            ("blkio.throttle.read_iops_device", rule.read_iops),
-            ("blkio.throttle.write_iops_device", rule.write_iops),
-        ] {
-            if value != 0 {
+        let files = [
+            "blkio.throttle.read_bps_device",
+            "blkio.throttle.write_bps_device",
+            "blkio.throttle.read_iops_device",
+            "blkio.throttle.write_iops_device",
+        ];
+        for (file, value) in files.iter().zip(rule.rates()) {
+            if let Some(value) = value {
                 write("blkio", file, format!("{device} {value}"))?;
             }
         }
@@ -289,9 +289,14 @@ impl Drop for V1Task {
 mod tests {
     use std::fs;
 
-    use rrocker_proto::v1::IoLimit;
-
     use super::*;
+    use crate::spec::{CpuLimit, IoLimit, limit};
+
+    /// A rule throttling reads (`read_bps`) or writes of device 254:0.
+    fn disk(read_bps: u64, write_bps: u64) -> IoLimit {
+        let (read_bps, write_bps) = (limit(read_bps), limit(write_bps));
+        IoLimit { major: 254, minor: 0, read_bps, write_bps, read_iops: None, write_iops: None }
+    }
 
     /// v1 hierarchies with cpu and cpuacct co-mounted, plus a unified mount; no blkio.
     fn fixture(blkio: bool) -> (tempfile::TempDir, CgroupV1) {
@@ -322,12 +327,13 @@ mod tests {
     #[test]
     fn a_task_gets_one_directory_per_hierarchy_and_one_in_the_unified_one() {
         let (root, backend) = fixture(true);
+        let cpu =
+            CpuLimit { quota_us: limit(20_000).expect("q"), period_us: limit(50_000).expect("p") };
         let limits = Limits {
-            cpu_quota_us: 20_000,
-            cpu_period_us: 50_000,
-            memory_max_bytes: 64 << 20,
-            pids_max: 32,
-            io: vec![IoLimit { major: 254, minor: 0, write_bps: 10 << 20, ..Default::default() }],
+            cpu: Some(cpu),
+            memory_max_bytes: limit(64 << 20),
+            pids_max: limit(32),
+            io: vec![disk(0, 10 << 20)],
         };
         let task = backend.create("t1", &limits).expect("create");
         let at =
@@ -382,10 +388,7 @@ mod tests {
     #[test]
     fn a_missing_controller_refuses_its_limit_and_leaves_nothing() {
         let (root, backend) = fixture(false);
-        let limits = Limits {
-            io: vec![IoLimit { major: 254, minor: 0, read_bps: 1, ..Default::default() }],
-            ..Limits::default()
-        };
+        let limits = Limits { io: vec![disk(1, 0)], ..Limits::default() };
         let error = backend.create("t3", &limits).expect_err("no blkio");
         assert!(matches!(error, DaemonError::LimitUnavailable(_)), "{error}");
         assert!(!root.path().join("memory/rrocker/t3").exists());

@@ -8,11 +8,11 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rrocker_proto::v1::{Limits, Usage};
 use rrocker_uring::Placement;
 
 use super::{Cgroups, TaskCgroup, files};
 use crate::error::DaemonError;
+use crate::spec::{Limits, Usage};
 
 /// The controllers rrocker enables for its tasks when granted.
 pub const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
@@ -103,17 +103,15 @@ impl Cgroups for CgroupV2 {
         let granted = files::read_string(&parent.join("cgroup.controllers")).unwrap_or_default();
         let has = |controller: &str| granted.split_whitespace().any(|c| c == controller);
         let mut capped = caps.clone();
-        if !has("memory") && capped.memory_max_bytes != 0 {
+        if !has("memory") && capped.memory_max_bytes.take().is_some() {
             tracing::warn!(
                 "the parent cgroup has no memory controller: all tasks' memory is not capped"
             );
-            capped.memory_max_bytes = 0;
         }
-        if !has("pids") && capped.pids_max != 0 {
+        if !has("pids") && capped.pids_max.take().is_some() {
             tracing::warn!(
                 "the parent cgroup has no pids controller: all tasks' pids are not capped"
             );
-            capped.pids_max = 0;
         }
         write_limits(&parent, &capped)
     }
@@ -146,29 +144,24 @@ struct V2Task {
 /// Writes `limits` into the cgroup `dir` (a task's, or the parent's caps).
 fn write_limits(dir: &Path, limits: &Limits) -> Result<(), DaemonError> {
     let write = |file: &str, value: &str| files::write(&dir.join(file), value);
-    if limits.cpu_quota_us != 0 {
-        write("cpu.max", &format!("{} {}", limits.cpu_quota_us, super::cpu_period(limits)))?;
+    if let Some(cpu) = limits.cpu {
+        write("cpu.max", &format!("{} {}", cpu.quota_us, cpu.period_us))?;
     }
-    if limits.memory_max_bytes != 0 {
-        write("memory.max", &limits.memory_max_bytes.to_string())?;
+    if let Some(memory) = limits.memory_max_bytes {
+        write("memory.max", &memory.to_string())?;
         if dir.join("memory.swap.max").exists() {
             write("memory.swap.max", "0")?;
         }
     }
-    if limits.pids_max != 0 {
-        write("pids.max", &limits.pids_max.to_string())?;
+    if let Some(pids) = limits.pids_max {
+        write("pids.max", &pids.to_string())?;
     }
     for rule in &limits.io {
-        let settings: Vec<String> = [
-            ("rbps", rule.read_bps),
-            ("wbps", rule.write_bps),
-            ("riops", rule.read_iops),
-            ("wiops", rule.write_iops),
-        ]
-        .iter()
-        .filter(|(_, value)| *value != 0)
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect();
+        let settings: Vec<String> = ["rbps", "wbps", "riops", "wiops"]
+            .iter()
+            .zip(rule.rates())
+            .filter_map(|(key, value)| Some(format!("{key}={}", value?)))
+            .collect();
         write("io.max", &format!("{}:{} {}", rule.major, rule.minor, settings.join(" ")))?;
     }
     Ok(())
@@ -233,9 +226,8 @@ impl Drop for V2Task {
 mod tests {
     use std::fs;
 
-    use rrocker_proto::v1::IoLimit;
-
     use super::*;
+    use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, IoLimit, limit};
 
     /// A unified hierarchy whose root grants every controller, with the parent cgroup made
     /// the way the kernel would show it.
@@ -258,7 +250,8 @@ mod tests {
     #[test]
     fn the_parent_is_capped_where_it_has_the_controllers() {
         let (root, backend) = fixture();
-        let caps = Limits { memory_max_bytes: 1 << 30, pids_max: 64, ..Limits::default() };
+        let caps =
+            Limits { memory_max_bytes: limit(1 << 30), pids_max: limit(64), ..Limits::default() };
         backend.cap_parent(&caps).expect("capped");
         assert_eq!(read(root.path().join("rrocker/memory.max")), "1073741824");
         assert_eq!(read(root.path().join("rrocker/pids.max")), "64");
@@ -301,7 +294,7 @@ mod tests {
         assert!(own.join("rrocker").is_dir() && !leftover.exists());
         // Task cgroups are below the delegated parent, with the limits the kernel offers.
         fs::write(own.join("rrocker/cgroup.subtree_control"), "cpu io memory pids\n").expect("w");
-        let limits = Limits { memory_max_bytes: 64 << 20, ..Limits::default() };
+        let limits = Limits { memory_max_bytes: limit(64 << 20), ..Limits::default() };
         let _task = backend.create("t1", &limits).expect("create");
         assert_eq!(read(own.join("rrocker/t1/memory.max")), "67108864");
     }
@@ -312,16 +305,16 @@ mod tests {
         fs::write(root.path().join("rrocker/cgroup.subtree_control"), "cpu io memory pids\n")
             .expect("w");
         let limits = Limits {
-            cpu_quota_us: 50_000,
-            cpu_period_us: 0,
-            memory_max_bytes: 64 << 20,
-            pids_max: 32,
+            cpu: limit(50_000).map(|quota_us| CpuLimit { quota_us, period_us: DEFAULT_CPU_PERIOD }),
+            memory_max_bytes: limit(64 << 20),
+            pids_max: limit(32),
             io: vec![IoLimit {
                 major: 254,
                 minor: 0,
-                write_bps: 10 << 20,
-                read_iops: 5,
-                ..Default::default()
+                read_bps: None,
+                write_bps: limit(10 << 20),
+                read_iops: limit(5),
+                write_iops: None,
             }],
         };
         let task = backend.create("t1", &limits).expect("create");
@@ -372,7 +365,7 @@ mod tests {
     fn a_limit_whose_controller_is_not_granted_is_refused_and_nothing_is_made() {
         let (root, backend) = fixture();
         fs::write(root.path().join("rrocker/cgroup.subtree_control"), "cpu pids\n").expect("w");
-        let limits = Limits { memory_max_bytes: 64 << 20, ..Limits::default() };
+        let limits = Limits { memory_max_bytes: limit(64 << 20), ..Limits::default() };
         let error = backend.create("t3", &limits).expect_err("no memory controller");
         assert!(matches!(error, DaemonError::LimitUnavailable(_)), "{error}");
         assert!(!root.path().join("rrocker/t3").exists());

@@ -1,6 +1,9 @@
 //! The gRPC face of the registry: each handler takes the caller that the TLS layer
-//! authorised, calls the registry, and converts the answer to `rrocker.v1` messages. No
-//! business logic lives here.
+//! authorised, converts the request into the domain's terms ([`convert`]), calls the
+//! registry, and converts the answer to `rrocker.v1` messages. No business logic lives here,
+//! and no wire type goes further.
+
+mod convert;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,7 +56,8 @@ impl TaskService for Service {
         request: Request<StartRequest>,
     ) -> Result<Response<StartResponse>, Status> {
         let caller = caller(&request)?;
-        let task = self.registry.start(&caller, request.into_inner()).await?;
+        let spec = crate::spec::TaskSpec::try_from(request.into_inner())?;
+        let task = self.registry.start(&caller, spec).await?;
         Ok(Response::new(StartResponse { task_id: task.id.to_string() }))
     }
 
@@ -163,11 +167,11 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         } else {
             task.output_held().map(held_reason).unwrap_or_default()
         },
-        limits: Some(task.limits.clone()),
+        limits: Some(proto::Limits::from(&task.limits)),
         created_at_ms: unix_ms(task.created_at),
         finished_at_ms: progress.finished_at.map_or(0, unix_ms),
         pid: if progress.state.is_final() { 0 } else { task.pid },
-        usage: task.usage(),
+        usage: task.usage().map(proto::Usage::from),
         ..proto::TaskStatus::default()
     };
     match &progress.state {
