@@ -134,7 +134,7 @@ pub struct Settings {
 pub struct TaskRegistry {
     engine: Engine,
     isolator: Isolator,
-    cgroups: Option<Box<dyn Cgroups>>,
+    cgroups: Option<Arc<dyn Cgroups>>,
     quota: Arc<Quota>,
     tasks_dir: PathBuf,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
@@ -154,7 +154,7 @@ impl TaskRegistry {
     pub fn new(
         engine: Engine,
         isolator: Isolator,
-        cgroups: Option<Box<dyn Cgroups>>,
+        cgroups: Option<Arc<dyn Cgroups>>,
         quota: Arc<Quota>,
         settings: Settings,
         metrics: Arc<Metrics>,
@@ -419,10 +419,9 @@ impl TaskRegistry {
     }
 
     /// Removes the parent cgroup, if no task cgroup is left in it (at shutdown).
-    pub fn remove_cgroup_parent(&self) {
-        if let Some(cgroups) = &self.cgroups {
-            cgroups.remove_parent();
-        }
+    /// Resolves once the engine has died, with why (see `Engine::died`).
+    pub fn engine_died(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        self.engine.died()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Task>>> {

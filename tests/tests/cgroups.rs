@@ -432,3 +432,34 @@ async fn a_daemon_in_a_delegated_cgroup_keeps_its_tasks_and_limits_inside_it() {
     assert!(!tasks.exists(), "the task parent is removed at shutdown");
     assert_eq!(managed.others(), before, "nothing made outside the managed cgroup");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_cannot_listen_leaves_no_cgroup_and_no_state_behind() {
+    require_root!();
+    let _turn = TURN.lock().await;
+    let taken = Daemon::start();
+    let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
+    let parent = format!("rrocker-test-unbound-{}", std::process::id());
+    let state = dir.path().join("state");
+    let output = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
+        .arg("--listen")
+        .arg(taken.addr().to_string())
+        .args(["--cgroup-parent", &parent, "--pki-dir"])
+        .arg(taken.pki_dir())
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--images-dir")
+        .arg(rrocker_tests::images_dir())
+        .output()
+        .expect("run rrockerd");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("cannot listen on"), "{said}");
+    // Its cgroups were prepared before the bind failed: they are gone with it.
+    let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("mounts");
+    let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, path)| path));
+    for root in roots {
+        assert!(!root.join(&parent).exists(), "{} is left", root.join(&parent).display());
+    }
+    assert!(!state.exists(), "the state directory it made is left");
+}
