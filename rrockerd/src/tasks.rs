@@ -231,22 +231,29 @@ impl TaskRegistry {
         let slot = self.quota.take(&caller.identity, admin, held, kept_output)?;
         let id = Uuid::new_v4();
         let hostname = &id.to_string()[..12];
-        // Held until everything the task held is gone; given back at once if this start fails.
-        let lease = self.isolator.lease(&caller.identity)?;
-        let dir = TaskDir::path_for(&self.tasks_dir, id);
-        let command = TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir };
-        let mut spec = self.isolator.spawn_spec(&lease, hostname, &dir, command)?;
-        rootfs::check_room(&self.tasks_dir)?;
-        // Both are removed again when dropped: on any failure below, or if this request is
-        // cancelled.
-        let task_dir = TaskDir::create(dir, lease.root_owner())?;
-        let cgroup = match &self.cgroups {
-            Some(cgroups) => Some(cgroups.create(&id.to_string(), &limits)?),
-            None => None,
-        };
-        if let Some(cgroup) = &cgroup {
-            spec.placement = cgroup.placement()?;
-        }
+        // The file-system work before the spawn (the image's view, made on its first use,
+        // look-ups in it, the task directory, the cgroup) in one blocking step, off the
+        // runtime's workers.
+        let (lease, spec, task_dir, cgroup) = tokio::task::block_in_place(|| {
+            // Held until everything the task held is gone; given back at once if this start
+            // fails.
+            let lease = self.isolator.lease(&caller.identity)?;
+            let dir = TaskDir::path_for(&self.tasks_dir, id);
+            let command = TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir };
+            let mut spec = self.isolator.spawn_spec(&lease, hostname, &dir, command)?;
+            rootfs::check_room(&self.tasks_dir)?;
+            // Both are removed again when dropped: on any failure below, or if this request
+            // is cancelled.
+            let task_dir = TaskDir::create(dir, lease.root_owner())?;
+            let cgroup = match &self.cgroups {
+                Some(cgroups) => Some(cgroups.create(&id.to_string(), &limits)?),
+                None => None,
+            };
+            if let Some(cgroup) = &cgroup {
+                spec.placement = cgroup.placement()?;
+            }
+            Ok::<_, DaemonError>((lease, spec, task_dir, cgroup))
+        })?;
         let spawned = self.engine.spawn(spec).await.map_err(DaemonError::from_spawn)?;
         let task = Arc::new(Task {
             id,

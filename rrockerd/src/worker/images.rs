@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rrocker_uring::IdMap;
 
@@ -21,6 +21,9 @@ use crate::worker::dirs::{dir_with_mode, private_dir};
 use crate::worker::idmap;
 use crate::worker::image;
 use crate::worker::import;
+
+/// One view of an image for one slice: `None` until it is made.
+type ViewCell = Arc<Mutex<Option<PathBuf>>>;
 
 /// The images, and every view of them this daemon made.
 #[derive(Debug)]
@@ -33,10 +36,12 @@ pub struct Images {
     mounts: Mounts,
     /// Images are used as they are (an unprivileged daemon, or tests).
     as_is: bool,
-    /// Each view made, by image name ("" for the daemon's own) and slice.
-    views: Mutex<HashMap<(String, u32), PathBuf>>,
+    /// Each view, by image name ("" for the daemon's own) and slice, once made. Each has a
+    /// lock of its own, held while it is made, so that a first use waits only for its own
+    /// view and never holds up the others.
+    views: Mutex<HashMap<(String, u32), ViewCell>>,
     /// The template user namespace of each slice's mapping, made once.
-    templates: Mutex<HashMap<u32, OwnedFd>>,
+    templates: Mutex<HashMap<u32, Arc<OwnedFd>>>,
 }
 
 impl Images {
@@ -97,8 +102,9 @@ impl Images {
     /// one line.
     pub fn get(&self, name: &str, slice: u32, map: IdMap) -> Result<PathBuf, DaemonError> {
         let key = (name.to_owned(), slice);
-        if let Some(view) = lock(&self.views).get(&key) {
-            return Ok(view.clone());
+        let made = lock(&self.views).get(&key).cloned();
+        if let Some(view) = made.as_ref().and_then(|cell| lock(cell).clone()) {
+            return Ok(view);
         }
         let source = if name.is_empty() {
             self.own.clone()
@@ -111,15 +117,16 @@ impl Images {
                 "Image '{name}' doesn't exist on this host; import one with `rrockerd image import FILE.tar --name {name}`"
             )));
         }
-        // Held while the view is made, so that two first uses make it once.
-        let mut views = lock(&self.views);
-        if let Some(view) = views.get(&key) {
-            return Ok(view.clone());
+        let cell = Arc::clone(lock(&self.views).entry(key).or_default());
+        // Held while this view is made, so that two first uses make it once.
+        let mut view = lock(&cell);
+        if let Some(made) = view.as_ref() {
+            return Ok(made.clone());
         }
-        let view = if self.as_is { source } else { self.shifted(&source, name, slice, map)? };
+        let made = if self.as_is { source } else { self.shifted(&source, name, slice, map)? };
         tracing::debug!(image = name, slice, "made a view of an image");
-        views.insert(key, view.clone());
-        Ok(view)
+        *view = Some(made.clone());
+        Ok(made)
     }
 
     /// Unmounts every view of `slice` and removes the directories they were attached at.
@@ -142,6 +149,16 @@ impl Images {
         let _ = std::fs::remove_dir(&self.views_dir);
     }
 
+    /// The template user namespace of `slice`'s mapping `map`, made on first use (outside
+    /// the lock: two first uses may both make one, and one is kept).
+    fn template(&self, slice: u32, map: IdMap) -> std::io::Result<Arc<OwnedFd>> {
+        if let Some(userns) = lock(&self.templates).get(&slice) {
+            return Ok(Arc::clone(userns));
+        }
+        let made = Arc::new(idmap::template_userns(map)?);
+        Ok(Arc::clone(lock(&self.templates).entry(slice).or_insert(made)))
+    }
+
     /// `source` as the tasks of `slice` must see it, its owners shifted into `map`: an
     /// idmapped mount, or a shifted copy.
     fn shifted(
@@ -158,14 +175,8 @@ impl Images {
             let attached = dir_with_mode(&dir, 0o700)
                 .and_then(|()| dir_with_mode(&target, 0o755))
                 .and_then(|()| {
-                    let mut templates = lock(&self.templates);
-                    let userns = match templates.entry(slice) {
-                        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(entry) => {
-                            entry.insert(idmap::template_userns(map)?)
-                        }
-                    };
-                    idmap::attach_idmapped_image(source, userns, &target)
+                    let userns = self.template(slice, map)?;
+                    idmap::attach_idmapped_image(source, &userns, &target)
                 });
             match attached {
                 Ok(()) => return Ok(target),
