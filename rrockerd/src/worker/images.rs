@@ -84,18 +84,6 @@ impl Images {
         })
     }
 
-    /// Only `image`, used as it is (already owned by the tasks' root), with no named image.
-    pub fn as_is(image: &Path) -> Self {
-        Self {
-            images_dir: PathBuf::from("/nonexistent"),
-            own: image.to_owned(),
-            views_dir: PathBuf::from("/nonexistent"),
-            mounts: Mounts::Host,
-            as_is: true,
-            views: Mutex::default(),
-            templates: Mutex::default(),
-        }
-    }
 
     /// The view of the image `name` (`""`: the daemon's own) for `slice`, whose ids are `map`,
     /// made on first use. A name that is not an image of the images directory is refused in
@@ -191,6 +179,22 @@ impl Images {
             .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
         let copy = self.images_dir.join(format!("{name}.{}", map.first_uid));
         image::shifted_copy(source, &copy, map.first_uid)
+    }
+}
+
+#[cfg(test)]
+impl Images {
+    /// Only `image`, used as it is (already owned by the tasks' root), with no named image.
+    pub fn as_is(image: &Path) -> Self {
+        Self {
+            images_dir: PathBuf::from("/nonexistent"),
+            own: image.to_owned(),
+            views_dir: PathBuf::from("/nonexistent"),
+            mounts: Mounts::Host,
+            as_is: true,
+            views: Mutex::default(),
+            templates: Mutex::default(),
+        }
     }
 }
 
