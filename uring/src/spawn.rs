@@ -23,7 +23,7 @@ use crate::{EngineError, ExitStatus};
 pub struct SpawnSpec {
     /// The executable.
     pub program: Program,
-    /// The argument vector, argv[0] first.
+    /// The argument vector, `argv[0]` first.
     pub argv: Vec<Vec<u8>>,
     /// `KEY=VALUE` environment entries.
     pub env: Vec<Vec<u8>>,

@@ -84,7 +84,6 @@ impl Images {
         })
     }
 
-
     /// The view of the image `name` (`""`: the daemon's own) for `slice`, whose ids are `map`,
     /// made on first use. A name that is not an image of the images directory is refused in
     /// one line.
