@@ -14,6 +14,7 @@
 //! Children are spawned from the engine thread so that `PR_SET_PDEATHSIG` ties their life to
 //! it: if the engine (or the daemon) dies, its children die too.
 
+mod child;
 mod chunk;
 mod engine;
 mod netns;

@@ -1,5 +1,5 @@
 //! Starting a child: the command's C strings and pipes are prepared in the engine thread,
-//! then `clone3(CLONE_PIDFD)` forks and the child execs (see [`crate::sys::exec_child`]).
+//! then `clone3(CLONE_PIDFD)` forks and the child execs (see `child.rs`).
 //! Whether the exec worked is learnt from a close-on-exec error pipe, read through io_uring
 //! by [`exec_outcome`]: end-of-file means the command runs, five bytes name the failed step.
 
@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
+use crate::child::{self, ChildPlan, ChildStep, ExecTarget, HandedFd};
 use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::spawner::Spawner;
-use crate::sys::{self, ChildPlan, ChildStep, ExecTarget, HandedFd};
+use crate::sys;
 use crate::{EngineError, ExitStatus};
 
 /// What to run and how.
@@ -252,9 +253,9 @@ fn spawn_here(
     network: Option<OwnedFd>,
 ) -> io::Result<(u32, OwnedFd)> {
     match (pool, network) {
-        (Some(pool), Some(network)) => pool.within(network, || sys::spawn_child(plan))?,
-        (Some(pool), None) => pool.within_fresh(|| sys::spawn_child(plan))?,
-        (None, _) => sys::spawn_child(plan),
+        (Some(pool), Some(network)) => pool.within(network, || child::spawn_child(plan))?,
+        (Some(pool), None) => pool.within_fresh(|| child::spawn_child(plan))?,
+        (None, _) => child::spawn_child(plan),
     }
 }
 

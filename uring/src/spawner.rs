@@ -20,7 +20,8 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-use crate::sys::{self, ChildPlan, ExecTarget, HANDED_FDS, HandedFd};
+use crate::child::{self, ChildPlan, ExecTarget, HANDED_FDS, HandedFd};
+use crate::sys;
 
 /// Most fds a request carries: stdio, error pipe, sync pipe, the handed ones, cgroup, netns,
 /// program.
@@ -61,7 +62,7 @@ impl Spawner {
     }
 
     /// Has the spawner clone a child that runs `plan`, born in `network` if given; returns
-    /// the child's pid and pidfd, as [`sys::spawn_child`] does.
+    /// the child's pid and pidfd, as [`child::spawn_child`] does.
     pub(crate) fn spawn(
         &self,
         plan: &ChildPlan<'_>,
@@ -408,8 +409,8 @@ fn clone_for(
     plan.oom_score_adj = request.oom_score_adj.as_deref();
     plan.parent_pid = rustix::process::Pid::as_raw(rustix::process::getppid());
     match network {
-        Some(network) => crate::netns::within(network.as_fd(), home, || sys::spawn_child(&plan))?,
-        None => sys::spawn_child(&plan),
+        Some(network) => crate::netns::within(network.as_fd(), home, || child::spawn_child(&plan))?,
+        None => child::spawn_child(&plan),
     }
 }
 

@@ -1,0 +1,310 @@
+//! A child's life between `clone3` and `execve`: the plan the engine (or the spawner) made
+//! for it ([`ChildPlan`]: its stdio, the fds it is handed, its namespaces and cgroup, its
+//! working directory and program), the clone itself ([`spawn_child`]), and the steps the
+//! child takes, async-signal-safe only (no allocation, no locks), each reported by number on
+//! the error pipe if it fails ([`ChildStep`]). Part of the thin syscall layer: it carries out
+//! a plan, it decides nothing.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::sys::{Cloned, clone3_with_pidfd};
+
+/// What the child executes: a path, or an open file (execveat with AT_EMPTY_PATH), which
+/// keeps working whatever happens to the path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ExecTarget<'a> {
+    /// A path.
+    Path(&'a CStr),
+    /// An open executable.
+    File(BorrowedFd<'a>),
+}
+
+/// The first fd of those handed to an isolated child's init after its report pipe (3).
+pub(crate) const FIRST_HANDED_FD: libc::c_int = 4;
+/// How many fds can be handed from there: the go pipe and three of the init's own.
+pub(crate) const HANDED_FDS: usize = 4;
+/// The first fd above the handed ones.
+const HANDED_FDS_END: libc::c_int = FIRST_HANDED_FD + 4;
+
+/// A file handed to a child at a fixed fd.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HandedFd<'a> {
+    /// One of the parent's.
+    Fd(BorrowedFd<'a>),
+    /// A directory the child opens (O_PATH) before it changes its identity (see
+    /// [`crate::Handed::Dir`]).
+    Dir(&'a CStr),
+}
+
+/// Everything the child needs, prepared before cloning so that the child never allocates:
+/// the C strings are borrowed from the caller, the pointer arrays are built here.
+#[derive(Debug)]
+pub(crate) struct ChildPlan<'a> {
+    pub target: ExecTarget<'a>,
+    pub workdir: &'a CStr,
+    /// The argument and environment strings (for a plan sent to the spawner).
+    pub argv_strings: &'a [CString],
+    pub env_strings: &'a [CString],
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    pub stdio: [BorrowedFd<'a>; 3],
+    pub error_pipe: BorrowedFd<'a>,
+    /// Hand `error_pipe` to the program as fd 3 (an init that reports its own set-up).
+    pub report_fd: bool,
+    /// CLONE_NEW* flags for clone3.
+    pub namespaces: u64,
+    /// A pipe to wait on before anything else (read end, and the write end to close first):
+    /// the parent writes one byte once it has set the child up from outside (id maps).
+    pub sync: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
+    /// After the sync, become uid/gid 0 of the new user namespace (and, if `drop_groups`,
+    /// shed supplementary groups), so that exec gives the program that namespace's
+    /// capabilities.
+    pub become_root: bool,
+    /// Clear supplementary groups (impossible, and needless, for an unprivileged daemon).
+    pub drop_groups: bool,
+    /// Files handed to the program (with `report_fd`) as fds 4, 5, 6...: first the go pipe
+    /// its init waits on until the parent has placed it in its cgroups, then the init's own
+    /// (see [`crate::SpawnSpec::init_fds`]). A slot left empty is a closed fd.
+    pub handed: [Option<HandedFd<'a>>; HANDED_FDS],
+    /// A cgroup v2 directory to clone the child into (CLONE_INTO_CGROUP).
+    pub cgroup: Option<BorrowedFd<'a>>,
+    /// What to write to the child's `/proc/self/oom_score_adj` before it changes identity.
+    pub oom_score_adj: Option<&'a CStr>,
+    /// The process the child must be a child of (else its parent died before it ran).
+    pub parent_pid: libc::pid_t,
+}
+
+impl<'a> ChildPlan<'a> {
+    /// A plan to exec `target` with `argv` and `env` in `workdir`, with `stdio` as fds 0-2,
+    /// reporting a failed step on `error_pipe`; the other options start off.
+    pub(crate) fn new(
+        target: ExecTarget<'a>,
+        argv: &'a [CString],
+        env: &'a [CString],
+        workdir: &'a CStr,
+        stdio: [BorrowedFd<'a>; 3],
+        error_pipe: BorrowedFd<'a>,
+    ) -> Self {
+        let pointers = |strings: &'a [CString]| {
+            strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+        };
+        Self {
+            target,
+            workdir,
+            argv_strings: argv,
+            env_strings: env,
+            argv: pointers(argv),
+            envp: pointers(env),
+            stdio,
+            error_pipe,
+            report_fd: false,
+            namespaces: 0,
+            sync: None,
+            become_root: false,
+            drop_groups: false,
+            handed: [None; HANDED_FDS],
+            oom_score_adj: None,
+            cgroup: None,
+            parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
+        }
+    }
+}
+
+/// Clones a child that runs `plan` (see [`exec_child`]) and returns its pid and pidfd.
+pub(crate) fn spawn_child(plan: &ChildPlan<'_>) -> io::Result<(u32, OwnedFd)> {
+    // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the plan,
+    // whose pointers stay valid in the child's copy of our memory.
+    match unsafe { clone3_with_pidfd(plan.namespaces, plan.cgroup) }? {
+        // SAFETY: we are the freshly cloned child.
+        Cloned::Child => unsafe { exec_child(plan) },
+        Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
+    }
+}
+
+/// Runs in the cloned child: wires fds 0-2, marks every other fd close-on-exec, resets signal
+/// state, dies with the spawning thread, and execs. On failure it writes the step and errno
+/// to `error_pipe` and exits 127. Never returns.
+///
+/// # Safety
+/// Must only be called in the child of [`clone3_with_pidfd`].
+unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
+    // SAFETY: each call below is async-signal-safe and gets valid arguments from `plan`.
+    unsafe {
+        let error_pipe = plan.error_pipe.as_raw_fd();
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+            fail(error_pipe, ChildStep::DeathSignal);
+        }
+        // In a new PID namespace getppid() is 0; the sync pipe then tells of a dead parent.
+        if plan.namespaces & libc::CLONE_NEWPID as u64 == 0 && libc::getppid() != plan.parent_pid {
+            libc::_exit(127);
+        }
+        if let Some((read_end, write_end)) = plan.sync {
+            libc::close(write_end.as_raw_fd());
+            let mut byte = 0u8;
+            if libc::read(read_end.as_raw_fd(), std::ptr::addr_of_mut!(byte).cast(), 1) != 1 {
+                libc::_exit(127);
+            }
+        }
+        // Directories to hand over are opened in the child's own mount namespace, with the
+        // parent's credentials still.
+        let mut opened = [-1; HANDED_FDS];
+        for (fd, handed) in opened.iter_mut().zip(&plan.handed) {
+            *fd = match handed {
+                Some(HandedFd::Dir(path)) => {
+                    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+                    let dir = libc::open(path.as_ptr(), flags);
+                    if dir == -1 {
+                        fail(error_pipe, ChildStep::HandedDir);
+                    }
+                    dir
+                }
+                Some(HandedFd::Fd(fd)) => fd.as_raw_fd(),
+                None => -1,
+            };
+        }
+        // Raised (which needs no privilege) from the daemon's own, which is below every task's.
+        if let Some(score) = plan.oom_score_adj {
+            let file = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            let bytes = score.to_bytes();
+            if file == -1 || libc::write(file, bytes.as_ptr().cast(), bytes.len()) == -1 {
+                fail(error_pipe, ChildStep::OomScore);
+            }
+            libc::close(file);
+        }
+        // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
+        if plan.drop_groups
+            && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == -1
+        {
+            fail(error_pipe, ChildStep::Identity);
+        }
+        if plan.become_root
+            && (libc::syscall(libc::SYS_setresgid, 0, 0, 0) == -1
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) == -1)
+        {
+            fail(error_pipe, ChildStep::Identity);
+        }
+        // A change of credentials clears the parent-death signal: arm it again.
+        if plan.become_root && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+            fail(error_pipe, ChildStep::DeathSignal);
+        }
+        if libc::setsid() == -1 {
+            fail(error_pipe, ChildStep::Session);
+        }
+        for (to, from) in (0..).zip(&plan.stdio) {
+            if libc::dup2(from.as_raw_fd(), to) == -1 {
+                fail(error_pipe, ChildStep::Stdio);
+            }
+        }
+        let mut error_pipe = error_pipe;
+        let mut first_closed = 3u32;
+        if plan.report_fd {
+            // Copies above the handed range first: any of them may sit in it already.
+            let above = HANDED_FDS_END;
+            let report = libc::fcntl(error_pipe, libc::F_DUPFD, above);
+            let mut copies = [-1; HANDED_FDS];
+            for (copy, fd) in copies.iter_mut().zip(opened) {
+                if fd != -1 {
+                    *copy = libc::fcntl(fd, libc::F_DUPFD, above);
+                    if *copy == -1 {
+                        fail(error_pipe, ChildStep::Stdio);
+                    }
+                }
+            }
+            if report == -1 || libc::dup2(report, 3) == -1 {
+                fail(error_pipe, ChildStep::Stdio);
+            }
+            error_pipe = 3;
+            first_closed = 4;
+            let last = plan.handed.iter().rposition(Option::is_some);
+            for (target, copy) in (FIRST_HANDED_FD..).zip(copies).take(last.map_or(0, |i| i + 1)) {
+                // Nothing needed is left in the range (all are copies above it): an empty
+                // slot is closed, so that no stray fd sits there.
+                if copy == -1 {
+                    libc::close(target);
+                } else if libc::dup2(copy, target) == -1 {
+                    fail(error_pipe, ChildStep::Stdio);
+                }
+                first_closed = target.cast_unsigned() + 1;
+            }
+        }
+        let close_from_exec = libc::CLOSE_RANGE_CLOEXEC;
+        if libc::syscall(libc::SYS_close_range, first_closed, u32::MAX, close_from_exec) == -1 {
+            fail(error_pipe, ChildStep::CloseFds);
+        }
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        for signal in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+        if libc::chdir(plan.workdir.as_ptr()) == -1 {
+            fail(error_pipe, ChildStep::Workdir);
+        }
+        match plan.target {
+            ExecTarget::Path(path) => {
+                libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            }
+            ExecTarget::File(file) => {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    file.as_raw_fd(),
+                    c"".as_ptr(),
+                    plan.argv.as_ptr(),
+                    plan.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+            }
+        }
+        fail(error_pipe, ChildStep::Exec)
+    }
+}
+
+/// The step of the child's set-up that failed, as reported through the error pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ChildStep {
+    DeathSignal = 1,
+    Session = 2,
+    Stdio = 3,
+    CloseFds = 4,
+    Workdir = 5,
+    Exec = 6,
+    Identity = 7,
+    HandedDir = 8,
+    OomScore = 9,
+}
+
+impl ChildStep {
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        [
+            Self::DeathSignal,
+            Self::Session,
+            Self::Stdio,
+            Self::CloseFds,
+            Self::Workdir,
+            Self::Exec,
+            Self::Identity,
+            Self::HandedDir,
+            Self::OomScore,
+        ]
+        .into_iter()
+        .find(|step| *step as u8 == byte)
+    }
+}
+
+/// Reports `step` and the current errno on `error_pipe` (a [`crate::report`] record) and
+/// exits.
+///
+/// # Safety
+/// Child-only, like [`exec_child`].
+unsafe fn fail(error_pipe: RawFd, step: ChildStep) -> ! {
+    // SAFETY: errno location is thread-local and valid; write and _exit are async-signal-safe
+    // and the buffer outlives the call.
+    unsafe {
+        let message = crate::report::encode(step as u8, *libc::__errno_location());
+        libc::write(error_pipe, message.as_ptr().cast(), message.len());
+        libc::_exit(127)
+    }
+}
