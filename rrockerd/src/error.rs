@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use rrocker_uring::EngineError;
+use rrocker_uring::{EngineError, SetupStep};
 
 use rrocker_init::step::InitStep;
 use tonic::{Code, Status};
@@ -149,7 +149,8 @@ impl DaemonError {
     /// A spawn failure, with init's own set-up steps named.
     pub fn from_spawn(error: EngineError) -> Self {
         let out_of_processes = match &error {
-            EngineError::Clone(source) | EngineError::InitSetup { source, .. } => {
+            EngineError::Clone(source)
+            | EngineError::ChildSetup { step: SetupStep::Init(_), source } => {
                 source.raw_os_error() == Some(libc::EAGAIN)
             }
             _ => false,
@@ -160,16 +161,15 @@ impl DaemonError {
             );
         }
         match error {
-            EngineError::InitSetup { step, source } => match InitStep::from_byte(step) {
-                Some(InitStep::Exec) => {
-                    Self::InvalidArgument(format!("Cannot execute the command: {source}"))
-                }
-                Some(InitStep::Workdir) => {
-                    Self::InvalidArgument(format!("Cannot enter the working directory: {source}"))
-                }
-                Some(step) => Self::Setup { step: step.describe(), source },
-                None => Self::Engine(EngineError::InitSetup { step, source }),
-            },
+            EngineError::ChildSetup { step: SetupStep::Init(InitStep::Exec), source } => {
+                Self::InvalidArgument(format!("Cannot execute the command: {source}"))
+            }
+            EngineError::ChildSetup { step: SetupStep::Init(InitStep::Workdir), source } => {
+                Self::InvalidArgument(format!("Cannot enter the working directory: {source}"))
+            }
+            EngineError::ChildSetup { step: SetupStep::Init(step), source } => {
+                Self::Setup { step: step.describe(), source }
+            }
             other => Self::Engine(other),
         }
     }

@@ -264,19 +264,43 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
 /// The step of the child's set-up that failed, as reported through the error pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum ChildStep {
+pub enum ChildStep {
+    /// Setting its parent-death signal.
     DeathSignal = 1,
+    /// Starting a session of its own.
     Session = 2,
+    /// Setting up its stdin, stdout and stderr.
     Stdio = 3,
+    /// Closing every other fd.
     CloseFds = 4,
+    /// Entering the working directory.
     Workdir = 5,
+    /// Executing the program.
     Exec = 6,
+    /// Taking its identity (uid, gid, no groups).
     Identity = 7,
+    /// Opening a directory handed to its init.
     HandedDir = 8,
+    /// Setting its OOM score.
     OomScore = 9,
 }
 
 impl ChildStep {
+    /// What the step does, for a message (`cannot ...`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::DeathSignal => "set the parent-death signal",
+            Self::Session => "start a session",
+            Self::Stdio => "set up stdio",
+            Self::CloseFds => "close inherited fds",
+            Self::Workdir => "enter the working directory",
+            Self::Exec => "execute the program",
+            Self::Identity => "take the task's identity",
+            Self::HandedDir => "open a directory for init",
+            Self::OomScore => "set the OOM score",
+        }
+    }
+
     pub(crate) fn from_byte(byte: u8) -> Option<Self> {
         [
             Self::DeathSignal,

@@ -31,6 +31,7 @@ pub use rrocker_init::report;
 use std::io;
 use std::path::PathBuf;
 
+pub use child::ChildStep;
 pub use chunk::{Chunk, OutputFd};
 pub use engine::{Engine, EngineConfig, Spawned, TaskKey};
 pub use output::{LineChunker, LogReader, OutputBudget, OutputLog, View};
@@ -45,6 +46,30 @@ pub enum ExitStatus {
     Exited(i32),
     /// A signal of this number killed it.
     Signaled(i32),
+}
+
+/// A step of a child's set-up, as the engine names it when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupStep {
+    /// Reading the child's report (it died before saying anything, or said nonsense).
+    Report,
+    /// Letting the child go on once it was placed.
+    Go,
+    /// One of the child's own steps before it execs.
+    Child(ChildStep),
+    /// One of its init's steps (an isolated child).
+    Init(rrocker_init::step::InitStep),
+}
+
+impl std::fmt::Display for SetupStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Report => "read the task's report",
+            Self::Go => "let the task go on",
+            Self::Child(step) => step.describe(),
+            Self::Init(step) => step.describe(),
+        })
+    }
 }
 
 /// Everything that can go wrong in the engine.
@@ -88,19 +113,11 @@ pub enum EngineError {
         /// Why.
         source: io::Error,
     },
-    /// Another step of the child's set-up failed.
-    #[error("task set-up failed at step {step}: {source}")]
+    /// A step of the child's set-up failed (its own before exec, or its init's).
+    #[error("task set-up failed: cannot {step}: {source}")]
     ChildSetup {
         /// Which step.
-        step: String,
-        /// Why.
-        source: io::Error,
-    },
-    /// The isolated program (an init) reported a failed set-up step of its own.
-    #[error("task set-up failed at init step {step}: {source}")]
-    InitSetup {
-        /// The init's step number.
-        step: u8,
+        step: SetupStep,
         /// Why.
         source: io::Error,
     },
@@ -127,6 +144,6 @@ impl EngineError {
     /// Whether this says only that a child ended without reporting how its set-up went
     /// (it was killed, or its report pipe closed early).
     pub fn is_missing_report(&self) -> bool {
-        matches!(self, Self::ChildSetup { step, .. } if step == "report")
+        matches!(self, Self::ChildSetup { step: SetupStep::Report, .. })
     }
 }

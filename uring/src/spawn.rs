@@ -17,7 +17,9 @@ use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::spawner::Spawner;
 use crate::sys;
-use crate::{EngineError, ExitStatus};
+use rrocker_init::step::InitStep;
+
+use crate::{EngineError, ExitStatus, SetupStep};
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -271,7 +273,7 @@ pub(crate) async fn place_and_go(
         .unwrap_or(Err(EngineError::Stopped))?;
     rustix::io::write(&go, &[1])
         .map(drop)
-        .map_err(|source| EngineError::ChildSetup { step: "go".into(), source: source.into() })
+        .map_err(|source| EngineError::ChildSetup { step: SetupStep::Go, source: source.into() })
 }
 
 /// Moves the child into each v1 cgroup by writing its pid to the hierarchy's cgroup.procs.
@@ -325,27 +327,34 @@ pub(crate) async fn exec_outcome(
     let record = report
         .next()
         .await
-        .map_err(|source| EngineError::ChildSetup { step: "report".into(), source })?;
+        .map_err(|source| EngineError::ChildSetup { step: SetupStep::Report, source })?;
     match record {
         Record::End if !isolated => Ok(None),
         Record::Ready if isolated => Ok(Some(report)),
         Record::Failed { step, errno } => {
             let source = io::Error::from_raw_os_error(errno);
-            Err(match ChildStep::from_byte(step) {
-                Some(ChildStep::Exec) => EngineError::Exec { program: program.display(), source },
-                Some(ChildStep::Workdir) => EngineError::Workdir { source },
-                Some(ChildStep::OomScore) => {
-                    EngineError::ChildSetup { step: "set the OOM score".into(), source }
+            Err(match (ChildStep::from_byte(step), InitStep::from_byte(step)) {
+                (Some(ChildStep::Exec), _) => {
+                    EngineError::Exec { program: program.display(), source }
                 }
-                Some(ChildStep::HandedDir) => {
-                    EngineError::ChildSetup { step: "open a directory for init".into(), source }
+                (Some(ChildStep::Workdir), _) => EngineError::Workdir { source },
+                (Some(child), _) => {
+                    EngineError::ChildSetup { step: SetupStep::Child(child), source }
                 }
-                Some(step) => EngineError::ChildSetup { step: format!("{step:?}"), source },
-                None => EngineError::InitSetup { step, source },
+                (None, Some(init)) => {
+                    EngineError::ChildSetup { step: SetupStep::Init(init), source }
+                }
+                (None, None) => EngineError::ChildSetup {
+                    step: SetupStep::Report,
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("an unknown step {step} failed ({source})"),
+                    ),
+                },
             })
         }
         other => Err(EngineError::ChildSetup {
-            step: "report".into(),
+            step: SetupStep::Report,
             source: io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?}")),
         }),
     }
