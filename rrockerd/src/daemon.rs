@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 use crate::tasks::{self, TaskRegistry};
 use crate::worker::images::Images;
 use crate::{
@@ -101,11 +101,7 @@ pub async fn run(
 
 /// A handler of the signal `kind` (named `name`), installed now.
 fn handler(kind: SignalKind, name: &str) -> Result<Signal, DaemonError> {
-    signal(kind).map_err(|source| DaemonError::Io {
-        action: "handle",
-        path: format!("{name} in rrockerd").into(),
-        source,
-    })
+    signal(kind).context("handle", std::path::Path::new(&format!("{name} in rrockerd")))
 }
 
 /// Makes what the daemon serves with, recording in `made` what it creates on the host.
@@ -120,17 +116,9 @@ async fn build(
     if !config.state_dir.exists() {
         made.state_dir = Some(config.state_dir.clone());
     }
-    worker::dirs::private_dir(&config.state_dir).map_err(|source| DaemonError::Io {
-        action: "create",
-        path: config.state_dir.clone(),
-        source,
-    })?;
+    worker::dirs::private_dir(&config.state_dir).context("create", &config.state_dir)?;
     let spill_dir = config.state_dir.join("spill");
-    worker::dirs::private_dir(&spill_dir).map_err(|source| DaemonError::Io {
-        action: "create",
-        path: spill_dir.clone(),
-        source,
-    })?;
+    worker::dirs::private_dir(&spill_dir).context("create", &spill_dir)?;
     made.spill_dir = Some(spill_dir.clone());
     let engine = Engine::start(EngineConfig {
         spill_dir: Some(spill_dir.clone()),

@@ -210,3 +210,15 @@ impl From<DaemonError> for Status {
         Status::new(error.code(), error.to_string())
     }
 }
+
+/// Attaches what was being done, and on which path, to an I/O error.
+pub trait IoContext<T> {
+    /// `Err` becomes [`DaemonError::Io`]: "cannot `action` `path`: why".
+    fn context(self, action: &'static str, path: &std::path::Path) -> Result<T, DaemonError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, action: &'static str, path: &std::path::Path) -> Result<T, DaemonError> {
+        self.map_err(|source| DaemonError::Io { action, path: path.to_owned(), source })
+    }
+}

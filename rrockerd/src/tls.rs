@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 
 /// Builds the server's rustls configuration from `server.pem`, `server.key` and
 /// `client-ca.pem` in `pki_dir`, and the client CA's revocation lists in `crl` (PEM), if
@@ -62,11 +62,8 @@ pub fn reloaded_on_sighup(
 ) -> Result<watch::Receiver<TlsAcceptor>, DaemonError> {
     let config = server_config(&pki_dir, crl.as_deref())?;
     let (acceptors, current) = watch::channel(TlsAcceptor::from(config));
-    let mut hangups = signal(SignalKind::hangup()).map_err(|source| DaemonError::Io {
-        action: "handle SIGHUP for",
-        path: "rrockerd".into(),
-        source,
-    })?;
+    let mut hangups = signal(SignalKind::hangup())
+        .context("handle SIGHUP for", std::path::Path::new("rrockerd"))?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             let line = match server_config(&pki_dir, crl.as_deref()) {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 
 /// statfs magic of cgroup v1 hierarchies.
 const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
@@ -23,11 +23,7 @@ impl CgroupMounts {
     /// Reads the daemon's own mount table and checks each mount's file system type.
     pub fn read() -> Result<Self, DaemonError> {
         let path = Path::new("/proc/self/mountinfo");
-        let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
-            action: "read",
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).context("read", path)?;
         let mut mounts = Self::parse(&text);
         // f_type is a C long: i64 on 64-bit targets, i32 elsewhere.
         #[allow(clippy::useless_conversion)]

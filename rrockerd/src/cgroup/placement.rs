@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::files;
 use super::mounts::CgroupMounts;
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 
 /// The `--cgroup-version` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,11 +77,7 @@ impl OwnCgroups {
     /// The calling process's cgroups.
     pub fn read() -> Result<Self, DaemonError> {
         let path = Path::new("/proc/self/cgroup");
-        let text = std::fs::read_to_string(path).map_err(|source| DaemonError::Io {
-            action: "read",
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).context("read", path)?;
         Ok(Self::parse(&text))
     }
 

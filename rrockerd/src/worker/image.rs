@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 
 /// Name of the default image in the images directory; the suffix changes whenever what the
 /// builder puts in it changes, so an image built by an older daemon is never reused.
@@ -107,12 +107,8 @@ pub(crate) fn publish(
     make: impl FnOnce(&Path) -> io::Result<()>,
 ) -> Result<(), DaemonError> {
     let building = dest.with_extension(format!("building.{}", std::process::id()));
-    let io_error = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| DaemonError::Io { action, path, source }
-    };
     if building.exists() {
-        fs::remove_dir_all(&building).map_err(io_error("remove", &building))?;
+        fs::remove_dir_all(&building).context("remove", &building)?;
     }
     if let Err(source) = make(&building) {
         let _ = fs::remove_dir_all(&building);

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rrocker_uring::IdMap;
 
 use crate::Mounts;
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 use crate::worker::dirs::{dir_with_mode, private_dir};
 use crate::worker::idmap;
 use crate::worker::image;
@@ -53,11 +53,7 @@ impl Images {
         state_dir: &Path,
         mounts: Mounts,
     ) -> Result<Self, DaemonError> {
-        private_dir(images_dir).map_err(|source| DaemonError::Io {
-            action: "create",
-            path: images_dir.to_owned(),
-            source,
-        })?;
+        private_dir(images_dir).context("create", images_dir)?;
         let own = match image {
             Some(image) => image.to_owned(),
             None => image::ensure_default(&images_dir.join(image::DEFAULT_IMAGE))?,
@@ -67,11 +63,7 @@ impl Images {
         if !as_is {
             // A crashed run's views vanished with its mount namespace; their directories stay.
             let _ = std::fs::remove_dir_all(&views_dir);
-            dir_with_mode(&views_dir, 0o700).map_err(|source| DaemonError::Io {
-                action: "create",
-                path: views_dir.clone(),
-                source,
-            })?;
+            dir_with_mode(&views_dir, 0o700).context("create", &views_dir)?;
         }
         Ok(Self {
             images_dir: images_dir.to_owned(),

@@ -13,7 +13,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::config::{DaemonCommand, ImageCommand};
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 use crate::worker::image::publish;
 
 /// The longest image name.
@@ -80,11 +80,7 @@ pub fn import(
     let open_error = |source| DaemonError::Io { action: "read", path: archive.to_owned(), source };
     let mut file = BufReader::new(File::open(archive).map_err(open_error)?);
     let gzip = is_gzip(&mut file).map_err(open_error)?;
-    crate::worker::dirs::private_dir(images_dir).map_err(|source| DaemonError::Io {
-        action: "create",
-        path: images_dir.to_owned(),
-        source,
-    })?;
+    crate::worker::dirs::private_dir(images_dir).context("create", images_dir)?;
     let mut skipped = Vec::new();
     let unpacked = publish(&dest, |building| {
         let reader: Box<dyn Read> =
@@ -136,11 +132,7 @@ pub fn run_command(command: &DaemonCommand, images_dir: &Path) -> Result<Said, D
             Ok(Said { out, err })
         }
         DaemonCommand::Image(ImageCommand::List) => {
-            let listed = std::fs::read_dir(images_dir).map_err(|source| DaemonError::Io {
-                action: "list",
-                path: images_dir.to_owned(),
-                source,
-            })?;
+            let listed = std::fs::read_dir(images_dir).context("list", images_dir)?;
             let mut names: Vec<String> = listed
                 .filter_map(Result::ok)
                 .filter(|entry| entry.path().is_dir())

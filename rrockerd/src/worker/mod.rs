@@ -17,7 +17,7 @@ use rrocker_uring::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
 use rrocker_init::filters::FILTERS_FD;
 use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD};
 
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 use crate::worker::images::Images;
 use crate::worker::seccomp::{SeccompFilters, SeccompMode};
 use crate::worker::uid_slices::UidSlices;
@@ -116,11 +116,8 @@ impl Isolator {
         filters: SeccompFilters,
         oom_score_adj: Option<i32>,
     ) -> Result<Self, DaemonError> {
-        let init = init_binary::load().map_err(|source| DaemonError::Io {
-            action: "load rrocker-init into",
-            path: PathBuf::from("a memfd"),
-            source,
-        })?;
+        let init = init_binary::load()
+            .context("load rrocker-init into", std::path::Path::new("a memfd"))?;
         Ok(Self { init: Arc::new(init), images, slices, filters, oom_score_adj })
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use uuid::Uuid;
 
-use crate::error::DaemonError;
+use crate::error::{DaemonError, IoContext};
 
 /// A task's directory in the state dir, removed with everything the task wrote when this
 /// value is dropped (symlinks are removed, never followed).
@@ -71,11 +71,9 @@ pub const MIN_FREE_BYTES: u64 = 1 << 20;
 /// Refuses a new task when the filesystem of `tasks_dir` has less than [`MIN_FREE_BYTES`]
 /// or no inode left for an unprivileged writer.
 pub fn check_room(tasks_dir: &Path) -> Result<(), DaemonError> {
-    let stats = rustix::fs::statvfs(tasks_dir).map_err(|source| DaemonError::Io {
-        action: "read the free space of",
-        path: tasks_dir.to_owned(),
-        source: source.into(),
-    })?;
+    let stats = rustix::fs::statvfs(tasks_dir)
+        .map_err(std::io::Error::from)
+        .context("read the free space of", tasks_dir)?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     let no_inodes = stats.f_files > 0 && stats.f_favail == 0;
     if free < MIN_FREE_BYTES || no_inodes {
@@ -96,14 +94,10 @@ fn no_room(dir: &Path) -> DaemonError {
 /// its own directory, never walks to it) and removes what a crashed run left in it.
 pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
     let tasks_dir = state_dir.join("tasks");
-    let io_error = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| DaemonError::Io { action, path, source }
-    };
     if tasks_dir.exists() {
-        fs::remove_dir_all(&tasks_dir).map_err(io_error("clean up", &tasks_dir))?;
+        fs::remove_dir_all(&tasks_dir).context("clean up", &tasks_dir)?;
     }
-    crate::worker::dirs::private_dir(&tasks_dir).map_err(io_error("create", &tasks_dir))?;
+    crate::worker::dirs::private_dir(&tasks_dir).context("create", &tasks_dir)?;
     Ok(tasks_dir)
 }
 
