@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rrockerd::worker::seccomp::{bpf, profile};
+use rrockerd::isolator::seccomp::{bpf, profile};
 
 fuzz_target!(|text: &str| {
     let machine = profile::Machine::this("6.18.0");

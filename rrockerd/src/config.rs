@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::isolator::uid_slices::{SLICE, UidSlices};
 use crate::policy::{Cpu, Figures, Host, Memory, Pids, Policy};
-use crate::worker::uid_slices::{SLICE, UidSlices};
 
 /// rrockerd runs commands as isolated tasks and serves them over gRPC with mutual TLS.
 #[derive(Debug, Clone, Parser)]
@@ -65,7 +65,7 @@ pub struct Config {
         default_value = "default",
         value_name = "default|unconfined|FILE"
     )]
-    pub seccomp_profile: crate::worker::seccomp::SeccompMode,
+    pub seccomp_profile: crate::isolator::seccomp::SeccompMode,
     /// Parent cgroup of every task's cgroup. auto: `rrocker` inside the daemon's own cgroup
     /// when its manager delegated it (systemd Delegate=yes, a container's cgroup namespace;
     /// the daemon moves itself into `daemon` beside it), else `rrocker` at each hierarchy's

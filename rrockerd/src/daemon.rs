@@ -18,10 +18,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::error::{DaemonError, IoContext};
+use crate::image::registry::Images;
 use crate::tasks::{self, TaskRegistry};
-use crate::worker::images::Images;
 use crate::{
-    Mounts, cgroup, listener, metrics, notify_systemd, policy, quota, service, spec, tls, worker,
+    Mounts, cgroup, dirs, image, isolator, listener, metrics, notify_systemd, policy, quota,
+    service, spec, task_root, tls,
 };
 
 /// How long streams may take to drain once every task has ended at shutdown.
@@ -81,12 +82,12 @@ pub async fn run(
     let acceptors = tls::reloaded_on_sighup(pki_dir.clone(), config.crl.clone())?;
     // So does a seccomp profile that does not compile, or a directory tasks cannot be set up
     // from.
-    let filters = worker::seccomp::load(&config.seccomp_profile)?;
-    worker::rootfs::check_searchable("--state-dir", &config.state_dir)?;
-    worker::rootfs::check_searchable("--images-dir", &config.images_dir)?;
+    let filters = isolator::seccomp::load(&config.seccomp_profile)?;
+    task_root::check_searchable("--state-dir", &config.state_dir)?;
+    task_root::check_searchable("--images-dir", &config.images_dir)?;
     // An unprivileged daemon's tasks use its own image as it is, from where it lies.
     if let Some(image) = config.image.as_deref().filter(|_| !rustix::process::geteuid().is_root()) {
-        worker::rootfs::check_searchable("--image", image)?;
+        task_root::check_searchable("--image", image)?;
     }
     tracing::info!(profile = %filters.mode, "seccomp");
     let signals =
@@ -110,15 +111,15 @@ async fn build(
     mounts: Mounts,
     spawner: Option<rrocker_uring::Spawner>,
     site: &cgroup::Site,
-    filters: worker::seccomp::SeccompFilters,
+    filters: isolator::seccomp::SeccompFilters,
     made: &mut Made,
 ) -> Result<Arc<TaskRegistry>, DaemonError> {
     if !config.state_dir.exists() {
         made.state_dir = Some(config.state_dir.clone());
     }
-    worker::dirs::private_dir(&config.state_dir).context("create", &config.state_dir)?;
+    dirs::private_dir(&config.state_dir).context("create", &config.state_dir)?;
     let spill_dir = config.state_dir.join("spill");
-    worker::dirs::private_dir(&spill_dir).context("create", &spill_dir)?;
+    dirs::private_dir(&spill_dir).context("create", &spill_dir)?;
     made.spill_dir = Some(spill_dir.clone());
     let engine = Engine::start(EngineConfig {
         spill_dir: Some(spill_dir.clone()),
@@ -134,7 +135,7 @@ async fn build(
             .is_some_and(|f| f == "engine-panic"),
         ..EngineConfig::default()
     })?;
-    let images = Arc::new(worker::images::Images::new(
+    let images = Arc::new(image::registry::Images::new(
         config.image.as_deref(),
         &config.images_dir,
         &config.state_dir,
@@ -142,7 +143,7 @@ async fn build(
     )?);
     made.images = Some(Arc::clone(&images));
     let privileged = rustix::process::geteuid().is_root();
-    let isolator = worker::Isolator::new(
+    let isolator = isolator::Isolator::new(
         Arc::clone(&images),
         Arc::new(config.uid_slices()),
         filters,
@@ -200,7 +201,7 @@ async fn build(
             "unprivileged: the OOM killer is not steered (--oom-score-adj, --task-oom-score-adj need root), and every identity's tasks share this user's uid"
         );
     }
-    let tasks_dir = worker::rootfs::prepare_tasks_dir(&config.state_dir)?;
+    let tasks_dir = task_root::prepare_tasks_dir(&config.state_dir)?;
     made.tasks_dir = Some(tasks_dir.clone());
     let quota = quota::Quota::new(
         usize::try_from(config.max_tasks).unwrap_or(usize::MAX),

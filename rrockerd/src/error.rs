@@ -61,7 +61,7 @@ pub enum DaemonError {
     EngineDied(String),
     /// The seccomp profile cannot be used.
     #[error("{0}")]
-    Seccomp(#[from] crate::worker::seccomp::SeccompError),
+    Seccomp(#[from] crate::isolator::seccomp::SeccompError),
     /// The engine could not start or signal a task.
     #[error("{0}")]
     Engine(#[from] EngineError),

@@ -4,7 +4,8 @@
 //! over rustls (mutual TLS, [`tls`], [`listener`]); each request carries the caller that
 //! [`authz`] derived from its verified certificate; [`service`] hands requests to the
 //! [`tasks`] registry, which drives the io_uring task engine (`rrocker-uring`) on its own
-//! thread through channels. [`worker`] turns a request into what the engine spawns.
+//! thread through channels. [`isolator`] turns a request into what the engine spawns, with [`image`] and
+//! [`task_root`].
 //!
 //! Lifecycle: [`run`] serves until SIGTERM or SIGINT, then refuses new tasks, stops every
 //! running task (SIGTERM, SIGKILL after the grace period), lets streams deliver their final
@@ -15,7 +16,10 @@ pub mod cgroup;
 pub mod config;
 pub mod config_file;
 mod daemon;
+pub mod dirs;
 pub mod error;
+pub mod image;
+pub mod isolator;
 pub mod listener;
 pub mod metrics;
 pub mod policy;
@@ -23,10 +27,10 @@ pub mod quota;
 pub mod service;
 pub mod spec;
 pub mod state;
+pub mod task_root;
 pub mod tasks;
 pub mod tls;
 pub mod validate;
-pub mod worker;
 
 pub use daemon::run;
 

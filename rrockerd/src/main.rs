@@ -1,12 +1,11 @@
 //! `rrockerd`: parses flags and runs the daemon until SIGTERM or SIGINT; started as the
-//! id-map holder, it holds an id map instead (see `worker::idmap`).
+//! id-map holder, it holds an id map instead (see `image::idmap`).
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::worker::idmap::HOLDER_ARGV0)
-    {
-        rrockerd::worker::idmap::hold();
+    if std::env::args_os().next().is_some_and(|arg0| arg0 == rrockerd::image::idmap::HOLDER_ARGV0) {
+        rrockerd::image::idmap::hold();
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let loaded = rrockerd::config_file::load(args.clone());
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(command) = &config.command {
-        return match rrockerd::worker::import::run_command(command, &config.images_dir) {
+        return match rrockerd::image::import::run_command(command, &config.images_dir) {
             Ok(said) => {
                 print!("{}", said.out);
                 eprint!("{}", said.err);
@@ -47,7 +46,7 @@ fn main() -> ExitCode {
     // While still single-threaded: a mount namespace of our own, so that the mounts the
     // daemon makes (the idmapped image) never show in the host's and die with it.
     let mounts = if rustix::process::geteuid().is_root() {
-        match rrockerd::worker::idmap::enter_private_mount_namespace() {
+        match rrockerd::image::idmap::enter_private_mount_namespace() {
             Ok(()) => rrockerd::Mounts::Private,
             Err(error) => {
                 tracing::warn!(%error, "cannot make a private mount namespace; images will be copied");

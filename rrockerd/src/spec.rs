@@ -21,7 +21,7 @@ pub fn limit(figure: u64) -> Option<NonZeroU64> {
 /// A task to start, with its request's shape checked (see `service::convert`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskSpec {
-    /// The command and its arguments (argv[0] non-empty; no NUL byte).
+    /// The command and its arguments (`argv[0]` non-empty; no NUL byte).
     pub argv: Vec<Vec<u8>>,
     /// `KEY=VALUE` entries; empty: the default environment.
     pub env: Vec<Vec<u8>>,

@@ -19,14 +19,14 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::cgroup::{Cgroups, TaskCgroup};
 use crate::error::DaemonError;
+use crate::isolator::{Isolator, TaskCommand};
 use crate::metrics::Metrics;
 use crate::policy::{Defaulted, Figures, Policy};
 use crate::quota::Quota;
 use crate::spec::{Limits, TaskSpec, Usage};
 use crate::state::{StopCause, TaskState};
+use crate::task_root::{self, TaskDir};
 use crate::validate;
-use crate::worker::rootfs::{self, TaskDir};
-use crate::worker::{Isolator, TaskCommand};
 
 /// A task's state and when it reached it.
 #[derive(Debug, Clone)]
@@ -241,7 +241,7 @@ impl TaskRegistry {
             let dir = TaskDir::path_for(&self.tasks_dir, id);
             let command = TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir };
             let mut spec = self.isolator.spawn_spec(&lease, hostname, &dir, command)?;
-            rootfs::check_room(&self.tasks_dir)?;
+            task_root::check_room(&self.tasks_dir)?;
             // Both are removed again when dropped: on any failure below, or if this request
             // is cancelled.
             let task_dir = TaskDir::create(dir, lease.root_owner())?;

@@ -669,7 +669,7 @@ pub fn with_probe(
 ) -> (Daemon, tokio::runtime::Runtime, PathBuf) {
     let (image, runtime) = custom_image(dir);
     let probe = bin_path(probe);
-    rrockerd::worker::image::add_host_binary(&image, &probe).expect("probe in the image");
+    rrockerd::image::build::add_host_binary(&image, &probe).expect("probe in the image");
     let mut args = vec!["--image", image.to_str().expect("utf8 path")];
     args.extend_from_slice(extra_args);
     let daemon = Daemon::start_with(&args);

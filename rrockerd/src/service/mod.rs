@@ -1,5 +1,5 @@
 //! The gRPC face of the registry: each handler takes the caller that the TLS layer
-//! authorised, converts the request into the domain's terms ([`convert`]), calls the
+//! authorised, converts the request into the domain's terms (`convert.rs`), calls the
 //! registry, and converts the answer to `rrocker.v1` messages. No business logic lives here,
 //! and no wire type goes further.
 

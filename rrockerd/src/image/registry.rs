@@ -1,7 +1,7 @@
 //! The images tasks' roots are overlays of, as tasks must see them (owned by their mapped
 //! root): the daemon's own (`--image`, or the default built on first run) and the named
 //! images of the images directory (`rrockerd image import`). Each uid slice
-//! ([`super::uid_slices`]) gets its own view of an image on first use: an idmapped
+//! ([`crate::isolator::uid_slices`]) gets its own view of an image on first use: an idmapped
 //! read-only mount in the daemon's private mount namespace at
 //! `<state>/views/<slice>/own` or `.../image-<name>`, or else (no private namespace, or no
 //! idmapped mounts there) a copy with shifted owners in the images directory; an
@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rrocker_uring::IdMap;
 
 use crate::Mounts;
+use crate::dirs::{dir_with_mode, private_dir};
 use crate::error::{DaemonError, IoContext};
-use crate::worker::dirs::{dir_with_mode, private_dir};
-use crate::worker::idmap;
-use crate::worker::image;
-use crate::worker::import;
+use crate::image::build;
+use crate::image::idmap;
+use crate::image::import;
 
 /// One view of an image for one slice: `None` until it is made.
 type ViewCell = Arc<Mutex<Option<PathBuf>>>;
@@ -56,7 +56,7 @@ impl Images {
         private_dir(images_dir).context("create", images_dir)?;
         let own = match image {
             Some(image) => image.to_owned(),
-            None => image::ensure_default(&images_dir.join(image::DEFAULT_IMAGE))?,
+            None => build::ensure_default(&images_dir.join(build::DEFAULT_IMAGE))?,
         };
         let views_dir = state_dir.join("views");
         let as_is = !rustix::process::geteuid().is_root();
@@ -169,7 +169,7 @@ impl Images {
             .file_name()
             .map_or_else(|| "image".into(), |name| name.to_string_lossy().into_owned());
         let copy = self.images_dir.join(format!("{name}.{}", map.first_uid));
-        image::shifted_copy(source, &copy, map.first_uid)
+        build::shifted_copy(source, &copy, map.first_uid)
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{DaemonCommand, ImageCommand};
 use crate::error::{DaemonError, IoContext};
-use crate::worker::image::publish;
+use crate::image::build::publish;
 
 /// The longest image name.
 const MAX_NAME: usize = 64;
@@ -80,7 +80,7 @@ pub fn import(
     let open_error = |source| DaemonError::Io { action: "read", path: archive.to_owned(), source };
     let mut file = BufReader::new(File::open(archive).map_err(open_error)?);
     let gzip = is_gzip(&mut file).map_err(open_error)?;
-    crate::worker::dirs::private_dir(images_dir).context("create", images_dir)?;
+    crate::dirs::private_dir(images_dir).context("create", images_dir)?;
     let mut skipped = Vec::new();
     let unpacked = publish(&dest, |building| {
         let reader: Box<dyn Read> =

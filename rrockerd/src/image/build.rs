@@ -4,7 +4,7 @@
 //! found in the usual library directories; `ldd` is never run), plus /etc/passwd and
 //! /etc/group for root. Symlinks are mirrored as symlinks, so merged-/usr layouts survive.
 //!
-//! Tasks see an image through an idmapped mount of it (see `images.rs`); only where the
+//! Tasks see an image through an idmapped mount of it (see `registry.rs`); only where the
 //! daemon cannot make one do they see a copy whose owners are shifted into their slice's id
 //! range ([`shifted_copy`]). Either way root inside the user namespace owns it, and the image
 //! itself is never written after it is built.

@@ -219,7 +219,7 @@ fn to_bytes(instruction: &sock_filter) -> [u8; INSTRUCTION_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::seccomp::profile::{self, Machine};
+    use crate::isolator::seccomp::profile::{self, Machine};
 
     /// `SECCOMP_RET_ALLOW`.
     const ALLOW: u32 = 0x7fff_0000;

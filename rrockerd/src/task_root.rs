@@ -97,7 +97,7 @@ pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
     if tasks_dir.exists() {
         fs::remove_dir_all(&tasks_dir).context("clean up", &tasks_dir)?;
     }
-    crate::worker::dirs::private_dir(&tasks_dir).context("create", &tasks_dir)?;
+    crate::dirs::private_dir(&tasks_dir).context("create", &tasks_dir)?;
     Ok(tasks_dir)
 }
 

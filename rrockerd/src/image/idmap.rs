@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use rrocker_uring::IdMap;
 use rustix::mount::{MoveMountFlags, OpenTreeFlags, move_mount, open_tree};
 
-/// argv[0] of the helper process that holds the template user namespace.
+/// `argv[0]` of the helper process that holds the template user namespace.
 pub const HOLDER_ARGV0: &str = "rrocker-userns";
 
 /// Gives the daemon its own mount namespace, a slave of the host's: host mounts still

@@ -18,17 +18,12 @@ use rrocker_init::filters::FILTERS_FD;
 use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD};
 
 use crate::error::{DaemonError, IoContext};
-use crate::worker::images::Images;
-use crate::worker::seccomp::{SeccompFilters, SeccompMode};
-use crate::worker::uid_slices::UidSlices;
+use crate::image::registry::Images;
+use crate::isolator::seccomp::{SeccompFilters, SeccompMode};
+use crate::isolator::uid_slices::UidSlices;
+use crate::task_root;
 
-pub mod dirs;
-pub mod idmap;
-pub mod image;
-pub mod images;
-pub mod import;
 mod init_binary;
-pub mod rootfs;
 pub mod seccomp;
 pub mod uid_slices;
 
@@ -93,7 +88,7 @@ impl Drop for SliceLease {
 pub struct TaskCommand<'a> {
     /// The image its root is a view of (`""`: the daemon's own).
     pub image: &'a str,
-    /// The command, argv[0] first.
+    /// The command, `argv[0]` first.
     pub argv: Vec<Vec<u8>>,
     /// `KEY=VALUE` entries; none gives a default environment.
     pub env: Vec<Vec<u8>>,
@@ -159,10 +154,10 @@ impl Isolator {
             .find_map(|entry| entry.strip_prefix(b"PATH="))
             .unwrap_or(DEFAULT_PATH.as_bytes())
             .to_vec();
-        let program = rootfs::resolve_program(&image, &argv[0], &search_path, &path(&workdir))
+        let program = task_root::resolve_program(&image, &argv[0], &search_path, &path(&workdir))
             .ok_or_else(|| DaemonError::BinaryNotFound {
-                program: String::from_utf8_lossy(&argv[0]).into_owned(),
-            })?;
+            program: String::from_utf8_lossy(&argv[0]).into_owned(),
+        })?;
         let plan = InitPlan {
             hostname: hostname.as_bytes().to_vec(),
             workdir,
