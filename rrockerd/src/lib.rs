@@ -27,6 +27,7 @@ pub mod quota;
 pub mod service;
 pub mod spec;
 pub mod state;
+pub mod task;
 pub mod task_root;
 pub mod tasks;
 pub mod tls;
