@@ -305,9 +305,8 @@ impl Daemon {
 
     /// The task cgroups below the daemon's parent, in every cgroup hierarchy of this host.
     pub fn task_cgroups(&self) -> Vec<PathBuf> {
-        let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("cgroup mounts");
-        let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, path)| path));
-        roots
+        cgroup_roots()
+            .into_iter()
             .filter_map(|root| std::fs::read_dir(root.join(self.cgroup_parent())).ok())
             .flatten()
             .filter_map(|entry| Some(entry.ok()?.path()).filter(|path| path.is_dir()))
@@ -469,6 +468,12 @@ impl Drop for Daemon {
 fn cgroup_parent_for(dir: &Path) -> String {
     // Test daemons' directories are named rrocker-test-XXXXXX.
     dir.file_name().expect("a tempdir has a name").to_string_lossy().into_owned()
+}
+
+/// The root of every cgroup hierarchy of this host (the unified one first, if mounted).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("cgroup mounts");
+    mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, path)| path)).collect()
 }
 
 /// Removes the cgroup `top` (one the test made) and everything below it, deepest first,

@@ -456,9 +456,7 @@ async fn a_daemon_that_cannot_listen_leaves_no_cgroup_and_no_state_behind() {
     assert!(!output.status.success(), "{said}");
     assert!(said.contains("cannot listen on"), "{said}");
     // Its cgroups were prepared before the bind failed: they are gone with it.
-    let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("mounts");
-    let roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, path)| path));
-    for root in roots {
+    for root in rrocker_tests::cgroup_roots() {
         assert!(!root.join(&parent).exists(), "{} is left", root.join(&parent).display());
     }
     assert!(!state.exists(), "the state directory it made is left");

@@ -212,10 +212,8 @@ async fn sigterm_under_a_hundred_tasks_and_fifty_streams_leaves_nothing() {
     for pid in pids {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "task init {pid} is gone");
     }
-    let mounts = rrockerd::cgroup::mounts::CgroupMounts::read().expect("cgroup mounts");
-    let mut roots = mounts.unified.into_iter().chain(mounts.v1.into_iter().map(|(_, root)| root));
     assert!(
-        roots.all(|root| !root.join(&parent).exists()),
+        rrocker_tests::cgroup_roots().iter().all(|root| !root.join(&parent).exists()),
         "the parent cgroup {parent} is removed"
     );
     assert!(!daemon.state_dir().exists(), "the state dir the daemon made is removed");

@@ -163,6 +163,23 @@ fn v1(layout: Layout) -> Box<dyn Cgroups> {
     Box::new(v1::CgroupV1::new(layout))
 }
 
+/// The caps on all tasks together (`caps`: memory and pids) that the parent can apply: one
+/// whose controller `has` says the parent lacks is left out, and said.
+fn applicable_caps(caps: &Limits, has: impl Fn(&str) -> bool) -> Limits {
+    let mut capped = caps.clone();
+    for (controller, cap) in
+        [("memory", &mut capped.memory_max_bytes), ("pids", &mut capped.pids_max)]
+    {
+        if !has(controller) && cap.take().is_some() {
+            tracing::warn!(
+                controller,
+                "rrocker's parent cgroup has no such controller: all tasks together are not capped by it"
+            );
+        }
+    }
+    capped
+}
+
 /// Refuses `limits` if one needs a controller that `missing` says rrocker lacks, and why;
 /// `io` names the IO controller (`io` on v2, `blkio` on v1).
 fn require_controllers(

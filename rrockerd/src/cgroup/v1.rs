@@ -133,15 +133,8 @@ impl Cgroups for CgroupV1 {
 
     fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
         // Only where rrocker has the controller: a missing one's cap is left out, and said.
-        for (controller, asked) in [("memory", caps.memory_max_bytes), ("pids", caps.pids_max)] {
-            if asked.is_some() && !self.has(controller) {
-                tracing::warn!(
-                    controller,
-                    "no such cgroup controller for rrocker: all tasks together are not capped by it"
-                );
-            }
-        }
-        write_limits(&self.parents, caps)
+        let capped = super::applicable_caps(caps, |controller| self.has(controller));
+        write_limits(&self.parents, &capped)
     }
 
     fn remove_parent(&self) {

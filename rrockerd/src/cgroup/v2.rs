@@ -102,17 +102,7 @@ impl Cgroups for CgroupV2 {
         // Only what the parent is granted: a missing controller's cap is left out, and said.
         let granted = files::read_string(&parent.join("cgroup.controllers")).unwrap_or_default();
         let has = |controller: &str| granted.split_whitespace().any(|c| c == controller);
-        let mut capped = caps.clone();
-        if !has("memory") && capped.memory_max_bytes.take().is_some() {
-            tracing::warn!(
-                "the parent cgroup has no memory controller: all tasks' memory is not capped"
-            );
-        }
-        if !has("pids") && capped.pids_max.take().is_some() {
-            tracing::warn!(
-                "the parent cgroup has no pids controller: all tasks' pids are not capped"
-            );
-        }
+        let capped = super::applicable_caps(caps, has);
         write_limits(&parent, &capped)
     }
 
