@@ -11,21 +11,21 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::config::Config;
-use crate::error::DaemonError;
+use crate::startup_error::StartupError;
 
 /// Flags that are not settings: never read from the file nor printed.
 const NOT_SETTINGS: [&str; 4] = ["config", "print-config", "help", "version"];
 
 /// Parses the configuration from `args` (argv, program name first), the environment and the
 /// file `--config` names. Bad flags exit the way clap does.
-pub fn load(args: Vec<OsString>) -> Result<Config, DaemonError> {
+pub fn load(args: Vec<OsString>) -> Result<Config, StartupError> {
     let matches = matches(args)?;
     Ok(Config::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
 }
 
 /// Flags and environment first; then, if a file is named, again with the file's settings
 /// as flags before the command line's.
-fn matches(args: Vec<OsString>) -> Result<clap::ArgMatches, DaemonError> {
+fn matches(args: Vec<OsString>) -> Result<clap::ArgMatches, StartupError> {
     let first = Config::command().get_matches_from(args.clone());
     let Some(path) = first.get_one::<PathBuf>("config").cloned() else { return Ok(first) };
     let mut merged = vec![args.first().cloned().unwrap_or_else(|| "rrockerd".into())];
@@ -35,9 +35,8 @@ fn matches(args: Vec<OsString>) -> Result<clap::ArgMatches, DaemonError> {
 }
 
 /// The file's settings as flags, leaving out those the command line or the environment set.
-fn file_flags(path: &Path, given: &clap::ArgMatches) -> Result<Vec<OsString>, DaemonError> {
-    let invalid =
-        |reason: String| DaemonError::InvalidArgument(format!("{}: {reason}", path.display()));
+fn file_flags(path: &Path, given: &clap::ArgMatches) -> Result<Vec<OsString>, StartupError> {
+    let invalid = |reason: String| StartupError::Config(format!("{}: {reason}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|error| invalid(error.to_string()))?;
     let table: toml::Table =
         text.parse().map_err(|error: toml::de::Error| invalid(error.message().to_owned()))?;
@@ -75,7 +74,7 @@ fn file_flags(path: &Path, given: &clap::ArgMatches) -> Result<Vec<OsString>, Da
 
 /// The effective configuration as a TOML file `--config` reads back: every setting with
 /// its value (the defaults included); settings without a value are left out.
-pub fn print(args: Vec<OsString>) -> Result<String, DaemonError> {
+pub fn print(args: Vec<OsString>) -> Result<String, StartupError> {
     let matches = matches(args)?;
     let mut table = toml::Table::new();
     for arg in Config::command().get_arguments() {

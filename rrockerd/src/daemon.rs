@@ -17,8 +17,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::error::{DaemonError, IoContext};
 use crate::image::registry::Images;
+use crate::io_context::IoContext;
+use crate::startup_error::StartupError;
 use crate::tasks::{self, TaskRegistry};
 use crate::{
     Mounts, cgroup, dirs, image, isolator, listener, metrics, notify_systemd, policy, quota,
@@ -72,7 +73,7 @@ pub async fn run(
     mounts: Mounts,
     spawner: Option<rrocker_uring::Spawner>,
     site: cgroup::Site,
-) -> Result<(), DaemonError> {
+) -> Result<(), StartupError> {
     let pki_dir = config.pki_dir();
     if !rrocker_certs::has_server_pki(&pki_dir) {
         rrocker_certs::Pki::write_dev(&pki_dir)?;
@@ -101,8 +102,8 @@ pub async fn run(
 }
 
 /// A handler of the signal `kind` (named `name`), installed now.
-fn handler(kind: SignalKind, name: &str) -> Result<Signal, DaemonError> {
-    signal(kind).context("handle", std::path::Path::new(&format!("{name} in rrockerd")))
+fn handler(kind: SignalKind, name: &str) -> Result<Signal, StartupError> {
+    Ok(signal(kind).context("handle", std::path::Path::new(&format!("{name} in rrockerd")))?)
 }
 
 /// Makes what the daemon serves with, recording in `made` what it creates on the host.
@@ -113,7 +114,7 @@ async fn build(
     site: &cgroup::Site,
     filters: isolator::seccomp::SeccompFilters,
     made: &mut Made,
-) -> Result<Arc<TaskRegistry>, DaemonError> {
+) -> Result<Arc<TaskRegistry>, StartupError> {
     if !config.state_dir.exists() {
         made.state_dir = Some(config.state_dir.clone());
     }
@@ -225,7 +226,7 @@ async fn serve(
     registry: &Arc<TaskRegistry>,
     acceptors: watch::Receiver<TlsAcceptor>,
     signals: (Signal, Signal),
-) -> Result<(), DaemonError> {
+) -> Result<(), StartupError> {
     // grpc.health.v1 for standard tools and load balancers: SERVING until a shutdown begins.
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<TaskServiceServer<service::Service>>().await;
@@ -241,10 +242,10 @@ async fn serve(
     // Ready (the line on stdout, systemd's READY=1) only once every service is built.
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+        .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
     let addr = listener
         .local_addr()
-        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
+        .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
     // Metrics, when asked for, on a listener of their own until the daemon stops.
     let metrics_listener = match config.metrics_listen {
         Some(at) => Some(metrics::listen(at, Arc::clone(registry.metrics())).await?),
@@ -304,7 +305,7 @@ async fn serve(
     }
     drop(metrics_listener);
     if let Some(why) = engine_death.into_inner() {
-        return Err(DaemonError::EngineDied(why));
+        return Err(StartupError::EngineDied(why));
     }
     tracing::info!("stopped");
     Ok(())

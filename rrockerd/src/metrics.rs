@@ -25,9 +25,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::error::DaemonError;
 use crate::policy::Figures;
 use crate::quota::Quota;
+use crate::startup_error::StartupError;
 use crate::state::{KillReason, TaskState};
 
 /// The `state` label of the tasks gauge.
@@ -238,8 +238,8 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 pub async fn listen(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-) -> Result<(SocketAddr, oneshot::Sender<()>), DaemonError> {
-    let listen_error = |source| DaemonError::Listen { addr, source };
+) -> Result<(SocketAddr, oneshot::Sender<()>), StartupError> {
+    let listen_error = |source| StartupError::Listen { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
     let (stop, stopped) = oneshot::channel();

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::DaemonError;
+use crate::request_error::RequestError;
 use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, Limits, limit};
 
 /// A limit as a flag gives it.
@@ -216,7 +216,7 @@ impl Policy {
     /// The limits a task gets for `requested`: the request's own, and the defaults for what
     /// it leaves unset; refused (INVALID_ARGUMENT, naming the flag and its maximum) above a
     /// maximum.
-    pub fn apply(&self, requested: &Limits) -> Result<(Limits, Defaulted), DaemonError> {
+    pub fn apply(&self, requested: &Limits) -> Result<(Limits, Defaulted), RequestError> {
         let mut limits = requested.clone();
         let mut defaulted = Defaulted::default();
         // A limit a start leaves unset is the default, never above the maximum; with a
@@ -244,7 +244,7 @@ impl Policy {
             defaulted.cpu = true;
         }
         let over = |what: &str, flag: &str, asked: String, most: String| {
-            Err(DaemonError::InvalidArgument(format!(
+            Err(RequestError::InvalidArgument(format!(
                 "Cannot start the task: its {what} limit {asked} is above this daemon's maximum {most} (--limit-max-{flag})"
             )))
         };

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::error::DaemonError;
 use crate::policy::Figures;
+use crate::request_error::RequestError;
 
 /// The caps and what is running.
 #[derive(Debug)]
@@ -69,10 +69,10 @@ impl Quota {
         admin: bool,
         limits: Figures,
         kept_output: impl FnOnce() -> u64,
-    ) -> Result<Slot, DaemonError> {
+    ) -> Result<Slot, RequestError> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running.total >= self.max_tasks {
-            return Err(DaemonError::ResourceExhausted(format!(
+            return Err(RequestError::ResourceExhausted(format!(
                 "rrockerd already runs {} tasks, its limit (--max-tasks): wait for one to end or stop one",
                 self.max_tasks
             )));
@@ -80,7 +80,7 @@ impl Quota {
         let caps = self.per_identity;
         let mine = running.by_identity.get(identity).copied().unwrap_or_default();
         if mine.tasks >= caps.tasks {
-            return Err(DaemonError::ResourceExhausted(format!(
+            return Err(RequestError::ResourceExhausted(format!(
                 "{identity} already runs {} tasks, the limit per identity (--max-tasks-per-user): wait for one to end or stop one",
                 caps.tasks
             )));
@@ -88,7 +88,7 @@ impl Quota {
         if !(admin && caps.exempt_admins) {
             let kept = if caps.output_bytes == 0 { 0 } else { kept_output() };
             if caps.output_bytes != 0 && kept >= caps.output_bytes {
-                return Err(DaemonError::ResourceExhausted(format!(
+                return Err(RequestError::ResourceExhausted(format!(
                     "Cannot start the task: {identity}'s tasks keep {kept} bytes of output, its quota of {} (--quota-max-output-bytes); remove finished tasks (rm) to free some",
                     caps.output_bytes
                 )));
@@ -105,7 +105,7 @@ impl Quota {
                 // An unlimited task would take all of the quota.
                 let asked_shown = if asked == 0 { "no".to_owned() } else { asked.to_string() };
                 if asked == 0 || used.saturating_add(asked) > cap {
-                    return Err(DaemonError::ResourceExhausted(format!(
+                    return Err(RequestError::ResourceExhausted(format!(
                         "Cannot start the task: {identity}'s running tasks hold {used} of its {what} quota of {cap} (--quota-max-{flag}), and this one asks {asked_shown} more; wait for one to end or stop one"
                     )));
                 }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use uuid::Uuid;
 
-use crate::error::{DaemonError, IoContext};
+use crate::io_context::{IoContext, IoError};
+use crate::request_error::RequestError;
+use crate::startup_error::StartupError;
 
 /// A task's directory in the state dir, removed with everything the task wrote when this
 /// value is dropped (symlinks are removed, never followed).
@@ -30,12 +32,12 @@ impl TaskDir {
     }
 
     /// Creates `path` with `upper/`, `work/` and `root/`, owned by `owner`.
-    pub fn create(path: PathBuf, owner: (u32, u32)) -> Result<Self, DaemonError> {
+    pub fn create(path: PathBuf, owner: (u32, u32)) -> Result<Self, RequestError> {
         let io_error = |path: &Path| {
             let path = path.to_owned();
             move |source: io::Error| match source.raw_os_error() {
                 Some(libc::ENOSPC | libc::EDQUOT) => no_room(path.parent().unwrap_or(&path)),
-                _ => DaemonError::Io { action: "create", path, source },
+                _ => IoError { action: "create", path, source }.into(),
             }
         };
         fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_error(&path))?;
@@ -70,7 +72,7 @@ pub const MIN_FREE_BYTES: u64 = 1 << 20;
 
 /// Refuses a new task when the filesystem of `tasks_dir` has less than [`MIN_FREE_BYTES`]
 /// or no inode left for an unprivileged writer.
-pub fn check_room(tasks_dir: &Path) -> Result<(), DaemonError> {
+pub fn check_room(tasks_dir: &Path) -> Result<(), RequestError> {
     let stats = rustix::fs::statvfs(tasks_dir)
         .map_err(std::io::Error::from)
         .context("read the free space of", tasks_dir)?;
@@ -83,8 +85,8 @@ pub fn check_room(tasks_dir: &Path) -> Result<(), DaemonError> {
 }
 
 /// The error for a state directory that is full.
-fn no_room(dir: &Path) -> DaemonError {
-    DaemonError::ResourceExhausted(format!(
+fn no_room(dir: &Path) -> RequestError {
+    RequestError::ResourceExhausted(format!(
         "Cannot start the task: no space is left in the state directory {}; free some there",
         dir.display()
     ))
@@ -92,7 +94,7 @@ fn no_room(dir: &Path) -> DaemonError {
 
 /// Creates the directory that holds task directories (root's alone: a task's init is handed
 /// its own directory, never walks to it) and removes what a crashed run left in it.
-pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
+pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, IoError> {
     let tasks_dir = state_dir.join("tasks");
     if tasks_dir.exists() {
         fs::remove_dir_all(&tasks_dir).context("clean up", &tasks_dir)?;
@@ -105,7 +107,7 @@ pub fn prepare_tasks_dir(state_dir: &Path) -> Result<PathBuf, DaemonError> {
 /// exists, included) cannot be searched by this process's uid and groups without
 /// capabilities: a task's engine child opens its task directory and image from there with
 /// nothing more (it is in the task's new user namespace already). POSIX ACLs are not read.
-pub fn check_searchable(flag: &str, dir: &Path) -> Result<(), DaemonError> {
+pub fn check_searchable(flag: &str, dir: &Path) -> Result<(), StartupError> {
     use std::os::unix::fs::MetadataExt;
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     let uid = rustix::process::geteuid().as_raw();
@@ -125,7 +127,7 @@ pub fn check_searchable(flag: &str, dir: &Path) -> Result<(), DaemonError> {
             0o001
         };
         if metadata.mode() & bit == 0 {
-            return Err(DaemonError::Unsearchable {
+            return Err(StartupError::Unsearchable {
                 flag: flag.to_owned(),
                 dir: dir.clone(),
                 blocker: step.to_owned(),

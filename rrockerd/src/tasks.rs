@@ -18,11 +18,11 @@ use uuid::Uuid;
 
 use crate::authz::Caller;
 use crate::cgroup::Cgroups;
-use crate::error::DaemonError;
 use crate::isolator::{Isolator, TaskCommand};
 use crate::metrics::Metrics;
 use crate::policy::{Figures, Policy};
 use crate::quota::Quota;
+use crate::request_error::RequestError;
 use crate::spec::{Limits, TaskSpec};
 use crate::state::{StopCause, TaskState};
 use crate::task_root::{self, TaskDir};
@@ -96,7 +96,7 @@ impl TaskRegistry {
     }
 
     /// Starts a task for `caller`; returns once its command runs.
-    pub async fn start(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, DaemonError> {
+    pub async fn start(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, RequestError> {
         let started = self.launch(caller, spec).await;
         if started.is_err() {
             self.metrics.start_failed();
@@ -104,11 +104,11 @@ impl TaskRegistry {
         started
     }
 
-    async fn launch(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, DaemonError> {
+    async fn launch(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, RequestError> {
         let began = Instant::now();
         let _starting = self.start_gate.read().await;
         if self.closing.load(Ordering::SeqCst) {
-            return Err(DaemonError::ShuttingDown);
+            return Err(RequestError::ShuttingDown);
         }
         let TaskSpec { argv, env, workdir, limits: requested, image } = spec;
         validate::limits(&requested, host_cpus())?;
@@ -117,13 +117,13 @@ impl TaskRegistry {
             crate::cgroup::check_io_device(Path::new(SYS_DEV_BLOCK), rule.major, rule.minor)?;
         }
         if self.cgroups.is_none() && requested != Limits::default() {
-            return Err(DaemonError::LimitUnavailable(
+            return Err(RequestError::Cgroup(crate::cgroup::CgroupError::Unavailable(
                 "this rrockerd runs tasks without cgroups (unprivileged, --cgroup-version off, or none on the host): limits cannot be applied".into(),
-            ));
+            )));
         }
         let output = self.engine.output_budget();
         if output.is_full() {
-            return Err(DaemonError::ResourceExhausted(format!(
+            return Err(RequestError::ResourceExhausted(format!(
                 "Cannot start the task: rrockerd keeps {} bytes of task output, its limit (--max-output-bytes); remove finished tasks (rm) to free some",
                 output.kept()
             )));
@@ -164,9 +164,9 @@ impl TaskRegistry {
             if let Some(cgroup) = &cgroup {
                 spec.placement = cgroup.placement()?;
             }
-            Ok::<_, DaemonError>((lease, spec, task_dir, cgroup))
+            Ok::<_, RequestError>((lease, spec, task_dir, cgroup))
         })?;
-        let spawned = self.engine.spawn(spec).await.map_err(DaemonError::from_spawn)?;
+        let spawned = self.engine.spawn(spec).await.map_err(RequestError::from_spawn)?;
         let task = Arc::new(Task {
             id,
             owner: caller.identity.clone(),
@@ -240,13 +240,13 @@ impl TaskRegistry {
     }
 
     /// The task `id` if `caller` may see it; a missing, malformed or foreign id is NotFound.
-    pub fn find(&self, caller: &Caller, id: &str) -> Result<Arc<Task>, DaemonError> {
+    pub fn find(&self, caller: &Caller, id: &str) -> Result<Arc<Task>, RequestError> {
         let uuid = validate::task_id(id)?;
         self.lock()
             .get(&uuid)
             .filter(|task| caller.may_access(&task.owner))
             .cloned()
-            .ok_or_else(|| DaemonError::TaskNotFound { id: validate::echo(id) })
+            .ok_or_else(|| RequestError::TaskNotFound { id: validate::echo(id) })
     }
 
     /// Every task `caller` may see, oldest first.
@@ -265,7 +265,7 @@ impl TaskRegistry {
         id: &str,
         grace_ms: Option<u64>,
         signalled: oneshot::Sender<Arc<Task>>,
-    ) -> Result<(Arc<Task>, Progress), DaemonError> {
+    ) -> Result<(Arc<Task>, Progress), RequestError> {
         let task = self.find(caller, id)?;
         let grace = validate::grace(grace_ms, self.default_grace)?;
         let progress = self.stop_task(&task, grace, StopCause::User, Some(signalled)).await?;
@@ -275,13 +275,13 @@ impl TaskRegistry {
 
     /// Forgets a finished task and its output, once everything it held on the host is gone
     /// (waiting up to [`RELEASE_WAIT`] for that).
-    pub async fn remove(&self, caller: &Caller, id: &str) -> Result<(), DaemonError> {
+    pub async fn remove(&self, caller: &Caller, id: &str) -> Result<(), RequestError> {
         let task = self.find(caller, id)?;
         if !task.progress().state.is_final() {
-            return Err(DaemonError::StillRunning { id: task.id.to_string() });
+            return Err(RequestError::StillRunning { id: task.id.to_string() });
         }
         if tokio::time::timeout(RELEASE_WAIT, task.released()).await.is_err() {
-            return Err(DaemonError::StillReleasing { id: task.id.to_string() });
+            return Err(RequestError::StillReleasing { id: task.id.to_string() });
         }
         if self.lock().remove(&task.id).is_some() {
             self.metrics.removed(&task.progress().state);
@@ -315,10 +315,10 @@ impl TaskRegistry {
         grace: Duration,
         cause: StopCause,
         signalled: Option<oneshot::Sender<Arc<Task>>>,
-    ) -> Result<Progress, DaemonError> {
+    ) -> Result<Progress, RequestError> {
         let _exclusive = task.stop_lock.lock().await;
         if task.progress().state.is_final() {
-            return Err(DaemonError::AlreadyFinished { id: task.id.to_string() });
+            return Err(RequestError::AlreadyFinished { id: task.id.to_string() });
         }
         task.set_stop_cause(cause);
         self.engine.signal(task.key, libc::SIGTERM).await?;

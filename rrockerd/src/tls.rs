@@ -16,7 +16,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::error::{DaemonError, IoContext};
+use crate::io_context::IoContext;
+use crate::startup_error::StartupError;
 
 /// Builds the server's rustls configuration from `server.pem`, `server.key` and
 /// `client-ca.pem` in `pki_dir`, and the client CA's revocation lists in `crl` (PEM), if
@@ -24,8 +25,8 @@ use crate::error::{DaemonError, IoContext};
 pub fn server_config(
     pki_dir: &Path,
     crl: Option<&Path>,
-) -> Result<Arc<rustls::ServerConfig>, DaemonError> {
-    let tls_error = |reason: String| DaemonError::Tls { path: pki_dir.to_owned(), reason };
+) -> Result<Arc<rustls::ServerConfig>, StartupError> {
+    let tls_error = |reason: String| StartupError::Tls { path: pki_dir.to_owned(), reason };
     let chain = certificates(&pki_dir.join("server.pem")).map_err(tls_error)?;
     let key = PrivateKeyDer::from_pem_file(pki_dir.join("server.key"))
         .map_err(|error| tls_error(format!("server.key: {error}")))?;
@@ -59,7 +60,7 @@ pub fn server_config(
 pub fn reloaded_on_sighup(
     pki_dir: PathBuf,
     crl: Option<PathBuf>,
-) -> Result<watch::Receiver<TlsAcceptor>, DaemonError> {
+) -> Result<watch::Receiver<TlsAcceptor>, StartupError> {
     let config = server_config(&pki_dir, crl.as_deref())?;
     let (acceptors, current) = watch::channel(TlsAcceptor::from(config));
     let mut hangups = signal(SignalKind::hangup())

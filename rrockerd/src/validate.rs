@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::MAX_GRACE_MS;
-use crate::error::DaemonError;
+use crate::request_error::RequestError;
 use crate::spec::Limits;
 
 /// Longest task id echoed back in an error message.
@@ -27,8 +27,8 @@ pub const MAX_PIDS: u64 = 4 << 20;
 pub const MAX_IO_RULES: usize = 16;
 
 /// Checks limits against what the kernel accepts and the host has (`cpus` CPUs).
-pub fn limits(limits: &Limits, cpus: u64) -> Result<(), DaemonError> {
-    let invalid = |message: String| Err(DaemonError::InvalidArgument(message));
+pub fn limits(limits: &Limits, cpus: u64) -> Result<(), RequestError> {
+    let invalid = |message: String| Err(RequestError::InvalidArgument(message));
     let (min_period, max_period) = CPU_PERIOD_RANGE_US;
     if let Some(cpu) = limits.cpu {
         let (quota, period) = (cpu.quota_us.get(), cpu.period_us.get());
@@ -79,16 +79,16 @@ pub fn limits(limits: &Limits, cpus: u64) -> Result<(), DaemonError> {
 }
 
 /// Parses a task id. Anything that is not a UUID names no task.
-pub fn task_id(id: &str) -> Result<Uuid, DaemonError> {
-    Uuid::try_parse(id).map_err(|_| DaemonError::TaskNotFound { id: echo(id) })
+pub fn task_id(id: &str) -> Result<Uuid, RequestError> {
+    Uuid::try_parse(id).map_err(|_| RequestError::TaskNotFound { id: echo(id) })
 }
 
 /// The grace period of a stop: the request's, or the default.
-pub fn grace(requested_ms: Option<u64>, default: Duration) -> Result<Duration, DaemonError> {
+pub fn grace(requested_ms: Option<u64>, default: Duration) -> Result<Duration, RequestError> {
     match requested_ms {
         None => Ok(default),
         Some(ms) if ms <= MAX_GRACE_MS => Ok(Duration::from_millis(ms)),
-        Some(_) => Err(DaemonError::InvalidArgument(format!(
+        Some(_) => Err(RequestError::InvalidArgument(format!(
             "grace_ms must be at most {MAX_GRACE_MS} (one day)"
         ))),
     }

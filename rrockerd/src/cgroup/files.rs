@@ -7,20 +7,20 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::DaemonError;
+use super::error::CgroupError;
 
 /// How long a cgroup may stay busy after its last process is gone before we give up.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts to remove a busy cgroup.
 const REMOVE_RETRY: Duration = Duration::from_millis(5);
 
-fn error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DaemonError {
+fn error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
     let path = path.to_owned();
-    move |source| DaemonError::Cgroup { action, path, source }
+    move |source| CgroupError::File { action, path, source }
 }
 
 /// Writes `value` to the control file `path` in one write(2), as the kernel expects.
-pub fn write(path: &Path, value: &str) -> Result<(), DaemonError> {
+pub fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(error("write", path))
 }
 
@@ -44,18 +44,18 @@ pub fn keyed(path: &Path, key: &str) -> Option<u64> {
 }
 
 /// Creates the cgroup `path`; it must not exist yet.
-pub fn make(path: &Path) -> Result<(), DaemonError> {
+pub fn make(path: &Path) -> Result<(), CgroupError> {
     fs::create_dir(path).map_err(error("create", path))
 }
 
 /// Creates `path` and any missing parents (for the daemon's parent cgroup).
-pub fn make_all(path: &Path) -> Result<(), DaemonError> {
+pub fn make_all(path: &Path) -> Result<(), CgroupError> {
     fs::create_dir_all(path).map_err(error("create", path))
 }
 
 /// Removes the cgroup `path`, retrying while it is busy (the kernel lets go of a cgroup a
 /// moment after its last process is reaped). A cgroup already gone is fine.
-pub fn remove(path: &Path) -> Result<(), DaemonError> {
+pub fn remove(path: &Path) -> Result<(), CgroupError> {
     let deadline = Instant::now() + REMOVE_TIMEOUT;
     loop {
         match fs::remove_dir(path) {
@@ -99,7 +99,7 @@ pub fn children(dir: &Path) -> Vec<PathBuf> {
 
 /// Kills the processes of the task cgroups an earlier run left (`dirs`, in every hierarchy),
 /// then removes the cgroups.
-pub fn remove_leftovers(dirs: &[PathBuf]) -> Result<(), DaemonError> {
+pub fn remove_leftovers(dirs: &[PathBuf]) -> Result<(), CgroupError> {
     if !dirs.is_empty() {
         tracing::warn!(count = dirs.len(), "removing cgroups left by an earlier run");
     }

@@ -11,6 +11,7 @@
 //! processes found inside the parent, which rrocker started. Every function takes its
 //! cgroupfs roots as parameters, so the backends are unit-tested against tempdir fixtures.
 
+pub mod error;
 pub mod files;
 pub mod mounts;
 pub mod placement;
@@ -22,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use rrocker_uring::Placement;
 
+pub use self::error::CgroupError;
 pub use self::placement::{CgroupVersion, ParentFlag, Site};
-use crate::error::DaemonError;
 use crate::spec::{Limits, Usage};
 
 /// A cgroup backend: makes and configures the parent once, then one cgroup per task.
@@ -33,11 +34,11 @@ pub trait Cgroups: Send + Sync + Debug {
 
     /// Creates the parent cgroup, enables what it needs there, and kills and removes the
     /// task cgroups an earlier run left behind.
-    fn prepare(&self) -> Result<(), DaemonError>;
+    fn prepare(&self) -> Result<(), CgroupError>;
 
     /// Creates the cgroup of task `name` with `limits` applied. Nothing is left behind if
     /// this fails.
-    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError>;
+    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, CgroupError>;
 
     /// Whether task cgroups get the controller `name` (`cpu`, `memory`, `pids`...), once the
     /// parent is prepared.
@@ -45,7 +46,7 @@ pub trait Cgroups: Send + Sync + Debug {
 
     /// Caps all tasks together: writes the memory and pids limits of `caps` on the parent
     /// cgroup, where its controllers are.
-    fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError>;
+    fn cap_parent(&self, caps: &Limits) -> Result<(), CgroupError>;
 
     /// Removes the parent cgroup if it is empty (at shutdown).
     fn remove_parent(&self);
@@ -54,7 +55,7 @@ pub trait Cgroups: Send + Sync + Debug {
 /// One task's cgroup(s).
 pub trait TaskCgroup: Send + Sync + Debug {
     /// How the engine puts the task's first process in here before it runs.
-    fn placement(&self) -> Result<Placement, DaemonError>;
+    fn placement(&self) -> Result<Placement, CgroupError>;
 
     /// What the task has used so far.
     fn usage(&self) -> Usage;
@@ -64,7 +65,7 @@ pub trait TaskCgroup: Send + Sync + Debug {
     fn kill(&self) -> bool;
 
     /// Removes the cgroup(s), retrying while the kernel still holds them busy.
-    fn remove(&self) -> Result<(), DaemonError>;
+    fn remove(&self) -> Result<(), CgroupError>;
 }
 
 /// The cgroup hierarchies rrocker may write, with the directory in each at and below which
@@ -123,7 +124,7 @@ impl Layout {
 /// The host's cgroup backend (`version`, or probed) with task cgroups where `site` says, or
 /// `None` when there is none this daemon may use (not root, or no such cgroup file system
 /// it may write).
-pub fn probe(version: CgroupVersion, site: &Site) -> Result<Option<Box<dyn Cgroups>>, DaemonError> {
+pub fn probe(version: CgroupVersion, site: &Site) -> Result<Option<Box<dyn Cgroups>>, CgroupError> {
     if version == CgroupVersion::Off || !rustix::process::geteuid().is_root() {
         return Ok(None);
     }
@@ -186,7 +187,7 @@ fn require_controllers(
     limits: &Limits,
     io: &str,
     missing: impl Fn(&str) -> Option<String>,
-) -> Result<(), DaemonError> {
+) -> Result<(), CgroupError> {
     let wanted = [
         ("cpu", limits.cpu.is_some()),
         ("memory", limits.memory_max_bytes.is_some()),
@@ -198,7 +199,7 @@ fn require_controllers(
         .filter(|(_, asked)| *asked)
         .find_map(|(controller, _)| Some((controller, missing(controller)?)));
     match lacking {
-        Some((controller, why)) => Err(DaemonError::LimitUnavailable(format!(
+        Some((controller, why)) => Err(CgroupError::Unavailable(format!(
             "the {controller} cgroup controller is not available to rrocker ({why}): the limit cannot be applied"
         ))),
         None => Ok(()),
@@ -207,16 +208,16 @@ fn require_controllers(
 
 /// Checks that `major:minor` is a whole-disk block device of this host (what io.max and
 /// blkio.throttle accept): `/sys/dev/block/M:m` exists and is not a partition.
-pub fn check_io_device(sys_dev_block: &Path, major: u32, minor: u32) -> Result<(), DaemonError> {
+pub fn check_io_device(sys_dev_block: &Path, major: u32, minor: u32) -> Result<(), CgroupError> {
     let device = sys_dev_block.join(format!("{major}:{minor}"));
     if !device.exists() {
-        return Err(DaemonError::InvalidArgument(format!(
+        return Err(CgroupError::BadDevice(format!(
             "io limit: {major}:{minor} is not a block device of this host"
         )));
     }
     if device.join("partition").exists() {
         let disk = files::read_string(&device.join("../dev")).unwrap_or_default();
-        return Err(DaemonError::InvalidArgument(format!(
+        return Err(CgroupError::BadDevice(format!(
             "io limit: {major}:{minor} is a partition; limit its whole disk ({})",
             disk.trim()
         )));

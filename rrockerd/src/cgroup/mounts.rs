@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{DaemonError, IoContext};
+use super::error::CgroupError;
+use crate::io_context::IoContext;
 
 /// statfs magic of cgroup v1 hierarchies.
 const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
@@ -21,7 +22,7 @@ pub struct CgroupMounts {
 
 impl CgroupMounts {
     /// Reads the daemon's own mount table and checks each mount's file system type.
-    pub fn read() -> Result<Self, DaemonError> {
+    pub fn read() -> Result<Self, CgroupError> {
         let path = Path::new("/proc/self/mountinfo");
         let text = std::fs::read_to_string(path).context("read", path)?;
         let mut mounts = Self::parse(&text);

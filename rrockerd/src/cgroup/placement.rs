@@ -11,9 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::CgroupError;
 use super::files;
 use super::mounts::CgroupMounts;
-use crate::error::{DaemonError, IoContext};
+use crate::io_context::IoContext;
 
 /// The `--cgroup-version` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,7 +76,7 @@ pub struct OwnCgroups {
 
 impl OwnCgroups {
     /// The calling process's cgroups.
-    pub fn read() -> Result<Self, DaemonError> {
+    pub fn read() -> Result<Self, CgroupError> {
         let path = Path::new("/proc/self/cgroup");
         let text = std::fs::read_to_string(path).context("read", path)?;
         Ok(Self::parse(&text))
@@ -167,7 +168,7 @@ pub struct Evidence {
 impl Evidence {
     /// Reads the evidence for the calling process, the unified hierarchy mounted at
     /// `unified` if any.
-    pub fn read(unified: Option<&Path>) -> Result<Self, DaemonError> {
+    pub fn read(unified: Option<&Path>) -> Result<Self, CgroupError> {
         let own = OwnCgroups::read()?;
         let marked = match (unified, &own.unified) {
             (Some(mount), Some(path)) => is_marked_delegated(&mount.join(path)),
@@ -231,7 +232,7 @@ pub fn choose(flag: &ParentFlag, evidence: &Evidence) -> Site {
 /// Chooses where tasks go and, when delegated, moves the daemon into `<own>/daemon` on the
 /// unified hierarchy (not without cgroups: `version` off, or not root). Call while the
 /// daemon is one single-threaded process.
-pub fn settle(flag: &ParentFlag, version: CgroupVersion) -> Result<Site, DaemonError> {
+pub fn settle(flag: &ParentFlag, version: CgroupVersion) -> Result<Site, CgroupError> {
     if version == CgroupVersion::Off || !rustix::process::geteuid().is_root() {
         return Ok(choose(flag, &Evidence::default()));
     }
@@ -246,7 +247,7 @@ pub fn settle(flag: &ParentFlag, version: CgroupVersion) -> Result<Site, DaemonE
 }
 
 /// Moves the calling process into the leaf `<base>/daemon`.
-fn enter_leaf(base: &Path) -> Result<(), DaemonError> {
+fn enter_leaf(base: &Path) -> Result<(), CgroupError> {
     let leaf = base.join(DAEMON_LEAF);
     if !leaf.is_dir() {
         files::make(&leaf)?;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use rrocker_uring::Placement;
 
+use super::error::CgroupError;
 use super::{Cgroups, Layout, TaskCgroup, files};
-use crate::error::DaemonError;
 use crate::spec::{Limits, Usage};
 
 /// The v1 controllers a task gets a cgroup in.
@@ -81,7 +81,7 @@ impl Cgroups for CgroupV1 {
         said
     }
 
-    fn prepare(&self) -> Result<(), DaemonError> {
+    fn prepare(&self) -> Result<(), CgroupError> {
         for dir in self.hierarchies().into_iter().chain(self.unified.as_deref()) {
             files::make_all(dir)?;
         }
@@ -94,7 +94,7 @@ impl Cgroups for CgroupV1 {
         files::remove_leftovers(&leftovers)
     }
 
-    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
+    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, CgroupError> {
         super::require_controllers(limits, "blkio", |controller| {
             if self.has(controller) {
                 return None;
@@ -131,7 +131,7 @@ impl Cgroups for CgroupV1 {
         self.has(name)
     }
 
-    fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
+    fn cap_parent(&self, caps: &Limits) -> Result<(), CgroupError> {
         // Only where rrocker has the controller: a missing one's cap is left out, and said.
         let capped = super::applicable_caps(caps, |controller| self.has(controller));
         write_limits(&self.parents, &capped)
@@ -157,7 +157,7 @@ struct V1Task {
 
 /// Writes `limits` into the cgroups `dirs` (each controller's directory: a task's, or the
 /// parent's caps).
-fn write_limits(dirs: &[(&'static str, PathBuf)], limits: &Limits) -> Result<(), DaemonError> {
+fn write_limits(dirs: &[(&'static str, PathBuf)], limits: &Limits) -> Result<(), CgroupError> {
     let file = |controller: &str, name: &str| {
         dirs.iter().find(|(c, _)| *c == controller).map(|(_, dir)| dir.join(name))
     };
@@ -206,7 +206,7 @@ impl V1Task {
         self.dir(controller).map(|dir| dir.join(file))
     }
 
-    fn apply(&self, limits: &Limits) -> Result<(), DaemonError> {
+    fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
         write_limits(&self.dirs, limits)
     }
 
@@ -232,7 +232,7 @@ impl V1Task {
 }
 
 impl TaskCgroup for V1Task {
-    fn placement(&self) -> Result<Placement, DaemonError> {
+    fn placement(&self) -> Result<Placement, CgroupError> {
         let clone_into = self.unified.as_deref().map(super::v2::open_dir).transpose()?;
         let procs_files = self.hierarchies.iter().map(|dir| dir.join("cgroup.procs")).collect();
         Ok(Placement { clone_into: clone_into.map(Arc::<OwnedFd>::from), procs_files })
@@ -260,7 +260,7 @@ impl TaskCgroup for V1Task {
         self.unified.as_deref().is_some_and(files::kill)
     }
 
-    fn remove(&self) -> Result<(), DaemonError> {
+    fn remove(&self) -> Result<(), CgroupError> {
         let mut result = Ok(());
         for dir in self.unified.iter().chain(&self.hierarchies) {
             if let Err(error) = files::remove(dir) {
@@ -383,7 +383,7 @@ mod tests {
         let (root, backend) = fixture(false);
         let limits = Limits { io: vec![disk(1, 0)], ..Limits::default() };
         let error = backend.create("t3", &limits).expect_err("no blkio");
-        assert!(matches!(error, DaemonError::LimitUnavailable(_)), "{error}");
+        assert!(matches!(error, CgroupError::Unavailable(_)), "{error}");
         assert!(!root.path().join("memory/rrocker/t3").exists());
         assert!(!root.path().join("unified/rrocker/t3").exists());
     }

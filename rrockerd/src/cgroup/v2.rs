@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use rrocker_uring::Placement;
 
+use super::error::CgroupError;
 use super::{Cgroups, TaskCgroup, files};
-use crate::error::DaemonError;
 use crate::spec::{Limits, Usage};
 
 /// The controllers rrocker enables for its tasks when granted.
 pub const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
 /// Opens a cgroup directory for CLONE_INTO_CGROUP.
-pub fn open_dir(dir: &Path) -> Result<OwnedFd, DaemonError> {
+pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
     use rustix::fs::{Mode, OFlags};
     rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|source| DaemonError::Cgroup {
+        .map_err(|source| CgroupError::File {
             action: "open",
             path: dir.to_owned(),
             source: source.into(),
@@ -63,7 +63,7 @@ impl Cgroups for CgroupV2 {
         format!("v2 ({})", self.enabled().join(", "))
     }
 
-    fn prepare(&self) -> Result<(), DaemonError> {
+    fn prepare(&self) -> Result<(), CgroupError> {
         // A delegated base passes down what its manager granted; if a process other than
         // rrocker's still sits there, the kernel refuses, and tasks go without controllers.
         if let Some(Err(error)) = self.delegated.then(|| enable_granted(&self.base)) {
@@ -79,7 +79,7 @@ impl Cgroups for CgroupV2 {
         files::remove_leftovers(&files::children(&self.parent_dir()))
     }
 
-    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, DaemonError> {
+    fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn TaskCgroup>, CgroupError> {
         let enabled = self.enabled();
         super::require_controllers(limits, "io", |controller| {
             (!enabled.iter().any(|c| c == controller))
@@ -97,7 +97,7 @@ impl Cgroups for CgroupV2 {
         self.enabled().iter().any(|controller| controller == name)
     }
 
-    fn cap_parent(&self, caps: &Limits) -> Result<(), DaemonError> {
+    fn cap_parent(&self, caps: &Limits) -> Result<(), CgroupError> {
         let parent = self.parent_dir();
         // Only what the parent is granted: a missing controller's cap is left out, and said.
         let granted = files::read_string(&parent.join("cgroup.controllers")).unwrap_or_default();
@@ -112,7 +112,7 @@ impl Cgroups for CgroupV2 {
 }
 
 /// Enables in the subtree of the cgroup `dir` the controllers rrocker uses that `dir` has.
-fn enable_granted(dir: &Path) -> Result<(), DaemonError> {
+fn enable_granted(dir: &Path) -> Result<(), CgroupError> {
     let granted = files::read_string(&dir.join("cgroup.controllers")).unwrap_or_default();
     let enable: Vec<String> = granted
         .split_whitespace()
@@ -132,7 +132,7 @@ struct V2Task {
 }
 
 /// Writes `limits` into the cgroup `dir` (a task's, or the parent's caps).
-fn write_limits(dir: &Path, limits: &Limits) -> Result<(), DaemonError> {
+fn write_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
     let write = |file: &str, value: &str| files::write(&dir.join(file), value);
     if let Some(cpu) = limits.cpu {
         write("cpu.max", &format!("{} {}", cpu.quota_us, cpu.period_us))?;
@@ -158,7 +158,7 @@ fn write_limits(dir: &Path, limits: &Limits) -> Result<(), DaemonError> {
 }
 
 impl V2Task {
-    fn apply(&self, limits: &Limits) -> Result<(), DaemonError> {
+    fn apply(&self, limits: &Limits) -> Result<(), CgroupError> {
         write_limits(&self.dir, limits)
     }
 
@@ -175,7 +175,7 @@ impl V2Task {
 }
 
 impl TaskCgroup for V2Task {
-    fn placement(&self) -> Result<Placement, DaemonError> {
+    fn placement(&self) -> Result<Placement, CgroupError> {
         let fd = open_dir(&self.dir)?;
         Ok(Placement { clone_into: Some(Arc::new(fd)), procs_files: Vec::new() })
     }
@@ -200,7 +200,7 @@ impl TaskCgroup for V2Task {
         files::kill(&self.dir)
     }
 
-    fn remove(&self) -> Result<(), DaemonError> {
+    fn remove(&self) -> Result<(), CgroupError> {
         files::remove(&self.dir)
     }
 }
@@ -357,7 +357,7 @@ mod tests {
         fs::write(root.path().join("rrocker/cgroup.subtree_control"), "cpu pids\n").expect("w");
         let limits = Limits { memory_max_bytes: limit(64 << 20), ..Limits::default() };
         let error = backend.create("t3", &limits).expect_err("no memory controller");
-        assert!(matches!(error, DaemonError::LimitUnavailable(_)), "{error}");
+        assert!(matches!(error, CgroupError::Unavailable(_)), "{error}");
         assert!(!root.path().join("rrocker/t3").exists());
     }
 }

@@ -15,7 +15,8 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{DaemonError, IoContext};
+use crate::image::error::ImageError;
+use crate::io_context::{IoContext, IoError};
 
 /// Name of the default image in the images directory; the suffix changes whenever what the
 /// builder puts in it changes, so an image built by an older daemon is never reused.
@@ -90,7 +91,7 @@ const LIB_DIRS: &[&str] = &[
 
 /// Builds the default image at `dest` (atomically: built beside it, then renamed) unless it
 /// already exists. Returns `dest`.
-pub fn ensure_default(dest: &Path) -> Result<PathBuf, DaemonError> {
+pub fn ensure_default(dest: &Path) -> Result<PathBuf, ImageError> {
     if dest.join("bin/sh").exists() || dest.join("usr/bin/sh").exists() {
         return Ok(dest.to_owned());
     }
@@ -105,23 +106,19 @@ pub fn ensure_default(dest: &Path) -> Result<PathBuf, DaemonError> {
 pub(crate) fn publish(
     dest: &Path,
     make: impl FnOnce(&Path) -> io::Result<()>,
-) -> Result<(), DaemonError> {
+) -> Result<(), ImageError> {
     let building = dest.with_extension(format!("building.{}", std::process::id()));
     if building.exists() {
         fs::remove_dir_all(&building).context("remove", &building)?;
     }
     if let Err(source) = make(&building) {
         let _ = fs::remove_dir_all(&building);
-        return Err(DaemonError::Io { action: "build", path: building, source });
+        return Err(IoError { action: "build", path: building, source }.into());
     }
     if let Err(error) = fs::rename(&building, dest) {
         let _ = fs::remove_dir_all(&building);
         if !dest.exists() {
-            return Err(DaemonError::Io {
-                action: "publish",
-                path: dest.to_owned(),
-                source: error,
-            });
+            return Err(IoError { action: "publish", path: dest.to_owned(), source: error }.into());
         }
     }
     Ok(())
@@ -244,7 +241,7 @@ pub fn elf_dependencies(path: &Path) -> io::Result<Vec<PathBuf>> {
 
 /// A copy of `image` at `dest` whose every owner is shifted by `first` (uid and gid), so that
 /// root inside a user namespace mapped to `first..` owns it. Built once per image and range.
-pub fn shifted_copy(image: &Path, dest: &Path, first: u32) -> Result<PathBuf, DaemonError> {
+pub fn shifted_copy(image: &Path, dest: &Path, first: u32) -> Result<PathBuf, ImageError> {
     if dest.exists() {
         return Ok(dest.to_owned());
     }

@@ -13,8 +13,9 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::config::{DaemonCommand, ImageCommand};
-use crate::error::{DaemonError, IoContext};
 use crate::image::build::publish;
+use crate::image::error::ImageError;
+use crate::io_context::{IoContext, IoError};
 
 /// The longest image name.
 const MAX_NAME: usize = 64;
@@ -22,7 +23,7 @@ const MAX_NAME: usize = 64;
 /// Checks an image name: 1 to 64 lowercase letters, digits, `-` and `_`, starting with a
 /// letter or digit (so that it is one path component, and never one of the images
 /// directory's own names, which carry a dot).
-pub fn check_name(name: &str) -> Result<(), DaemonError> {
+pub fn check_name(name: &str) -> Result<(), ImageError> {
     let first_ok =
         name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let rest_ok =
@@ -31,7 +32,7 @@ pub fn check_name(name: &str) -> Result<(), DaemonError> {
         return Ok(());
     }
     let shown: String = name.chars().take(MAX_NAME).collect();
-    Err(DaemonError::InvalidArgument(format!(
+    Err(ImageError::Invalid(format!(
         "Invalid image name '{shown}': use 1 to {MAX_NAME} lowercase letters, digits, '-' and '_', starting with a letter or digit"
     )))
 }
@@ -68,16 +69,16 @@ pub fn import(
     images_dir: &Path,
     name: &str,
     strict: bool,
-) -> Result<Imported, DaemonError> {
+) -> Result<Imported, ImageError> {
     check_name(name)?;
     let dest = images_dir.join(name);
     if dest.exists() {
-        return Err(DaemonError::InvalidArgument(format!(
+        return Err(ImageError::Invalid(format!(
             "Image '{name}' already exists in {}; remove it there or pick another --name",
             images_dir.display()
         )));
     }
-    let open_error = |source| DaemonError::Io { action: "read", path: archive.to_owned(), source };
+    let open_error = |source| IoError { action: "read", path: archive.to_owned(), source };
     let mut file = BufReader::new(File::open(archive).map_err(open_error)?);
     let gzip = is_gzip(&mut file).map_err(open_error)?;
     crate::dirs::private_dir(images_dir).context("create", images_dir)?;
@@ -95,7 +96,7 @@ pub fn import(
         }
     });
     unpacked.map_err(|error| match error {
-        DaemonError::Io { source, .. } => DaemonError::InvalidArgument(format!(
+        ImageError::Io(IoError { source, .. }) => ImageError::Invalid(format!(
             "Cannot import {} as an image: {}",
             archive.display(),
             chain(&source)
@@ -115,7 +116,7 @@ pub struct Said {
 }
 
 /// Runs `rrockerd image ...` on `images_dir`; returns what to print.
-pub fn run_command(command: &DaemonCommand, images_dir: &Path) -> Result<Said, DaemonError> {
+pub fn run_command(command: &DaemonCommand, images_dir: &Path) -> Result<Said, ImageError> {
     match command {
         DaemonCommand::Image(ImageCommand::Import { file, name, strict }) => {
             let name = name.clone().unwrap_or_else(|| name_of(file));

@@ -3,6 +3,9 @@
 //! ([`registry`]): idmapped mounts ([`idmap`]), or shifted copies where those cannot be made.
 
 pub mod build;
+pub mod error;
 pub mod idmap;
 pub mod import;
 pub mod registry;
+
+pub use self::error::ImageError;

@@ -17,10 +17,11 @@ use rrocker_uring::IdMap;
 
 use crate::Mounts;
 use crate::dirs::{dir_with_mode, private_dir};
-use crate::error::{DaemonError, IoContext};
 use crate::image::build;
+use crate::image::error::ImageError;
 use crate::image::idmap;
 use crate::image::import;
+use crate::io_context::IoContext;
 
 /// One view of an image for one slice: `None` until it is made.
 type ViewCell = Arc<Mutex<Option<PathBuf>>>;
@@ -52,7 +53,7 @@ impl Images {
         images_dir: &Path,
         state_dir: &Path,
         mounts: Mounts,
-    ) -> Result<Self, DaemonError> {
+    ) -> Result<Self, ImageError> {
         private_dir(images_dir).context("create", images_dir)?;
         let own = match image {
             Some(image) => image.to_owned(),
@@ -79,7 +80,7 @@ impl Images {
     /// The view of the image `name` (`""`: the daemon's own) for `slice`, whose ids are `map`,
     /// made on first use. A name that is not an image of the images directory is refused in
     /// one line.
-    pub fn get(&self, name: &str, slice: u32, map: IdMap) -> Result<PathBuf, DaemonError> {
+    pub fn get(&self, name: &str, slice: u32, map: IdMap) -> Result<PathBuf, ImageError> {
         let key = (name.to_owned(), slice);
         let made = lock(&self.views).get(&key).cloned();
         if let Some(view) = made.as_ref().and_then(|cell| lock(cell).clone()) {
@@ -92,7 +93,7 @@ impl Images {
             self.images_dir.join(name)
         };
         if !source.is_dir() {
-            return Err(DaemonError::InvalidArgument(format!(
+            return Err(ImageError::Invalid(format!(
                 "Image '{name}' doesn't exist on this host; import one with `rrockerd image import FILE.tar --name {name}`"
             )));
         }
@@ -146,7 +147,7 @@ impl Images {
         name: &str,
         slice: u32,
         map: IdMap,
-    ) -> Result<PathBuf, DaemonError> {
+    ) -> Result<PathBuf, ImageError> {
         if self.mounts == Mounts::Private {
             let dir = self.views_dir.join(slice.to_string());
             let target =

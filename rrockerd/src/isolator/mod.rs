@@ -17,10 +17,11 @@ use rrocker_uring::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
 use rrocker_init::filters::FILTERS_FD;
 use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD};
 
-use crate::error::{DaemonError, IoContext};
 use crate::image::registry::Images;
+use crate::io_context::{IoContext, IoError};
 use crate::isolator::seccomp::{SeccompFilters, SeccompMode};
 use crate::isolator::uid_slices::UidSlices;
+use crate::request_error::RequestError;
 use crate::task_root;
 
 mod init_binary;
@@ -110,7 +111,7 @@ impl Isolator {
         slices: Arc<UidSlices>,
         filters: SeccompFilters,
         oom_score_adj: Option<i32>,
-    ) -> Result<Self, DaemonError> {
+    ) -> Result<Self, IoError> {
         let init = init_binary::load()
             .context("load rrocker-init into", std::path::Path::new("a memfd"))?;
         Ok(Self { init: Arc::new(init), images, slices, filters, oom_score_adj })
@@ -123,7 +124,7 @@ impl Isolator {
 
     /// The host id slice of `identity` for one more of its tasks; RESOURCE_EXHAUSTED when
     /// every slice is held by another identity.
-    pub fn lease(&self, identity: &str) -> Result<SliceLease, DaemonError> {
+    pub fn lease(&self, identity: &str) -> Result<SliceLease, RequestError> {
         let slice = self.slices.acquire(identity)?;
         Ok(SliceLease {
             slices: Arc::clone(&self.slices),
@@ -144,7 +145,7 @@ impl Isolator {
         hostname: &str,
         task_dir: &Path,
         command: TaskCommand<'_>,
-    ) -> Result<SpawnSpec, DaemonError> {
+    ) -> Result<SpawnSpec, RequestError> {
         let TaskCommand { image, argv, env, workdir } = command;
         let image = self.images.get(image, lease.slice, lease.id_map)?;
         let env = if env.is_empty() { default_env() } else { env };
@@ -155,7 +156,7 @@ impl Isolator {
             .unwrap_or(DEFAULT_PATH.as_bytes())
             .to_vec();
         let program = task_root::resolve_program(&image, &argv[0], &search_path, &path(&workdir))
-            .ok_or_else(|| DaemonError::BinaryNotFound {
+            .ok_or_else(|| RequestError::BinaryNotFound {
             program: String::from_utf8_lossy(&argv[0]).into_owned(),
         })?;
         let plan = InitPlan {
@@ -202,7 +203,7 @@ mod tests {
     }
 
     /// `isolator().spawn_spec` for client1.
-    fn spec(image: &str, argv: Vec<Vec<u8>>) -> Result<SpawnSpec, DaemonError> {
+    fn spec(image: &str, argv: Vec<Vec<u8>>) -> Result<SpawnSpec, RequestError> {
         let isolator = isolator();
         let lease = isolator.lease("client1").expect("a slice");
         let command = TaskCommand { image, argv, env: vec![], workdir: b"" };

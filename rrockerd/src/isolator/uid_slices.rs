@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rrocker_uring::IdMap;
 
-use crate::error::DaemonError;
+use crate::request_error::RequestError;
 
 /// Ids in a slice: a whole 16-bit range, what root and the usual users inside need.
 pub const SLICE: u32 = 65_536;
@@ -68,7 +68,7 @@ impl UidSlices {
     }
 
     /// A slice for one more task of `identity`: the one it holds, or the lowest free one.
-    pub fn acquire(&self, identity: &str) -> Result<u32, DaemonError> {
+    pub fn acquire(&self, identity: &str) -> Result<u32, RequestError> {
         if self.shared {
             return Ok(0);
         }
@@ -78,7 +78,7 @@ impl UidSlices {
             return Ok(*slice);
         }
         let Some(slice) = state.free.pop_first() else {
-            return Err(DaemonError::ResourceExhausted(format!(
+            return Err(RequestError::ResourceExhausted(format!(
                 "Cannot start the task: every host uid slice of --uid-range {} is held by another identity's tasks ({} slices of {SLICE} ids); widen --uid-range or wait for them to end",
                 self.flag,
                 state.held.len()
@@ -148,7 +148,7 @@ mod tests {
         pool.acquire("a").expect("slice 0");
         pool.acquire("b").expect("slice 1");
         let refused = pool.acquire("c").expect_err("full");
-        assert!(matches!(refused, DaemonError::ResourceExhausted(_)));
+        assert!(matches!(refused, RequestError::ResourceExhausted(_)));
         assert!(refused.to_string().contains("--uid-range 100000:131072"), "{refused}");
         pool.release("b", |_| {});
         assert_eq!(pool.acquire("c").expect("b's slice"), 1);

@@ -4,7 +4,7 @@
 
 use rrocker_proto::v1 as proto;
 
-use crate::error::DaemonError;
+use crate::request_error::RequestError;
 use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, IoLimit, Limits, TaskSpec, Usage, limit};
 
 /// Most bytes argv and env may hold together (the kernel's usual ARG_MAX is 2 MiB).
@@ -13,9 +13,9 @@ pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
 pub const MAX_ENTRIES: usize = 4096;
 
 impl TryFrom<proto::StartRequest> for TaskSpec {
-    type Error = DaemonError;
+    type Error = RequestError;
 
-    fn try_from(request: proto::StartRequest) -> Result<Self, DaemonError> {
+    fn try_from(request: proto::StartRequest) -> Result<Self, RequestError> {
         check_command(&request)?;
         let proto::StartRequest { argv, env, workdir, limits, image } = request;
         let limits = Limits::try_from(limits.unwrap_or_default())?;
@@ -24,14 +24,14 @@ impl TryFrom<proto::StartRequest> for TaskSpec {
 }
 
 /// Checks argv, env and workdir: sizes, NUL bytes, `KEY=VALUE`, an absolute path.
-fn check_command(request: &proto::StartRequest) -> Result<(), DaemonError> {
-    let invalid = |message: String| Err(DaemonError::InvalidArgument(message));
+fn check_command(request: &proto::StartRequest) -> Result<(), RequestError> {
+    let invalid = |message: String| Err(RequestError::InvalidArgument(message));
     match request.argv.first() {
         None => return invalid("argv must not be empty".into()),
         Some(program) if program.is_empty() => return invalid("argv[0] must not be empty".into()),
         _ => {}
     }
-    let too_large = |message: String| Err(DaemonError::ResourceExhausted(message));
+    let too_large = |message: String| Err(RequestError::ResourceExhausted(message));
     if request.argv.len() > MAX_ENTRIES || request.env.len() > MAX_ENTRIES {
         return too_large(format!("argv and env may have at most {MAX_ENTRIES} entries each"));
     }
@@ -63,13 +63,13 @@ fn check_command(request: &proto::StartRequest) -> Result<(), DaemonError> {
 }
 
 impl TryFrom<proto::Limits> for Limits {
-    type Error = DaemonError;
+    type Error = RequestError;
 
-    fn try_from(wire: proto::Limits) -> Result<Self, DaemonError> {
+    fn try_from(wire: proto::Limits) -> Result<Self, RequestError> {
         let cpu = match (limit(wire.cpu_quota_us), limit(wire.cpu_period_us)) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(DaemonError::InvalidArgument(
+                return Err(RequestError::InvalidArgument(
                     "cpu_period_us needs cpu_quota_us".into(),
                 ));
             }
@@ -189,7 +189,7 @@ mod tests {
     }
 
     /// The wire's limits as the registry checks them: converted, then against a 2-CPU host.
-    fn checked(wire: proto::Limits) -> Result<Limits, DaemonError> {
+    fn checked(wire: proto::Limits) -> Result<Limits, RequestError> {
         let limits = Limits::try_from(wire)?;
         crate::validate::limits(&limits, 2)?;
         Ok(limits)

@@ -20,8 +20,8 @@ use rrocker_uring::{Chunk, OutputFd, View};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{Access, Caller};
-use crate::error::DaemonError;
 use crate::listener::Peer;
+use crate::request_error::RequestError;
 use crate::state::{KillReason, TaskState};
 use crate::tasks::{Progress, Task, TaskRegistry};
 
@@ -39,11 +39,11 @@ impl Service {
 }
 
 /// The caller of a request, as authorised when its connection was accepted.
-fn caller<T>(request: &Request<T>) -> Result<Caller, DaemonError> {
+fn caller<T>(request: &Request<T>) -> Result<Caller, RequestError> {
     match request.extensions().get::<Peer>().map(|peer| &peer.access) {
         Some(Access::Granted(caller)) => Ok(caller.clone()),
-        Some(Access::Denied(reason)) => Err(DaemonError::PermissionDenied(reason.clone())),
-        None => Err(DaemonError::Unauthenticated),
+        Some(Access::Denied(reason)) => Err(RequestError::PermissionDenied(reason.clone())),
+        None => Err(RequestError::Unauthenticated),
     }
 }
 
