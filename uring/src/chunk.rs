@@ -1,5 +1,5 @@
 //! The unit of a task's output: a [`Chunk`] of bytes exactly as written to one [`OutputFd`].
-//! Shared by the in-memory log (`output.rs`) and its on-disk part (`spill.rs`).
+//! Shared by the in-memory log (`output/log.rs`) and its on-disk part (`output/spill/`).
 
 use bytes::Bytes;
 

@@ -19,10 +19,6 @@ mod chunk;
 mod engine;
 mod netns;
 mod output;
-mod spawn;
-mod spawner;
-mod spill;
-mod spill_writer;
 mod stats;
 mod sys;
 
@@ -31,12 +27,10 @@ pub use rrocker_init::report;
 use std::io;
 use std::path::PathBuf;
 
-pub use child::ChildStep;
+pub use child::{ChildStep, Handed, IdMap, Isolation, Placement, Program, SpawnSpec, Spawner};
 pub use chunk::{Chunk, OutputFd};
 pub use engine::{Engine, EngineConfig, Spawned, TaskKey};
 pub use output::{LineChunker, LogReader, OutputBudget, OutputLog, View};
-pub use spawn::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
-pub use spawner::Spawner;
 pub use stats::uring_submissions;
 
 /// How a task's process ended.

@@ -1,6 +1,6 @@
 //! The thin syscall layer of the engine: one short wrapper per call that rustix does not
 //! offer safely (clone3 with a pidfd, pidfd_send_signal, the network namespace's loopback).
-//! What a freshly cloned child does before `execve` is in `child.rs`. Nothing here decides
+//! What a freshly cloned child does before `execve` is in `child/exec.rs`. Nothing here decides
 //! anything.
 
 use std::io;

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::budget::OutputBudget;
+use super::spill::format;
 use crate::chunk::Chunk;
-use crate::spill;
 
 /// How far a log has got: the number of chunks and whether it is complete.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,13 +33,13 @@ pub(super) struct Stored {
     /// Bytes of output appended so far (in memory and in the file).
     pub(super) total: u64,
     /// (chunk number, file offset) of some records' starts, at least
-    /// `spill::CHECKPOINT_EVERY` apart, the first at (0, 0).
+    /// `format::CHECKPOINT_EVERY` apart, the first at (0, 0).
     pub(super) checkpoints: Vec<(usize, u64)>,
 }
 
 /// Every chunk a task has written, in order. Written by the engine, read by any number of
 /// [`LogReader`](super::LogReader)s. The newest chunks stay in memory, up to a budget; with a spill file, older
-/// ones move to it (see `spill.rs`) so that memory does not grow with the output.
+/// ones move to it (see `spill/`) so that memory does not grow with the output.
 #[derive(Debug)]
 pub struct OutputLog {
     stored: Mutex<Stored>,
@@ -161,7 +161,7 @@ impl OutputLog {
     }
 
     /// The records of the oldest chunks that bring the window down to half its budget (as
-    /// buffers to write in order, see `spill::records`), the number of chunks they
+    /// buffers to write in order, see `format::records`), the number of chunks they
     /// hold, and the file offset they go to. The chunks stay readable in memory until
     /// [`commit_spill`](Self::commit_spill).
     pub(crate) fn spill_batch(&self) -> (Vec<Bytes>, usize, u64) {
@@ -176,7 +176,7 @@ impl OutputLog {
             bytes -= chunk.data.len();
             count += 1;
         }
-        let records = spill::records(stored.window.iter().take(count));
+        let records = format::records(stored.window.iter().take(count));
         (records, count, stored.file_len)
     }
 
@@ -190,7 +190,7 @@ impl OutputLog {
             shared.used.fetch_sub(freed, Ordering::Relaxed);
         }
         let (last_chunk, last_offset) = *stored.checkpoints.last().expect("(0, 0) is first");
-        if stored.file_len - last_offset >= spill::CHECKPOINT_EVERY && stored.first > last_chunk {
+        if stored.file_len - last_offset >= format::CHECKPOINT_EVERY && stored.first > last_chunk {
             let checkpoint = (stored.first, stored.file_len);
             stored.checkpoints.push(checkpoint);
         }

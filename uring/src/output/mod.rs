@@ -10,8 +10,9 @@
 
 mod budget;
 mod chunker;
-mod log;
+pub(crate) mod log;
 mod reader;
+pub(crate) mod spill;
 
 pub use budget::OutputBudget;
 pub use chunker::LineChunker;

@@ -1,14 +1,14 @@
 //! Readers of an output log: each its own cursor, from memory while the log holds its
-//! chunks there, from the spill file (read on a blocking thread) once they moved, waiting
-//! on the log's progress for more.
+//! chunks there, from the spill file (`spill::reader`) once they moved, waiting on the
+//! log's progress for more.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::log::{OutputLog, Progress};
+use super::spill;
 use crate::chunk::{Chunk, OutputFd};
 
 impl OutputLog {
@@ -73,20 +73,6 @@ impl OutputLog {
         }
         (stored.first == 0).then_some((0, 0))
     }
-}
-
-/// Reads `length` bytes at `offset` (all there: the records are complete) into a fresh
-/// buffer, without zeroing it first.
-fn read_block(file: &std::fs::File, offset: u64, length: usize) -> std::io::Result<Bytes> {
-    let mut block = Vec::with_capacity(length);
-    while block.len() < length {
-        let at = offset + block.len() as u64;
-        let read = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut block), at)?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(Bytes::from(block))
 }
 
 /// Where a reader goes next: from memory, or from the file at an offset.
@@ -241,13 +227,7 @@ impl LogReader {
     /// Reads a block of records from `offset` (the start of chunk `chunk`) and keeps the
     /// chunks from `self.next` on.
     async fn read_file(&mut self, file: Arc<std::fs::File>, chunk: usize, offset: u64, end: u64) {
-        let length =
-            usize::try_from(end - offset).unwrap_or(usize::MAX).min(crate::spill::READ_BLOCK);
-        let read = tokio::task::spawn_blocking(move || read_block(&file, offset, length)).await;
-        let decoded = match read {
-            Ok(Ok(block)) => crate::spill::decode(block),
-            _ => None,
-        };
+        let decoded = spill::read_records(file, offset, end).await;
         let Some((chunks, used)) = decoded.filter(|(chunks, _)| !chunks.is_empty()) else {
             // The file cannot be read back: this reader ends here rather than loop.
             tracing::error!(offset, "cannot read spilled output back");
@@ -263,6 +243,8 @@ impl LogReader {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn rt() -> tokio::runtime::Runtime {

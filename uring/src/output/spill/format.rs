@@ -1,31 +1,17 @@
-//! The on-disk part of an [`crate::OutputLog`]: once a log's in-memory window is over its
-//! budget, its oldest chunks are appended to an unlinked file (O_TMPFILE) as records
-//! `[fd: 1 byte][length: 4 bytes LE][data]`, written by the engine through io_uring. Readers
-//! behind the window read the file back in blocks and decode the records; sparse checkpoints
-//! (chunk number, file offset) let a new reader start anywhere without scanning it all.
-//!
-//! Encoding and decoding are pure (no I/O) and unit-tested; the file is only appended to.
-
-use std::os::fd::OwnedFd;
-use std::path::Path;
+//! The spill file's format: records `[fd: 1 byte][length: 4 bytes LE][data]`, one per
+//! chunk, appended one after the other. Encoding and decoding are pure (no I/O) and
+//! unit-tested.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::chunk::{Chunk, OutputFd};
 
 /// Bytes of a record's header.
-pub const HEADER: usize = 5;
+pub(crate) const HEADER: usize = 5;
 /// File distance between two checkpoints.
-pub const CHECKPOINT_EVERY: u64 = 1 << 20;
+pub(crate) const CHECKPOINT_EVERY: u64 = 1 << 20;
 /// How much a reader reads from the file at once (at least one record of the largest chunk).
-pub const READ_BLOCK: usize = 1 << 20;
-
-/// Opens an unlinked read-write file in `dir` (O_TMPFILE): it disappears with its last fd.
-pub fn create(dir: &Path) -> std::io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    Ok(rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600))?)
-}
+pub(crate) const READ_BLOCK: usize = 1 << 20;
 
 /// Most buffers handed to one writev (the kernel's IOV_MAX is 1024).
 const MAX_BUFFERS: usize = 512;
@@ -33,7 +19,7 @@ const MAX_BUFFERS: usize = 512;
 /// The records of `chunks` as buffers to write one after the other: each chunk's header,
 /// then its data as it is (no copy). Batches of more chunks than one writev takes are copied
 /// into a single buffer instead (they are many small chunks: the copy is cheap).
-pub fn records<'a>(chunks: impl ExactSizeIterator<Item = &'a Chunk> + Clone) -> Vec<Bytes> {
+pub(crate) fn records<'a>(chunks: impl ExactSizeIterator<Item = &'a Chunk> + Clone) -> Vec<Bytes> {
     if 2 * chunks.len() > MAX_BUFFERS {
         let mut out = BytesMut::new();
         encode(chunks, &mut out);
@@ -57,7 +43,7 @@ fn encode_headers<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut Byt
 }
 
 /// Appends the records of `chunks` to `out`.
-pub fn encode<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMut) {
+pub(crate) fn encode<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMut) {
     for chunk in chunks {
         out.reserve(HEADER + chunk.data.len());
         encode_headers([chunk], out);
@@ -68,7 +54,7 @@ pub fn encode<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut BytesMu
 /// Decodes the complete records at the start of `block` (slices of it, no copy); returns
 /// them and how many bytes they took. A record cut by the block's end is left for the next
 /// read. `None` if the block holds something that is not a record (a corrupt file).
-pub fn decode(mut block: Bytes) -> Option<(Vec<Chunk>, usize)> {
+pub(crate) fn decode(mut block: Bytes) -> Option<(Vec<Chunk>, usize)> {
     let mut chunks = Vec::new();
     let mut used = 0;
     while block.len() >= HEADER {

@@ -1,4 +1,4 @@
-//! The I/O half of the spill: moves a task's oldest output from its log's memory window to
+//! The spill's writing side: moves a task's oldest output from its log's memory window to
 //! the task's spill file (created on first need, O_TMPFILE in the spill directory) through
 //! io_uring. Shared by the task's two pumps on the engine thread; one batch at a time.
 //!
@@ -16,7 +16,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::output::OutputLog;
+use crate::output::log::OutputLog;
+
+/// Opens an unlinked read-write file in `dir` (O_TMPFILE): it disappears with its last fd.
+fn create(dir: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600))?)
+}
 
 /// First wait before retrying a failed spill; doubled up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(10);
@@ -106,7 +113,7 @@ impl SpillWriter {
         }
         if self.file.get().is_none() {
             let dir = self.dir.as_deref().ok_or_else(|| io::Error::other("no spill directory"))?;
-            let file = crate::spill::create(dir)?;
+            let file = create(dir)?;
             log.attach_spill_file(std::fs::File::from(file.try_clone()?));
             let _ = self.file.set(tokio_uring::fs::File::from_std(std::fs::File::from(file)));
         }

@@ -1,0 +1,93 @@
+//! A task's I/O on the engine thread: reaping its child through its pidfd, and pumping
+//! each of its output pipes into its log with io_uring reads.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::config::EngineConfig;
+use crate::chunk::{Chunk, OutputFd};
+use crate::output::spill::SpillWriter;
+use crate::output::{LineChunker, OutputLog};
+use crate::{ExitStatus, sys};
+
+/// Waits for the pidfd to become readable (the child exited), kills what is left of the
+/// child's process group (its session, made by `setsid` in the child), and reaps the child.
+/// The group is killed before the reap, while the zombie leader still holds its number.
+pub(super) async fn reap(pidfd: Rc<OwnedFd>, pid: u32) -> io::Result<ExitStatus> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let pidfd = sys::watch_pidfd(pidfd)?;
+    let wait = |options| {
+        waitid(
+            WaitId::PidFd(pidfd.get_ref().as_fd()),
+            options | WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        )
+    };
+    loop {
+        let mut ready = pidfd.readable().await?;
+        // Peek first (NOWAIT): only a child that has really exited has its group killed.
+        if wait(WaitIdOptions::NOWAIT)?.is_none() {
+            ready.clear_ready();
+            continue;
+        }
+        match sys::kill_process_group(pid) {
+            Err(error) if error.raw_os_error() != Some(libc::ESRCH) => {
+                tracing::warn!(%error, pid, "cannot kill the task's process group");
+            }
+            _ => {}
+        }
+        let status = wait(WaitIdOptions::empty())?
+            .ok_or_else(|| io::Error::other("an exited child could not be reaped"))?;
+        return Ok(match (status.exit_status(), status.terminating_signal()) {
+            (_, Some(signal)) => ExitStatus::Signaled(signal),
+            (Some(code), None) => ExitStatus::Exited(code),
+            (None, None) => ExitStatus::Exited(0),
+        });
+    }
+}
+
+/// Reads one pipe to its end with io_uring and appends what it reads to `log`, moving the
+/// log's oldest chunks to its spill file whenever its memory window is over budget.
+pub(super) async fn pump(
+    pipe: OwnedFd,
+    fd: OutputFd,
+    log: &OutputLog,
+    spill: &SpillWriter,
+    config: &EngineConfig,
+) {
+    let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
+    let mut chunker = LineChunker::new(config.chunk_limit);
+    let mut emit = |data| log.append(Chunk { fd, data });
+    let mut buffer = BytesMut::with_capacity(config.read_size);
+    loop {
+        if buffer.capacity() < config.read_size / 4 {
+            buffer = BytesMut::with_capacity(config.read_size);
+        }
+        let asked = buffer.capacity();
+        crate::stats::submitted();
+        let (result, returned) = file.read_at(buffer, 0).await;
+        buffer = returned;
+        match result {
+            Ok(0) => break,
+            Ok(read) => {
+                // A partial line is held back only if more bytes are already in the pipe
+                // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
+                let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
+                chunker.push(buffer.split().freeze(), more_waiting, &mut emit);
+                if log.over_budget() {
+                    spill.make_room(log).await;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                tracing::error!(%error, ?fd, "cannot read task output");
+                break;
+            }
+        }
+    }
+    chunker.finish(&mut emit);
+    crate::stats::submitted();
+    let _ = file.close().await;
+}

@@ -1,0 +1,36 @@
+//! The spill's reading side: a reader behind its log's memory window reads the file back
+//! in blocks, on a blocking thread, and decodes the records.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::format;
+use crate::chunk::Chunk;
+
+/// The complete records in the file from `offset` (a record's start) on, up to `end` (the
+/// file's length) and at most [`format::READ_BLOCK`] bytes, and how many bytes they took.
+/// `None` if the file cannot be read back or holds something that is not a record.
+pub(crate) async fn read_records(
+    file: Arc<std::fs::File>,
+    offset: u64,
+    end: u64,
+) -> Option<(Vec<Chunk>, usize)> {
+    let length = usize::try_from(end - offset).unwrap_or(usize::MAX).min(format::READ_BLOCK);
+    let read = tokio::task::spawn_blocking(move || read_block(&file, offset, length)).await;
+    format::decode(read.ok()?.ok()?)
+}
+
+/// Reads `length` bytes at `offset` (all there: the records are complete) into a fresh
+/// buffer, without zeroing it first.
+fn read_block(file: &std::fs::File, offset: u64, length: usize) -> std::io::Result<Bytes> {
+    let mut block = Vec::with_capacity(length);
+    while block.len() < length {
+        let at = offset + block.len() as u64;
+        let read = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut block), at)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(Bytes::from(block))
+}
