@@ -1,7 +1,7 @@
 //! An I/O error that says what was being done and on which path, and the one extension
 //! trait ([`IoContext::context`]) that attaches both to an `io::Error`. Each concern's error
-//! type ([`crate::request_error::RequestError`], [`crate::startup_error::StartupError`],
-//! [`crate::cgroup::CgroupError`], [`crate::image::ImageError`]) takes it with `#[from]`.
+//! type (`RequestError`, `StartupError`, `CgroupError`, `ImageError`) takes it with
+//! `#[from]`.
 
 use std::io;
 use std::path::{Path, PathBuf};
