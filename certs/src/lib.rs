@@ -10,19 +10,21 @@
 //! `<name>.pem` (leaf then its CA) and `<name>.key` for `server`, `client1`, `client2`,
 //! `admin1` and `rogue` (self-signed, trusted by nobody).
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
-    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevocationReason, RevokedCertParams, SanType,
-    SerialNumber,
+    CertificateRevocationListParams, CertifiedIssuer, KeyIdMethod, KeyPair, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
+
+pub use authority::Authority;
+use authority::{ca_params, generate_error, new_key, sign_leaf};
+use files::{create_pki_dir, write_file};
+
+mod authority;
+mod files;
 
 /// What went wrong while making or writing certificates.
 #[derive(Debug, thiserror::Error)]
@@ -305,143 +307,9 @@ pub fn default_pki_dir() -> PathBuf {
     config.join("rrocker").join("pki")
 }
 
-/// One CA of a PKI directory (its `.pem` and `.key`), loaded to issue the certificates a
-/// fleet needs after the dev PKI: a server certificate per host, a client certificate per
-/// person or team.
-pub struct Authority {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-    signer: Signer,
-}
-
-impl std::fmt::Debug for Authority {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authority").field("signer", &self.signer).finish_non_exhaustive()
-    }
-}
-
-impl Authority {
-    /// The server CA (`server-ca.pem`/`.key`) or the client CA (`client-ca.pem`/`.key`) of
-    /// the PKI in `dir`.
-    pub fn load(dir: &Path, signer: Signer) -> Result<Self, CertError> {
-        let name = match signer {
-            Signer::ServerCa => "server-ca",
-            Signer::ClientCa => "client-ca",
-            Signer::SelfSigned => return Err(CertError::NotACa),
-        };
-        let read = |extension: &str| {
-            let path = dir.join(format!("{name}.{extension}"));
-            fs::read_to_string(&path).map_err(|source| CertError::Read { path, source })
-        };
-        let (pem, key) = (read("pem")?, read("key")?);
-        let key = KeyPair::from_pem(&key).map_err(generate_error(name))?;
-        let issuer = Issuer::from_ca_cert_pem(&pem, key).map_err(generate_error(name))?;
-        Ok(Self { issuer, pem, signer })
-    }
-
-    /// Issues a leaf certificate as `spec` describes, signed by this CA (whatever
-    /// `spec.signer` says). Its serial number is the time in nanoseconds, unique for one CA
-    /// issuing one certificate at a time.
-    pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, CertError> {
-        let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let serial = u64::try_from(now).unwrap_or(u64::MAX);
-        let spec = LeafSpec { signer: self.signer, ..spec.clone() };
-        sign_leaf(&spec, serial, Some((&self.issuer, self.pem.clone())))
-    }
-}
-
-/// Signs the leaf `spec` describes with `signer` (the CA and its PEM; `None` self-signs).
-fn sign_leaf(
-    spec: &LeafSpec,
-    serial: u64,
-    signer: Option<(&Issuer<'_, KeyPair>, String)>,
-) -> Result<Issued, CertError> {
-    let name = spec.common_name.as_str();
-    let key = new_key(name)?;
-    let mut params =
-        CertificateParams::new(spec.subject_alt_names.clone()).map_err(generate_error(name))?;
-    params.subject_alt_names = spec
-        .subject_alt_names
-        .iter()
-        .map(|san| match san.parse() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => san.clone().try_into().map(SanType::DnsName),
-        })
-        .collect::<Result<_, _>>()
-        .map_err(generate_error(name))?;
-    let mut subject = DistinguishedName::new();
-    for (index, organization) in spec.organizations.iter().enumerate() {
-        // rcgen keeps one value per attribute type: a second O goes in under its OID
-        // (2.5.4.10) as a custom type, which the certificate then carries after the first.
-        let attribute = match index {
-            0 => DnType::OrganizationName,
-            1 => DnType::CustomDnType(vec![2, 5, 4, 10]),
-            _ => return Err(CertError::TooManyOrganizations { name: name.to_owned() }),
-        };
-        subject.push(attribute, organization.as_str());
-    }
-    subject.push(DnType::CommonName, name);
-    params.distinguished_name = subject;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![match spec.usage {
-        Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-        Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-    }];
-    params.not_before = spec.not_before;
-    params.not_after = spec.not_after;
-    params.serial_number = Some(SerialNumber::from(serial));
-    params.use_authority_key_identifier_extension = signer.is_some();
-    let (cert, ca_pem) = match signer {
-        Some((issuer, pem)) => (params.signed_by(&key, issuer), pem),
-        None => (params.self_signed(&key), String::new()),
-    };
-    let cert = cert.map_err(generate_error(name))?;
-    Ok(Issued { chain_pem: cert.pem() + &ca_pem, key_pem: key.serialize_pem(), serial })
-}
-
 /// Whether `dir` already holds a PKI the daemon can serve with.
 pub fn has_server_pki(dir: &Path) -> bool {
     ["server.pem", "server.key", "client-ca.pem"].iter().all(|file| dir.join(file).is_file())
-}
-
-fn ca_params(common_name: &str) -> Result<CertificateParams, CertError> {
-    let mut params = CertificateParams::new(Vec::new()).map_err(generate_error(common_name))?;
-    params.distinguished_name.push(DnType::OrganizationName, "rrocker");
-    params.distinguished_name.push(DnType::CommonName, common_name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(3650);
-    Ok(params)
-}
-
-fn new_key(name: &str) -> Result<KeyPair, CertError> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate_error(name))
-}
-
-fn generate_error(name: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
-    move |source| CertError::Generate { name: name.to_owned(), source }
-}
-
-/// Creates a PKI directory (0700) unless it is there.
-fn create_pki_dir(dir: &Path) -> Result<(), CertError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| CertError::Write { path: dir.to_owned(), source })
-}
-
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
-    let write = || -> std::io::Result<()> {
-        let mut file =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()
-    };
-    write().map_err(|source| CertError::Write { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -472,7 +340,7 @@ mod tests {
         for name in ["root-ca", "server-ca", "client-ca", "server", "client1", "client2", "admin1"]
         {
             let key = dir.path().join(format!("{name}.key"));
-            let mode = fs::metadata(&key).expect("key exists").permissions().mode();
+            let mode = std::fs::metadata(&key).expect("key exists").permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}.key mode");
             assert!(dir.path().join(format!("{name}.pem")).is_file(), "{name}.pem");
         }

@@ -64,12 +64,6 @@ impl Task {
         self.progress.borrow().clone()
     }
 
-    /// What the task has used: final once it has ended, else read now from its cgroup.
-    pub fn usage(&self) -> Option<Usage> {
-        let progress = self.progress();
-        progress.final_usage.or_else(|| self.cgroup.as_ref().map(|cgroup| cgroup.usage()))
-    }
-
     /// Why the task's output cannot be kept now (the task waits for room), while that lasts.
     pub fn output_held(&self) -> Option<String> {
         self.output.held()
@@ -102,4 +96,56 @@ impl Task {
     pub(crate) fn stop_cause(&self) -> Option<StopCause> {
         *self.stop_cause.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A task as it is now: its progress, and what it has used (its final usage once it has
+/// ended, else its cgroup's counters read now).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The task.
+    pub task: Arc<Task>,
+    /// Its state.
+    pub progress: Progress,
+    /// What it has used, if it has a cgroup.
+    pub usage: Option<Usage>,
+}
+
+impl Snapshot {
+    /// `task` at `progress`, with the usage the registry kept (the final one, once ended).
+    pub fn as_kept(task: Arc<Task>, progress: Progress) -> Self {
+        Self { usage: progress.final_usage, progress, task }
+    }
+}
+
+/// Snapshots of `tasks`, in order. Ended tasks' usage is the one the registry kept; the
+/// cgroups of tasks still running are read in one step on a blocking thread, never on the
+/// async runtime.
+pub async fn snapshots(tasks: Vec<Arc<Task>>) -> Vec<Snapshot> {
+    let taken: Vec<Snapshot> = tasks
+        .into_iter()
+        .map(|task| {
+            let progress = task.progress();
+            Snapshot::as_kept(task, progress)
+        })
+        .collect();
+    let unread = |snapshot: &Snapshot| snapshot.usage.is_none() && snapshot.task.cgroup.is_some();
+    if !taken.iter().any(unread) {
+        return taken;
+    }
+    let read = move || {
+        let mut taken = taken;
+        for snapshot in taken.iter_mut().filter(|snapshot| unread(snapshot)) {
+            snapshot.usage = snapshot.task.cgroup.as_ref().map(|cgroup| cgroup.usage());
+        }
+        taken
+    };
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+/// The snapshot of one task.
+pub async fn snapshot(task: Arc<Task>) -> Snapshot {
+    let mut one = snapshots(vec![task]).await;
+    one.pop().expect("one snapshot of one task")
 }

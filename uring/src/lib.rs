@@ -27,7 +27,9 @@ pub use rrocker_init::report;
 use std::io;
 use std::path::PathBuf;
 
-pub use child::{ChildStep, Handed, IdMap, Isolation, Placement, Program, SpawnSpec, Spawner};
+pub use child::{
+    ChildStep, Handed, IdMap, Isolation, Namespaces, Placement, Program, SpawnSpec, Spawner,
+};
 pub use chunk::{Chunk, OutputFd};
 pub use engine::{Engine, EngineConfig, Spawned, TaskKey};
 pub use output::{LineChunker, LogReader, OutputBudget, OutputLog, View};

@@ -79,6 +79,11 @@ impl NetnsPool {
 
 /// Runs `run` with the calling thread in the network namespace `namespace`, then moves the
 /// thread back to `home`.
+///
+/// A thread that cannot go back (never seen: it holds `home` open and the capability that
+/// let it leave) panics, on purpose: on the engine thread that is the engine's death, which
+/// the daemon reports and exits on, to be restarted clean, rather than go on cloning tasks
+/// from a namespace that is not its own.
 pub(crate) fn within<T>(
     namespace: BorrowedFd<'_>,
     home: BorrowedFd<'_>,
@@ -107,7 +112,8 @@ fn make_and_stay() -> io::Result<OwnedFd> {
     current()
 }
 
-/// Makes a namespace with the calling thread and returns the thread to `home`.
+/// Makes a namespace with the calling thread and returns the thread to `home`. (It panics as
+/// [`within`] does if it cannot.)
 fn make_here(home: &OwnedFd) -> io::Result<OwnedFd> {
     let made = make_and_stay();
     move_into_link_name_space(home.as_fd(), Some(LinkNameSpaceType::Network))

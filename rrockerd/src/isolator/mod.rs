@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use rrocker_uring::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
+use rrocker_uring::{Handed, IdMap, Isolation, Namespaces, Placement, Program, SpawnSpec};
 
 use rrocker_init::filters::FILTERS_FD;
 use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD};
@@ -39,13 +39,13 @@ fn default_env() -> Vec<Vec<u8>> {
 }
 
 /// Every namespace a task gets.
-pub const TASK_NAMESPACES: u64 = (libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWCGROUP) as u64;
+pub const TASK_NAMESPACES: Namespaces = Namespaces::USER
+    .and(Namespaces::PID)
+    .and(Namespaces::MOUNT)
+    .and(Namespaces::NETWORK)
+    .and(Namespaces::UTS)
+    .and(Namespaces::IPC)
+    .and(Namespaces::CGROUP);
 
 /// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, the
 /// pool of host id slices root inside maps to, and the seccomp filters of their commands.

@@ -23,7 +23,8 @@ use crate::authz::{Access, Caller};
 use crate::listener::Peer;
 use crate::request_error::RequestError;
 use crate::state::{KillReason, TaskState};
-use crate::tasks::{Progress, Task, TaskRegistry};
+use crate::task::{self, Snapshot};
+use crate::tasks::TaskRegistry;
 
 /// The `rrocker.v1.TaskService` implementation.
 #[derive(Debug, Clone)]
@@ -71,11 +72,11 @@ impl TaskService for Service {
         let stopping = tokio::spawn(stop);
         let failed = |_| Status::internal("the stop failed");
         if no_wait && let Ok(task) = terminated.await {
-            let now = status(&task, &task.progress());
+            let now = status(&task::snapshot(task).await);
             return Ok(Response::new(StopResponse { status: Some(now) }));
         }
         let (task, progress) = stopping.await.map_err(failed)??;
-        Ok(Response::new(StopResponse { status: Some(status(&task, &progress)) }))
+        Ok(Response::new(StopResponse { status: Some(status(&Snapshot::as_kept(task, progress))) }))
     }
 
     async fn query(
@@ -84,7 +85,7 @@ impl TaskService for Service {
     ) -> Result<Response<proto::TaskStatus>, Status> {
         let caller = caller(&request)?;
         let task = self.registry.find(&caller, &request.get_ref().task_id)?;
-        Ok(Response::new(status(&task, &task.progress())))
+        Ok(Response::new(status(&task::snapshot(task).await)))
     }
 
     type StreamStream = OutputStream;
@@ -112,8 +113,11 @@ impl TaskService for Service {
                         open.streamed(chunk.data.len());
                         return Some((Ok(output_event(chunk)), Some((reader, task, open))));
                     }
-                    None if follow => Event::Status(status(&task, &task.finished().await)),
-                    None => Event::Status(status(&task, &task.progress())),
+                    None if follow => {
+                        let progress = task.finished().await;
+                        Event::Status(status(&Snapshot::as_kept(task, progress)))
+                    }
+                    None => Event::Status(status(&task::snapshot(task).await)),
                 };
                 Some((Ok(StreamResponse { event: Some(event) }), None))
             });
@@ -122,8 +126,8 @@ impl TaskService for Service {
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let caller = caller(&request)?;
-        let tasks = self.registry.list(&caller);
-        let tasks = tasks.iter().map(|task| status(task, &task.progress())).collect();
+        let snapshots = task::snapshots(self.registry.list(&caller)).await;
+        let tasks = snapshots.iter().map(status).collect();
         Ok(Response::new(ListResponse { tasks }))
     }
 
@@ -146,7 +150,8 @@ fn output_event(chunk: Chunk) -> StreamResponse {
 }
 
 /// The wire form of a task at some point of its life.
-fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
+fn status(snapshot: &Snapshot) -> proto::TaskStatus {
+    let Snapshot { task, progress, usage } = snapshot;
     let mut status = proto::TaskStatus {
         task_id: task.id.to_string(),
         owner: task.owner.clone(),
@@ -171,7 +176,7 @@ fn status(task: &Task, progress: &Progress) -> proto::TaskStatus {
         created_at_ms: unix_ms(task.created_at),
         finished_at_ms: progress.finished_at.map_or(0, unix_ms),
         pid: if progress.state.is_final() { 0 } else { task.pid },
-        usage: task.usage().map(proto::Usage::from),
+        usage: usage.map(proto::Usage::from),
         ..proto::TaskStatus::default()
     };
     match &progress.state {

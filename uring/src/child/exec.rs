@@ -7,13 +7,14 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::plan::{ChildPlan, ExecTarget, FIRST_HANDED_FD, HANDED_FDS, HANDED_FDS_END, HandedFd};
+use super::spec::Namespaces;
 use crate::sys::{Cloned, clone3_with_pidfd};
 
 /// Clones a child that runs `plan` (see [`exec_child`]) and returns its pid and pidfd.
 pub(crate) fn spawn_child(plan: &ChildPlan<'_>) -> io::Result<(u32, OwnedFd)> {
     // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the plan,
     // whose pointers stay valid in the child's copy of our memory.
-    match unsafe { clone3_with_pidfd(plan.namespaces, plan.cgroup) }? {
+    match unsafe { clone3_with_pidfd(plan.clone_flags(), plan.cgroup) }? {
         // SAFETY: we are the freshly cloned child.
         Cloned::Child => unsafe { exec_child(plan) },
         Cloned::Parent { pid, pidfd } => Ok((pid, pidfd)),
@@ -34,7 +35,7 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
             fail(error_pipe, ChildStep::DeathSignal);
         }
         // In a new PID namespace getppid() is 0; the sync pipe then tells of a dead parent.
-        if plan.namespaces & libc::CLONE_NEWPID as u64 == 0 && libc::getppid() != plan.parent_pid {
+        if !plan.namespaces.contains(Namespaces::PID) && libc::getppid() != plan.parent_pid {
             libc::_exit(127);
         }
         if let Some((read_end, write_end)) = plan.sync {

@@ -15,7 +15,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use super::exec::{ChildStep, spawn_child};
 use super::plan::{ChildPlan, ExecTarget, HandedFd};
 use super::spawner::Spawner;
-use super::spec::{Handed, IdMap, Program, SpawnSpec};
+use super::spec::{Handed, IdMap, Namespaces, Program, SpawnSpec};
 use crate::netns::NetnsPool;
 use crate::report::{self, Record};
 use crate::sys;
@@ -114,11 +114,10 @@ pub(crate) fn clone_child(
         }
     }
     plan.cgroup = spec.placement.clone_into.as_deref().map(AsFd::as_fd);
-    let new_network = libc::CLONE_NEWNET as u64;
-    let pool = netns.filter(|_| plan.namespaces & new_network != 0);
+    let pool = netns.filter(|_| plan.namespaces.contains(Namespaces::NETWORK));
     if pool.is_some() {
         // Born in a network namespace made ahead instead of one made by clone3.
-        plan.namespaces &= !new_network;
+        plan.namespaces = plan.namespaces.without(Namespaces::NETWORK);
     }
     let spawned = match spawner {
         Some(spawner) => {

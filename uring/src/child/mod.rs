@@ -14,4 +14,4 @@ pub(crate) mod spec;
 
 pub use exec::ChildStep;
 pub use spawner::Spawner;
-pub use spec::{Handed, IdMap, Isolation, Placement, Program, SpawnSpec};
+pub use spec::{Handed, IdMap, Isolation, Namespaces, Placement, Program, SpawnSpec};

@@ -5,6 +5,8 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::BorrowedFd;
 
+use super::spec::Namespaces;
+
 /// What the child executes: a path, or an open file (execveat with AT_EMPTY_PATH), which
 /// keeps working whatever happens to the path.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +49,11 @@ pub(crate) struct ChildPlan<'a> {
     pub error_pipe: BorrowedFd<'a>,
     /// Hand `error_pipe` to the program as fd 3 (an init that reports its own set-up).
     pub report_fd: bool,
-    /// CLONE_NEW* flags for clone3.
-    pub namespaces: u64,
+    /// The new namespaces to clone it into.
+    pub namespaces: Namespaces,
+    /// Clone it as a sibling of its cloner (CLONE_PARENT: the spawner's children are the
+    /// daemon's).
+    pub as_sibling: bool,
     /// A pipe to wait on before anything else (read end, and the write end to close first):
     /// the parent writes one byte once it has set the child up from outside (id maps).
     pub sync: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
@@ -71,6 +76,12 @@ pub(crate) struct ChildPlan<'a> {
 }
 
 impl<'a> ChildPlan<'a> {
+    /// The flags of its clone3: its namespaces, and CLONE_PARENT if cloned as a sibling.
+    pub(crate) fn clone_flags(&self) -> u64 {
+        let parent = if self.as_sibling { libc::CLONE_PARENT as u64 } else { 0 };
+        self.namespaces.clone_flags() | parent
+    }
+
     /// A plan to exec `target` with `argv` and `env` in `workdir`, with `stdio` as fds 0-2,
     /// reporting a failed step on `error_pipe`; the other options start off.
     pub(crate) fn new(
@@ -94,7 +105,8 @@ impl<'a> ChildPlan<'a> {
             stdio,
             error_pipe,
             report_fd: false,
-            namespaces: 0,
+            namespaces: Namespaces::NONE,
+            as_sibling: false,
             sync: None,
             become_root: false,
             drop_groups: false,

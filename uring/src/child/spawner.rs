@@ -199,7 +199,8 @@ fn clone_for(
         stdio_fds,
         error_pipe.as_fd(),
     );
-    plan.namespaces = request.namespaces | libc::CLONE_PARENT as u64;
+    plan.namespaces = request.namespaces;
+    plan.as_sibling = true;
     plan.report_fd = has(REPORT_FD);
     plan.become_root = has(BECOME_ROOT);
     plan.drop_groups = has(DROP_GROUPS);

@@ -12,6 +12,7 @@ use rustix::net::{
 };
 
 use super::plan::{ChildPlan, ExecTarget, HANDED_FDS, HandedFd};
+use super::spec::Namespaces;
 
 /// Most fds a request carries: stdio, error pipe, sync pipe, the handed ones, cgroup, netns,
 /// program.
@@ -64,7 +65,7 @@ pub(super) fn encode<'a>(
             fds.push(fd);
         }
     }
-    let mut payload = plan.namespaces.to_le_bytes().to_vec();
+    let mut payload = plan.namespaces.clone_flags().to_le_bytes().to_vec();
     payload.extend_from_slice(&[0, 0]);
     let oom_score = plan.oom_score_adj.and_then(|score| score.to_str().ok()?.parse::<i32>().ok());
     payload.extend_from_slice(&oom_score.unwrap_or(i32::MIN).to_le_bytes());
@@ -101,7 +102,7 @@ pub(super) fn encode<'a>(
 /// A request as the spawner received it.
 #[derive(Debug)]
 pub(super) struct Request {
-    pub(super) namespaces: u64,
+    pub(super) namespaces: Namespaces,
     pub(super) flags: u16,
     pub(super) oom_score_adj: Option<CString>,
     pub(super) workdir: CString,
@@ -115,7 +116,8 @@ pub(super) struct Request {
 /// Decodes a request's payload; `None` if it is malformed.
 pub(super) fn decode(payload: &[u8]) -> Option<Request> {
     let mut cursor = Cursor { rest: payload };
-    let namespaces = u64::from_le_bytes(cursor.take(8)?.try_into().ok()?);
+    let namespaces =
+        Namespaces::from_clone_flags(u64::from_le_bytes(cursor.take(8)?.try_into().ok()?));
     let flags = u16::from_le_bytes(cursor.take(2)?.try_into().ok()?);
     let oom_score = i32::from_le_bytes(cursor.take(4)?.try_into().ok()?);
     let oom_score_adj =
@@ -223,7 +225,7 @@ mod tests {
         let stdio = [null.as_fd(), null.as_fd(), null.as_fd()];
         let mut plan =
             ChildPlan::new(ExecTarget::Path(&path), &argv, &env, &workdir, stdio, null.as_fd());
-        plan.namespaces = 0x1234;
+        plan.namespaces = Namespaces::PID.and(Namespaces::USER);
         plan.report_fd = true;
         let dir = c"/run/t".to_owned();
         let fd = Some(HandedFd::Fd(null.as_fd()));
@@ -233,7 +235,7 @@ mod tests {
         let (payload, fds) = encode(&plan, Some(null.as_fd()));
         assert_eq!(fds.len(), 7, "stdio, error pipe, go, the second init fd, network");
         let request = decode(&payload).expect("decodes");
-        assert_eq!(request.namespaces, 0x1234);
+        assert_eq!(request.namespaces, Namespaces::PID.and(Namespaces::USER));
         let handed = FIRST_HANDED | FIRST_HANDED << 2 | FIRST_HANDED_DIR << 3;
         assert_eq!(request.flags, REPORT_FD | handed | NETWORK);
         assert_eq!(request.dirs, [None, None, None, Some(dir)]);

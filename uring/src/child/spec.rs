@@ -71,8 +71,8 @@ impl Program {
 /// without writing means success).
 #[derive(Debug, Clone, Copy)]
 pub struct Isolation {
-    /// CLONE_NEW* flags.
-    pub namespaces: u64,
+    /// The new namespaces it is cloned into.
+    pub namespaces: Namespaces,
     /// The uid/gid range root inside maps to, if a user namespace is made.
     pub id_map: Option<IdMap>,
     /// The OOM killer's score adjustment of the child and all it starts (raised from the
@@ -89,4 +89,67 @@ pub struct IdMap {
     pub first_gid: u32,
     /// How many ids.
     pub count: u32,
+}
+
+/// A set of namespaces a child gets new ones of (clone3's `CLONE_NEW*` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Namespaces(u64);
+
+impl Namespaces {
+    /// None: the child shares the daemon's.
+    pub const NONE: Self = Self(0);
+    /// A user namespace.
+    pub const USER: Self = Self::flag(libc::CLONE_NEWUSER);
+    /// A PID namespace.
+    pub const PID: Self = Self::flag(libc::CLONE_NEWPID);
+    /// A mount namespace.
+    pub const MOUNT: Self = Self::flag(libc::CLONE_NEWNS);
+    /// A network namespace.
+    pub const NETWORK: Self = Self::flag(libc::CLONE_NEWNET);
+    /// A UTS (host name) namespace.
+    pub const UTS: Self = Self::flag(libc::CLONE_NEWUTS);
+    /// An IPC namespace.
+    pub const IPC: Self = Self::flag(libc::CLONE_NEWIPC);
+    /// A cgroup namespace.
+    pub const CGROUP: Self = Self::flag(libc::CLONE_NEWCGROUP);
+
+    const fn flag(flag: libc::c_int) -> Self {
+        Self(flag.cast_unsigned() as u64)
+    }
+
+    /// These and `other`.
+    #[must_use]
+    pub const fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// These without `other`.
+    #[must_use]
+    pub const fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// Whether all of `other` are among these.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The set that clone3 `flags` make (other flags left out: only namespaces cross).
+    pub(crate) const fn from_clone_flags(flags: u64) -> Self {
+        Self(flags & Self::ALL.0)
+    }
+
+    /// Every namespace above.
+    const ALL: Self = Self::USER
+        .and(Self::PID)
+        .and(Self::MOUNT)
+        .and(Self::NETWORK)
+        .and(Self::UTS)
+        .and(Self::IPC)
+        .and(Self::CGROUP);
+
+    /// The clone3 flags that make them.
+    pub(crate) const fn clone_flags(self) -> u64 {
+        self.0
+    }
 }
