@@ -1,7 +1,8 @@
 //! Resource control against the real kernel, as root: memory (OOM kill reported from the
 //! kernel's counters), CPU quota, pids, disk IO, no cgroup left behind (also after the daemon
 //! is SIGKILLed), bad limits refused with nothing created, and the v2 backend run for real on
-//! the unified hierarchy. The tests of this file take turns (CPU figures need a quiet host).
+//! the unified hierarchy. The tests of this file take turns (CPU figures need a quiet host),
+//! which is why they are one file of over 400 lines rather than several that would run at once.
 
 use std::path::PathBuf;
 

@@ -1,0 +1,162 @@
+//! What tests do with tasks: requests, starting and stopping, streaming and waiting for
+//! output or a final status, and waiting for what the daemon gives no event for.
+
+use rrocker_proto::v1::{StartRequest, StreamRequest, TaskStatus, stream_response::Event};
+
+use crate::Client;
+
+/// Waits until `done` holds, asking every 10 ms, for at most a minute; for conditions that
+/// the daemon gives no event for (its log file, its fds). Panics naming `what` it waited for.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited a minute for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A `/proc/PID/status` memory figure in KiB (`VmRSS`, `VmHWM`...), if the process and the
+/// field exist.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    value.split_whitespace().next()?.parse().ok()
+}
+
+/// Sends `signal` to a process this test started.
+pub fn signal(pid: u32, signal: i32) {
+    let pid =
+        i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw).expect("a valid pid");
+    let signal = rustix::process::Signal::from_named_raw(signal).expect("a named signal");
+    let _ = rustix::process::kill_process(pid, signal);
+}
+
+/// A start request for `argv`.
+pub fn command(argv: &[&str]) -> StartRequest {
+    StartRequest {
+        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A start request for `sh -c script`.
+pub fn shell(script: &str) -> StartRequest {
+    command(&["/bin/sh", "-c", script])
+}
+
+/// Starts a task and returns its id.
+pub async fn start(client: &mut Client, request: StartRequest) -> String {
+    client.start(request).await.expect("start").into_inner().task_id
+}
+
+/// Stops task `id` at once (SIGTERM, then SIGKILL with no grace period).
+pub async fn stop_now(client: &mut Client, id: &str) -> rrocker_proto::v1::StopResponse {
+    let request = rrocker_proto::v1::StopRequest {
+        task_id: id.to_owned(),
+        grace_ms: Some(0),
+        ..Default::default()
+    };
+    client.stop(request).await.expect("stop").into_inner()
+}
+
+/// Starts a task that runs until it is stopped, and returns its id once its command runs.
+pub async fn start_running(client: &mut Client) -> String {
+    let id = start(client, shell("echo up; exec sleep 600")).await;
+    drop(wait_for_output(client, &id, "up").await);
+    id
+}
+
+/// Everything a stream delivered: stdout bytes, stderr bytes, and the final status.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    /// The task's stdout.
+    pub stdout: Vec<u8>,
+    /// The task's stderr.
+    pub stderr: Vec<u8>,
+    /// The final status.
+    pub status: Option<TaskStatus>,
+}
+
+/// Streams a task to its end.
+pub async fn stream_all(client: &mut Client, id: &str) -> Streamed {
+    stream_view(client, StreamRequest { task_id: id.to_owned(), ..Default::default() }).await
+}
+
+/// Streams what `request` asks for (a descriptor, a tail, no following) to its last message.
+pub async fn stream_view(client: &mut Client, request: StreamRequest) -> Streamed {
+    let mut events = client.stream(request).await.expect("stream").into_inner();
+    let mut streamed = Streamed::default();
+    while let Some(message) = events.message().await.expect("stream message") {
+        match message.event.expect("event") {
+            Event::Output(output) if output.fd() == rrocker_proto::v1::Fd::Stderr => {
+                streamed.stderr.extend_from_slice(&output.data)
+            }
+            Event::Output(output) => streamed.stdout.extend_from_slice(&output.data),
+            Event::Status(status) => {
+                assert!(streamed.status.is_none(), "one final status");
+                streamed.status = Some(status);
+            }
+        }
+    }
+    assert!(streamed.status.is_some(), "the stream ends with the final status");
+    streamed
+}
+
+/// Streams a task until its stdout contains `marker` (the task says it is ready), then
+/// returns the open stream so the caller can keep reading.
+pub async fn wait_for_output(
+    client: &mut Client,
+    id: &str,
+    marker: &str,
+) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
+    let mut events = client
+        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(message) = events.message().await.expect("message") {
+        if let Some(Event::Output(output)) = message.event {
+            seen.extend_from_slice(&output.data);
+            if String::from_utf8_lossy(&seen).contains(marker) {
+                return events;
+            }
+        }
+    }
+    panic!("the task ended without printing {marker:?}: {}", String::from_utf8_lossy(&seen));
+}
+
+/// Reads what is left of a stream (a broken connection ends it too) and returns the final
+/// status it ended with; panics if it ended without one.
+pub async fn final_status_of(
+    mut events: tonic::Streaming<rrocker_proto::v1::StreamResponse>,
+) -> TaskStatus {
+    let mut last = None;
+    while let Ok(Some(message)) = events.message().await {
+        last = message.event;
+    }
+    match last {
+        Some(Event::Status(status)) => status,
+        other => panic!("expected a final status, got {other:?}"),
+    }
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Runs a shell script as a task and returns its stdout (asserting it completed with 0).
+pub async fn run(client: &mut Client, script: &str) -> String {
+    let id = start(client, shell(script)).await;
+    let streamed = stream_all(client, &id).await;
+    let status = streamed.status.expect("status");
+    assert_eq!(
+        status.exit_code,
+        Some(0),
+        "{script}: {}",
+        String::from_utf8_lossy(&streamed.stderr)
+    );
+    String::from_utf8(streamed.stdout).expect("utf8")
+}
