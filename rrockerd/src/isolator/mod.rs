@@ -39,13 +39,7 @@ fn default_env() -> Vec<Vec<u8>> {
 }
 
 /// Every namespace a task gets.
-pub const TASK_NAMESPACES: Namespaces = Namespaces::USER
-    .and(Namespaces::PID)
-    .and(Namespaces::MOUNT)
-    .and(Namespaces::NETWORK)
-    .and(Namespaces::UTS)
-    .and(Namespaces::IPC)
-    .and(Namespaces::CGROUP);
+pub const TASK_NAMESPACES: Namespaces = Namespaces::ALL;
 
 /// How tasks are wrapped: the init binary, the images tasks' roots are overlays of, the
 /// pool of host id slices root inside maps to, and the seccomp filters of their commands.

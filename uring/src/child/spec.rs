@@ -140,7 +140,7 @@ impl Namespaces {
     }
 
     /// Every namespace above.
-    const ALL: Self = Self::USER
+    pub const ALL: Self = Self::USER
         .and(Self::PID)
         .and(Self::MOUNT)
         .and(Self::NETWORK)
