@@ -105,6 +105,18 @@ pub struct Config {
     /// Most tasks one identity (certificate CN) runs at once.
     #[arg(long, env = "RROCKERD_MAX_TASKS_PER_USER", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_tasks_per_user: u64,
+    /// Most output streams (stream, logs, run) one identity holds open at once, admins
+    /// included; beyond it a stream is refused (RESOURCE_EXHAUSTED). 0: no cap.
+    #[arg(long, env = "RROCKERD_MAX_STREAMS_PER_USER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub max_streams_per_user: u64,
+    /// Most connections one identity holds open at once, admins included; every request of
+    /// a connection beyond it is refused (RESOURCE_EXHAUSTED). 0: no cap.
+    #[arg(long, env = "RROCKERD_MAX_CONNECTIONS_PER_USER", default_value_t = 128, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub max_connections_per_user: u64,
+    /// Most concurrent requests (streams among them) on one connection: HTTP/2's
+    /// MAX_CONCURRENT_STREAMS; a client waits for a free one.
+    #[arg(long, env = "RROCKERD_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
     /// Memory limit of a task whose start sets none: bytes with a unit (512M, 2G), a share
     /// of the host's memory (25%), or unlimited.
     #[arg(long, env = "RROCKERD_DEFAULT_MAX_MEM", default_value = "25%")]

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::image::registry::Images;
 use crate::io_context::IoContext;
+use crate::open_caps::OpenCap;
 use crate::startup_error::StartupError;
 use crate::tasks::{self, TaskRegistry};
 use crate::{
@@ -289,14 +290,23 @@ async fn serve(
             drained.notify_one();
         }
     };
+    let connections =
+        OpenCap::new(usize::try_from(config.max_connections_per_user).unwrap_or(usize::MAX));
     let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(config.max_streams_per_connection))
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(TaskServiceServer::new(service::Service::new(Arc::clone(registry))))
-        .serve_with_incoming_shutdown(listener::accept_tls(listener, acceptors), shutdown);
+        .add_service(TaskServiceServer::new(service::Service::new(
+            Arc::clone(registry),
+            usize::try_from(config.max_streams_per_user).unwrap_or(usize::MAX),
+        )))
+        .serve_with_incoming_shutdown(
+            listener::accept_tls(listener, acceptors, connections),
+            shutdown,
+        );
     tokio::select! {
         served = server => served?,
         () = async { drained.notified().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {

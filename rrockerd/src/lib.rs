@@ -22,6 +22,7 @@ pub mod io_context;
 pub mod isolator;
 pub mod listener;
 pub mod metrics;
+pub mod open_caps;
 pub mod policy;
 pub mod quota;
 pub mod request_error;

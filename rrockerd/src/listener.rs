@@ -7,6 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
 use crate::authz::{self, Access};
+use crate::open_caps::{Held, OpenCap};
 
 /// How long a peer may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +32,9 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// What its verified certificate grants.
     pub access: Access,
+    /// Why every request of the connection is refused though its certificate grants a role
+    /// (its identity holds `--max-connections-per-user` others), if it is.
+    pub over_cap: Option<String>,
 }
 
 /// A TLS connection with a verified client certificate.
@@ -37,6 +42,8 @@ pub struct Peer {
 pub struct TlsConnection {
     stream: TlsStream<TcpStream>,
     peer: Peer,
+    /// Counts the connection against its identity's cap while it is open.
+    _held: Option<Held>,
 }
 
 impl Connected for TlsConnection {
@@ -53,6 +60,7 @@ impl Connected for TlsConnection {
 pub fn accept_tls(
     listener: TcpListener,
     acceptors: watch::Receiver<TlsAcceptor>,
+    per_identity: Arc<OpenCap>,
 ) -> ReceiverStream<io::Result<TlsConnection>> {
     let (connections, incoming) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -73,6 +81,7 @@ pub fn accept_tls(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptors.borrow().clone();
             let connections = connections.clone();
+            let per_identity = Arc::clone(&per_identity);
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
@@ -80,8 +89,16 @@ pub fn accept_tls(
                             Some([leaf, ..]) => authz::authorize(leaf),
                             _ => Access::Denied("no client certificate".into()),
                         };
-                        let peer = Peer { addr, access };
-                        let _ = connections.send(Ok(TlsConnection { stream, peer })).await;
+                        let (held, over_cap) = match &access {
+                            Access::Granted(caller) => match per_identity.take(&caller.identity) {
+                                Ok(held) => (Some(held), None),
+                                Err(cap) => (None, Some(over_cap(&caller.identity, cap))),
+                            },
+                            Access::Denied(_) => (None, None),
+                        };
+                        let peer = Peer { addr, access, over_cap };
+                        let connection = TlsConnection { stream, peer, _held: held };
+                        let _ = connections.send(Ok(connection)).await;
                     }
                     Ok(Err(error)) => tracing::info!(%addr, %error, "TLS handshake refused"),
                     Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
@@ -90,6 +107,14 @@ pub fn accept_tls(
         }
     });
     ReceiverStream::new(incoming)
+}
+
+/// Why a connection of `identity` over its cap is refused.
+fn over_cap(identity: &str, cap: usize) -> String {
+    tracing::info!(identity, cap, "a connection over its identity's cap: its requests are refused");
+    format!(
+        "identity '{identity}' has {cap} connections open to rrockerd, its limit (--max-connections-per-user); close one first"
+    )
 }
 
 impl AsyncRead for TlsConnection {

@@ -32,6 +32,7 @@ pub use child::{
 };
 pub use chunk::{Chunk, OutputFd};
 pub use engine::{Engine, EngineConfig, Spawned, TaskKey};
+pub use output::spill::format::MAX_CHUNK;
 pub use output::{LineChunker, LogReader, OutputBudget, OutputLog, View};
 pub use stats::uring_submissions;
 

@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::authz::{Access, Caller};
 use crate::listener::Peer;
+use crate::open_caps::OpenCap;
 use crate::request_error::RequestError;
 use crate::state::{KillReason, TaskState};
 use crate::task::{self, Snapshot};
@@ -30,21 +31,29 @@ use crate::tasks::TaskRegistry;
 #[derive(Debug, Clone)]
 pub struct Service {
     registry: Arc<TaskRegistry>,
+    /// The output streams each identity holds open.
+    streams: Arc<OpenCap>,
 }
 
 impl Service {
-    /// A service over `registry`.
-    pub fn new(registry: Arc<TaskRegistry>) -> Self {
-        Self { registry }
+    /// A service over `registry`, with at most `streams_per_user` output streams open per
+    /// identity (0: no cap).
+    pub fn new(registry: Arc<TaskRegistry>, streams_per_user: usize) -> Self {
+        Self { registry, streams: OpenCap::new(streams_per_user) }
     }
 }
 
 /// The caller of a request, as authorised when its connection was accepted.
 fn caller<T>(request: &Request<T>) -> Result<Caller, RequestError> {
-    match request.extensions().get::<Peer>().map(|peer| &peer.access) {
-        Some(Access::Granted(caller)) => Ok(caller.clone()),
-        Some(Access::Denied(reason)) => Err(RequestError::PermissionDenied(reason.clone())),
-        None => Err(RequestError::Unauthenticated),
+    let Some(peer) = request.extensions().get::<Peer>() else {
+        return Err(RequestError::Unauthenticated);
+    };
+    match &peer.access {
+        Access::Granted(_) if let Some(why) = &peer.over_cap => {
+            Err(RequestError::ResourceExhausted(why.clone()))
+        }
+        Access::Granted(caller) => Ok(caller.clone()),
+        Access::Denied(reason) => Err(RequestError::PermissionDenied(reason.clone())),
     }
 }
 
@@ -96,6 +105,12 @@ impl TaskService for Service {
     ) -> Result<Response<OutputStream>, Status> {
         let caller = caller(&request)?;
         let task = self.registry.find(&caller, &request.get_ref().task_id)?;
+        let held = self.streams.take(&caller.identity).map_err(|cap| {
+            RequestError::ResourceExhausted(format!(
+                "Cannot open the stream: identity '{}' has {cap} output streams open, its limit (--max-streams-per-user); close one first",
+                caller.identity
+            ))
+        })?;
         let only = match request.get_ref().fd() {
             proto::Fd::Unspecified => None,
             proto::Fd::Stdout => Some(OutputFd::Stdout),
@@ -104,13 +119,14 @@ impl TaskService for Service {
         let follow = !request.get_ref().no_follow;
         let view = View { only, tail_lines: request.get_ref().tail_lines, follow };
         let reader = task.output(view).await;
-        let open = self.registry.metrics().stream_opened();
+        // Counted (in the metrics, and against the identity's cap) until the stream is dropped.
+        let open = (self.registry.metrics().stream_opened(), held);
         let events =
             futures_util::stream::unfold(Some((reader, task, open)), move |state| async move {
                 let (mut reader, task, open) = state?;
                 let event = match reader.next().await {
                     Some(chunk) => {
-                        open.streamed(chunk.data.len());
+                        open.0.streamed(chunk.data.len());
                         return Some((Ok(output_event(chunk)), Some((reader, task, open))));
                     }
                     None if follow => {

@@ -10,7 +10,7 @@ use crate::child::Spawner;
 pub struct EngineConfig {
     /// Size of each io_uring read of a task's pipe.
     pub read_size: usize,
-    /// Largest output chunk kept in a log.
+    /// Largest output chunk kept in a log (at most [`crate::MAX_CHUNK`]).
     pub chunk_limit: usize,
     /// Pipe buffer size requested with F_SETPIPE_SZ.
     pub pipe_size: usize,

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use super::config::EngineConfig;
 use crate::chunk::{Chunk, OutputFd};
 use crate::output::spill::SpillWriter;
+use crate::output::spill::format::MAX_CHUNK;
 use crate::output::{LineChunker, OutputLog};
 use crate::{ExitStatus, sys};
 
@@ -58,7 +59,7 @@ pub(super) async fn pump(
     config: &EngineConfig,
 ) {
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
-    let mut chunker = LineChunker::new(config.chunk_limit);
+    let mut chunker = LineChunker::new(config.chunk_limit.min(MAX_CHUNK));
     let mut emit = |data| log.append(Chunk { fd, data });
     let mut buffer = BytesMut::with_capacity(config.read_size);
     loop {
