@@ -2,7 +2,9 @@
 //! mTLS to a client that discards it, against the same writer into a plain pipe read by a
 //! plain reader (default pipe size, and enlarged to 1 MiB) in the same run. Then ten clients
 //! streaming one task at once, and a late client replaying a finished task's whole output.
-//! Reports GB/s and the daemon's peak RSS during each. Run:
+//! Reports GB/s, the CPU-seconds per GiB the daemon and the clients (this process) spend
+//! (from /proc, since the two cores are saturated and shared), and the daemon's peak RSS
+//! during each. Run:
 //! `cargo build --release --workspace --bins && cargo bench -p rrocker-benches --bench stream_throughput`.
 
 use std::io::Read;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rrocker_benches::{quick, rss_kib, write_result};
+use rrocker_benches::{CpuMeter, cpu_seconds, quick, rss_kib, write_result};
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::{RemoveRequest, StreamRequest};
 use rrocker_tests::{Client, Daemon, command};
@@ -26,7 +28,9 @@ fn main() {
     let dd = ["dd", "if=/dev/zero", "bs=64K", &format!("count={count}"), "status=none"];
     let gb = |bytes: u64, time: Duration| bytes as f64 / time.as_secs_f64() / 1e9;
 
+    let reader_cpu = cpu_seconds(None);
     let plain = plain_pipe(&dd, None);
+    let plain_cpu = (cpu_seconds(None) - reader_cpu) / (total as f64 / f64::from(1u32 << 30));
     let enlarged = plain_pipe(&dd, Some(1 << 20));
 
     let runtime = rrocker_benches::runtime();
@@ -36,18 +40,20 @@ fn main() {
         let mut control = daemon.client("client1").await;
 
         // One client, from the start of the task.
+        let mut one = daemon.client("client1").await;
         let peak = RssSampler::start(daemon.pid());
+        let cpu = CpuMeter::start(daemon.pid());
         let begin = Instant::now();
         let id = control.start(command(&argv)).await.expect("start").into_inner().task_id;
-        let mut one = daemon.client("client1").await;
         assert_eq!(drain(&mut one, &id).await, total);
-        let single = (begin.elapsed(), peak.stop());
+        let single = (begin.elapsed(), peak.stop(), cpu.per_gib(total));
 
         // A late client: the task has ended; its whole output is replayed.
         let peak = RssSampler::start(daemon.pid());
+        let cpu = CpuMeter::start(daemon.pid());
         let begin = Instant::now();
         assert_eq!(drain(&mut one, &id).await, total);
-        let late = (begin.elapsed(), peak.stop());
+        let late = (begin.elapsed(), peak.stop(), cpu.per_gib(total));
         control.remove(RemoveRequest { task_id: id }).await.expect("rm");
 
         // Ten clients on their own connections, all following one task.
@@ -56,6 +62,7 @@ fn main() {
             clients.push(daemon.client("client1").await);
         }
         let peak = RssSampler::start(daemon.pid());
+        let cpu = CpuMeter::start(daemon.pid());
         let begin = Instant::now();
         let id = control.start(command(&argv)).await.expect("start").into_inner().task_id;
         let streams = clients.into_iter().map(|mut client| {
@@ -72,37 +79,65 @@ fn main() {
             .map(|joined| joined.expect("client"))
             .collect();
         let all = begin.elapsed();
-        let many = (all, peak.stop(), each);
+        let many = (all, peak.stop(), each, cpu.per_gib(total * CLIENTS as u64));
         control.remove(RemoveRequest { task_id: id }).await.expect("rm");
         (single, late, many)
     });
-    let ((single, single_rss), (late, late_rss), (all, many_rss, each)) = results;
+    let (
+        (single, single_rss, single_cpu),
+        (late, late_rss, late_cpu),
+        (all, many_rss, each, many_cpu),
+    ) = results;
     assert!(each.iter().all(|(bytes, _)| *bytes == total));
     let slowest = each.iter().map(|(_, time)| *time).max().expect("clients");
 
     let base = gb(total, plain);
     println!("stream_throughput: {} MiB in 64 KiB writes", total >> 20);
-    println!("{:<44} {:>8} {:>10} {:>14}", "", "GB/s", "vs pipe", "daemon peak RSS");
-    let row = |name: &str, rate: f64, rss: Option<u64>| {
+    println!(
+        "{:<44} {:>8} {:>10} {:>16} {:>16} {:>16}",
+        "", "GB/s", "vs pipe", "daemon CPU-s/GiB", "client CPU-s/GiB", "daemon peak RSS"
+    );
+    let row = |name: &str, rate: f64, cpu: (Option<f64>, Option<f64>), rss: Option<u64>| {
         let rss = rss.map_or_else(|| "-".to_owned(), |kib| format!("{} MiB", kib >> 10));
-        println!("{name:<44} {rate:>8.3} {:>9.2}x {rss:>14}", rate / base);
+        let shown =
+            |seconds: Option<f64>| seconds.map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"));
+        println!(
+            "{name:<44} {rate:>8.3} {:>9.2}x {:>16} {:>16} {rss:>16}",
+            rate / base,
+            shown(cpu.0),
+            shown(cpu.1)
+        );
     };
-    row("plain pipe (baseline)", base, None);
-    row("plain pipe, 1 MiB", gb(total, enlarged), None);
-    row("rrocker, one client", gb(total, single), Some(single_rss));
+    let both = |(daemon, client): (f64, f64)| (Some(daemon), Some(client));
+    row("plain pipe (baseline)", base, (None, Some(plain_cpu)), None);
+    row("plain pipe, 1 MiB", gb(total, enlarged), (None, None), None);
+    row("rrocker, one client", gb(total, single), both(single_cpu), Some(single_rss));
     row(
         &format!("rrocker, {CLIENTS} clients (aggregate)"),
         gb(total * CLIENTS as u64, all),
+        both(many_cpu),
         Some(many_rss),
     );
-    row(&format!("rrocker, {CLIENTS} clients (slowest client)"), gb(total, slowest), None);
-    row("rrocker, late client replaying", gb(total, late), Some(late_rss));
+    row(
+        &format!("rrocker, {CLIENTS} clients (slowest client)"),
+        gb(total, slowest),
+        (None, None),
+        None,
+    );
+    row("rrocker, late client replaying", gb(total, late), both(late_cpu), Some(late_rss));
     let result = serde_json::json!({
         "bytes": total,
         "plain_pipe_gbps": base,
         "plain_pipe_1mib_gbps": gb(total, enlarged),
         "one_client_gbps": gb(total, single),
         "one_client_peak_rss_kib": single_rss,
+        "one_client_daemon_cpu_s_per_gib": single_cpu.0,
+        "one_client_client_cpu_s_per_gib": single_cpu.1,
+        "plain_pipe_reader_cpu_s_per_gib": plain_cpu,
+        "clients_daemon_cpu_s_per_gib": many_cpu.0,
+        "clients_client_cpu_s_per_gib": many_cpu.1,
+        "late_replay_daemon_cpu_s_per_gib": late_cpu.0,
+        "late_replay_client_cpu_s_per_gib": late_cpu.1,
         "clients": CLIENTS,
         "clients_aggregate_gbps": gb(total * CLIENTS as u64, all),
         "clients_slowest_gbps": gb(total, slowest),

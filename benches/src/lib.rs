@@ -150,3 +150,39 @@ impl DaemonCounts {
 pub fn rss_kib(pid: u32) -> u64 {
     rrocker_tests::status_kib(pid, "VmRSS").unwrap_or(0)
 }
+
+/// CPU time (user + system, all threads) process `pid` has used so far, in seconds; `None`
+/// for this process. Read from /proc/PID/stat.
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
+    let Some(end_of_name) = stat.rfind(')') else { return 0.0 };
+    let fields: Vec<&str> = stat[end_of_name + 2..].split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    (ticks(11) + ticks(12)) as f64 / per_second
+}
+
+/// CPU-seconds the daemon and this process (the clients) spend between [`CpuMeter::start`]
+/// and [`CpuMeter::per_gib`].
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    daemon_pid: u32,
+    daemon: f64,
+    client: f64,
+}
+
+impl CpuMeter {
+    /// Starts counting the daemon `daemon_pid`'s CPU time and this process's.
+    pub fn start(daemon_pid: u32) -> Self {
+        Self { daemon_pid, daemon: cpu_seconds(Some(daemon_pid)), client: cpu_seconds(None) }
+    }
+
+    /// CPU-seconds per GiB of `bytes` delivered since the start: (daemon, clients).
+    pub fn per_gib(self, bytes: u64) -> (f64, f64) {
+        let gib = bytes as f64 / f64::from(1u32 << 30);
+        let daemon = cpu_seconds(Some(self.daemon_pid)) - self.daemon;
+        let client = cpu_seconds(None) - self.client;
+        (daemon / gib, client / gib)
+    }
+}
