@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rrocker_benches::{CpuMeter, cpu_seconds, quick, rss_kib, write_result};
-use rrocker_proto::v1::stream_response::Event;
-use rrocker_proto::v1::{RemoveRequest, StreamRequest};
-use rrocker_tests::{Client, Daemon, command};
+use rrocker_benches::{CpuMeter, cpu_seconds, drain, quick, rss_kib, write_result};
+use rrocker_proto::v1::RemoveRequest;
+use rrocker_tests::{Daemon, command};
 
 const WRITE_SIZE: u64 = 64 * 1024;
 const CLIENTS: usize = 10;
@@ -170,22 +169,6 @@ fn plain_pipe(writer: &[&str], size: Option<usize>) -> Duration {
     let elapsed = begin.elapsed();
     assert!(child.wait().expect("wait").success());
     elapsed
-}
-
-/// Streams a task to its end, discarding the output; returns the stdout bytes received.
-async fn drain(client: &mut Client, id: &str) -> u64 {
-    let mut events = client
-        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
-        .await
-        .expect("stream")
-        .into_inner();
-    let mut bytes = 0;
-    while let Some(message) = events.message().await.expect("message") {
-        if let Some(Event::Output(output)) = message.event {
-            bytes += output.data.len() as u64;
-        }
-    }
-    bytes
 }
 
 /// Samples a process's RSS every 20 ms on a thread and keeps the peak.

@@ -151,17 +151,7 @@ pub fn rss_kib(pid: u32) -> u64 {
     rrocker_tests::status_kib(pid, "VmRSS").unwrap_or(0)
 }
 
-/// CPU time (user + system, all threads) process `pid` has used so far, in seconds; `None`
-/// for this process. Read from /proc/PID/stat.
-pub fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
-    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
-    let Some(end_of_name) = stat.rfind(')') else { return 0.0 };
-    let fields: Vec<&str> = stat[end_of_name + 2..].split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    let per_second = rustix::param::clock_ticks_per_second() as f64;
-    (ticks(11) + ticks(12)) as f64 / per_second
-}
+pub use rrocker_tests::cpu_seconds;
 
 /// CPU-seconds the daemon and this process (the clients) spend between [`CpuMeter::start`]
 /// and [`CpuMeter::per_gib`].
@@ -185,4 +175,20 @@ impl CpuMeter {
         let client = cpu_seconds(None) - self.client;
         (daemon / gib, client / gib)
     }
+}
+
+/// Streams a task to its end, discarding the output; returns the stdout bytes received.
+pub async fn drain(client: &mut rrocker_tests::Client, id: &str) -> u64 {
+    let mut events = client
+        .stream(rrocker_proto::v1::StreamRequest { task_id: id.to_owned(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut bytes = 0;
+    while let Some(message) = events.message().await.expect("message") {
+        if let Some(rrocker_proto::v1::stream_response::Event::Output(output)) = message.event {
+            bytes += output.data.len() as u64;
+        }
+    }
+    bytes
 }

@@ -23,6 +23,32 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     value.split_whitespace().next()?.parse().ok()
 }
 
+/// CPU time (user + system, all threads) process `pid` has used so far, in seconds; `None`
+/// for this process. Read from /proc/PID/stat.
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
+    let Some(end_of_name) = stat.rfind(')') else { return 0.0 };
+    let fields: Vec<&str> = stat[end_of_name + 2..].split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let per_second = rustix::param::clock_ticks_per_second() as f64;
+    (ticks(11) + ticks(12)) as f64 / per_second
+}
+
+/// Waits until process `pid` is idle: its CPU time stands still over five looks 20 ms apart
+/// (for what no event tells, such as every stalled stream having buffered all it will).
+pub async fn until_idle(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (mut last, mut still) = (cpu_seconds(Some(pid)), 0);
+    while still < 5 {
+        assert!(std::time::Instant::now() < deadline, "process {pid} never went idle");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = cpu_seconds(Some(pid));
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+}
+
 /// Sends `signal` to a process this test started.
 pub fn signal(pid: u32, signal: i32) {
     let pid =

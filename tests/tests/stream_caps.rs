@@ -4,30 +4,8 @@
 //! named, and freed by closing.
 
 use rrocker_proto::v1::{StreamRequest, StreamResponse};
-use rrocker_tests::{Client, Daemon, shell, start, status_kib};
+use rrocker_tests::{Client, Daemon, shell, start, status_kib, until_idle};
 use tonic::Code;
-
-/// The daemon's CPU time so far, in clock ticks (utime + stime of /proc/PID/stat).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
-/// Waits until the daemon is idle: its CPU time stands still over five looks 20 ms apart
-/// (there is no event for "every stalled stream has buffered what it will").
-async fn until_idle(pid: u32) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let (mut last, mut still) = (cpu_ticks(pid), 0);
-    while still < 5 {
-        assert!(std::time::Instant::now() < deadline, "the daemon never went idle");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let now = cpu_ticks(pid);
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-    }
-}
 
 /// Opens a stream of `id` and hands it back unread.
 async fn stalled_stream(client: &mut Client, id: &str) -> tonic::Streaming<StreamResponse> {
