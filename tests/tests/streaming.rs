@@ -1,5 +1,7 @@
 //! Output streaming: replay from byte 0, many identical subscribers, byte-exact binary data
-//! with a long line, stdout/stderr separation, and a stalled subscriber that holds up nobody.
+//! with a long line, stdout/stderr separation, a stalled subscriber that holds up nobody, and
+//! byte-exactness through the spill file: a reader slower than its task, and one that joins a
+//! running task after its first output left memory.
 
 use rrocker_proto::v1::{Fd, StopRequest, StreamRequest, TaskState, stream_response::Event};
 use rrocker_tests::{Client, Daemon, sha256_hex, shell, start, stream_all};
@@ -166,4 +168,90 @@ async fn a_task_printing_512_mib_unwatched_keeps_the_daemon_small_and_replays_ex
     let mut expected = line.repeat(total / line.len() + 1).into_bytes();
     expected.truncate(total);
     assert_eq!(sha256_hex(&streamed.stdout), sha256_hex(&expected));
+}
+
+/// The digest a task printed first on its stderr (`sha256sum` output).
+fn digest_in(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.split_whitespace().next().expect("sha256sum output").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_slower_than_its_task_gets_256_mib_byte_exact_from_the_spill() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let script = "f=$(mktemp) && head -c 268435456 /dev/urandom > \"$f\" && sha256sum \"$f\" >&2 \
+                  && cat \"$f\"; rc=$?; rm -f \"$f\"; exit $rc";
+    let id = start(&mut client, shell(script)).await;
+    let mut events = client
+        .stream(StreamRequest { task_id: id.clone(), ..Default::default() })
+        .await
+        .expect("stream")
+        .into_inner();
+    // A throttled reader: it pauses every 64 messages, so the task (which is not held up by
+    // it) runs ahead and most of what this reader gets comes back from the spill file.
+    let (mut stdout, mut stderr, mut messages) = (Vec::new(), Vec::new(), 0u64);
+    let state = loop {
+        let message = events.message().await.expect("message").expect("a final status");
+        messages += 1;
+        if messages % 64 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        match message.event.expect("event") {
+            Event::Output(output) if output.fd() == Fd::Stdout => stdout.extend(&output.data),
+            Event::Output(output) => stderr.extend(&output.data),
+            Event::Status(status) => break status.state(),
+        }
+    };
+    assert_eq!(state, TaskState::Completed);
+    assert_eq!(stdout.len(), 256 * MIB);
+    assert_eq!(sha256_hex(&stdout), digest_in(&stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_joining_a_running_task_mid_spill_gets_every_byte_from_the_first() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    // 32 MiB (far past the 4 MiB window: spilled), a marker on stderr, then the task waits;
+    // stopped (SIGTERM), it writes 8 MiB more and exits 0. The digest of all 40 MiB comes
+    // first on stderr.
+    let script = "a=$(mktemp); b=$(mktemp); head -c 33554432 /dev/urandom > \"$a\"; \
+                  head -c 8388608 /dev/urandom > \"$b\"; cat \"$a\" \"$b\" | sha256sum >&2; \
+                  trap 'cat \"$b\"; exit 0' TERM; cat \"$a\"; echo spilled >&2; \
+                  while :; do sleep 60 & wait $!; done";
+    let id = start(&mut client, shell(script)).await;
+    let mut watcher = client
+        .stream(StreamRequest { task_id: id.clone(), fd: Fd::Stderr.into(), ..Default::default() })
+        .await
+        .expect("stream stderr")
+        .into_inner();
+    let mut stderr = Vec::new();
+    while !stderr.ends_with(b"spilled\n") {
+        match watcher.message().await.expect("message").expect("more stderr").event {
+            Some(Event::Output(output)) => stderr.extend(&output.data),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    // Joins now: the task runs, its first 32 MiB have left memory for the spill file.
+    let mut events = client
+        .stream(StreamRequest { task_id: id.clone(), fd: Fd::Stdout.into(), ..Default::default() })
+        .await
+        .expect("stream stdout")
+        .into_inner();
+    let mut joined = Vec::new();
+    while joined.len() < 32 * MIB {
+        match events.message().await.expect("message").expect("more stdout").event {
+            Some(Event::Output(output)) => joined.extend(&output.data),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    client
+        .stop(StopRequest { task_id: id.clone(), grace_ms: Some(60_000), ..Default::default() })
+        .await
+        .expect("stop");
+    // Ended by the stop (Killed, reason stopped, though its trap exits 0): what counts here
+    // is that every byte arrived.
+    drain(events, &mut joined).await;
+    assert_eq!(joined.len(), 40 * MIB);
+    assert_eq!(sha256_hex(&joined), digest_in(&stderr));
 }
