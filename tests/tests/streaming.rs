@@ -29,6 +29,26 @@ async fn read_at_least(
     (stdout, events)
 }
 
+/// Reads one descriptor's output of a task until `done` holds for what arrived; returns it
+/// and the open stream.
+async fn read_fd_until(
+    client: &mut Client,
+    id: &str,
+    fd: Fd,
+    done: impl Fn(&[u8]) -> bool,
+) -> (Vec<u8>, tonic::Streaming<rrocker_proto::v1::StreamResponse>) {
+    let request = StreamRequest { task_id: id.to_owned(), fd: fd.into(), ..Default::default() };
+    let mut events = client.stream(request).await.expect("stream").into_inner();
+    let mut got = Vec::new();
+    while !done(&got) {
+        match events.message().await.expect("message").expect("more output").event {
+            Some(Event::Output(output)) => got.extend_from_slice(&output.data),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    (got, events)
+}
+
 /// Drains an open stream: the rest of stdout, and the final state.
 async fn drain(
     mut events: tonic::Streaming<rrocker_proto::v1::StreamResponse>,
@@ -220,31 +240,11 @@ async fn a_client_joining_a_running_task_mid_spill_gets_every_byte_from_the_firs
                   trap 'cat \"$b\"; exit 0' TERM; cat \"$a\"; echo spilled >&2; \
                   while :; do sleep 60 & wait $!; done";
     let id = start(&mut client, shell(script)).await;
-    let mut watcher = client
-        .stream(StreamRequest { task_id: id.clone(), fd: Fd::Stderr.into(), ..Default::default() })
-        .await
-        .expect("stream stderr")
-        .into_inner();
-    let mut stderr = Vec::new();
-    while !stderr.ends_with(b"spilled\n") {
-        match watcher.message().await.expect("message").expect("more stderr").event {
-            Some(Event::Output(output)) => stderr.extend(&output.data),
-            other => panic!("unexpected event {other:?}"),
-        }
-    }
+    let (stderr, _watcher) =
+        read_fd_until(&mut client, &id, Fd::Stderr, |got| got.ends_with(b"spilled\n")).await;
     // Joins now: the task runs, its first 32 MiB have left memory for the spill file.
-    let mut events = client
-        .stream(StreamRequest { task_id: id.clone(), fd: Fd::Stdout.into(), ..Default::default() })
-        .await
-        .expect("stream stdout")
-        .into_inner();
-    let mut joined = Vec::new();
-    while joined.len() < 32 * MIB {
-        match events.message().await.expect("message").expect("more stdout").event {
-            Some(Event::Output(output)) => joined.extend(&output.data),
-            other => panic!("unexpected event {other:?}"),
-        }
-    }
+    let (mut joined, events) =
+        read_fd_until(&mut client, &id, Fd::Stdout, |got| got.len() >= 32 * MIB).await;
     client
         .stop(StopRequest { task_id: id.clone(), grace_ms: Some(60_000), ..Default::default() })
         .await
