@@ -7,7 +7,6 @@
 use std::time::Instant;
 
 use rrocker_benches::{drain, quick, rss_kib, write_result};
-use rrocker_proto::v1::StreamRequest;
 use rrocker_tests::{Daemon, shell, start, until_idle};
 
 fn main() {
@@ -36,17 +35,8 @@ fn main() {
         for (connections, per_connection) in shapes {
             until_idle(daemon.pid()).await;
             let idle = rss_kib(daemon.pid());
-            let mut clients = Vec::new();
-            for _ in 0..connections {
-                clients.push(daemon.client("client1").await);
-            }
-            let mut streams = Vec::new();
-            for client in &mut clients {
-                for _ in 0..per_connection {
-                    let request = StreamRequest { task_id: stalled.clone(), ..Default::default() };
-                    streams.push(client.stream(request).await.expect("stream").into_inner());
-                }
-            }
+            let (clients, streams) =
+                daemon.stalled_streams("client1", &stalled, connections, per_connection).await;
             until_idle(daemon.pid()).await;
             let held = rss_kib(daemon.pid());
             let loaded = fresh_rate().await;

@@ -179,11 +179,7 @@ impl CpuMeter {
 
 /// Streams a task to its end, discarding the output; returns the stdout bytes received.
 pub async fn drain(client: &mut rrocker_tests::Client, id: &str) -> u64 {
-    let mut events = client
-        .stream(rrocker_proto::v1::StreamRequest { task_id: id.to_owned(), ..Default::default() })
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut events = rrocker_tests::open_stream(client, id).await;
     let mut bytes = 0;
     while let Some(message) = events.message().await.expect("message") {
         if let Some(rrocker_proto::v1::stream_response::Event::Output(output)) = message.event {

@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 use rrocker_certs::{Issued, LeafSpec, Pki};
 
-use crate::{Client, bin_path, cgroup_roots, eventually, images_dir, signal};
+use crate::{Client, bin_path, cgroup_roots, eventually, images_dir, open_stream, signal};
 
 /// A running rrockerd with its own PKI and state directory.
 #[derive(Debug)]
@@ -333,6 +333,28 @@ impl Daemon {
     /// A gRPC client authenticated as `identity` (a file name in the PKI directory).
     pub async fn client(&self, identity: &str) -> Client {
         rrocker_cli::connect(&self.options(identity)).await.expect("connect to rrockerd")
+    }
+
+    /// `connections` connections of `identity`, each with `per_connection` streams of task
+    /// `id` that are opened and never read: the daemon holds them until they are dropped.
+    pub async fn stalled_streams(
+        &self,
+        identity: &str,
+        id: &str,
+        connections: usize,
+        per_connection: usize,
+    ) -> (Vec<Client>, Vec<tonic::Streaming<rrocker_proto::v1::StreamResponse>>) {
+        let mut clients = Vec::new();
+        for _ in 0..connections {
+            clients.push(self.client(identity).await);
+        }
+        let mut streams = Vec::new();
+        for client in &mut clients {
+            for _ in 0..per_connection {
+                streams.push(open_stream(client, id).await);
+            }
+        }
+        (clients, streams)
     }
 
     /// A bare channel authenticated as `identity`, for any of the daemon's services.

@@ -128,6 +128,15 @@ pub async fn stream_view(client: &mut Client, request: StreamRequest) -> Streame
     streamed
 }
 
+/// Opens a stream of task `id`'s whole output, from its first byte, following it.
+pub async fn open_stream(
+    client: &mut Client,
+    id: &str,
+) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
+    let request = StreamRequest { task_id: id.to_owned(), ..Default::default() };
+    client.stream(request).await.expect("stream").into_inner()
+}
+
 /// Streams a task until its stdout contains `marker` (the task says it is ready), then
 /// returns the open stream so the caller can keep reading.
 pub async fn wait_for_output(
@@ -135,11 +144,7 @@ pub async fn wait_for_output(
     id: &str,
     marker: &str,
 ) -> tonic::Streaming<rrocker_proto::v1::StreamResponse> {
-    let mut events = client
-        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut events = open_stream(client, id).await;
     let mut seen = Vec::new();
     while let Some(message) = events.message().await.expect("message") {
         if let Some(Event::Output(output)) = message.event {

@@ -3,15 +3,9 @@
 //! (`--max-streams-per-user`, `--max-connections-per-user`), refused beyond with the flag
 //! named, and freed by closing.
 
-use rrocker_proto::v1::{StreamRequest, StreamResponse};
-use rrocker_tests::{Client, Daemon, shell, start, status_kib, until_idle};
+use rrocker_proto::v1::StreamRequest;
+use rrocker_tests::{Daemon, open_stream, shell, start, status_kib, until_idle};
 use tonic::Code;
-
-/// Opens a stream of `id` and hands it back unread.
-async fn stalled_stream(client: &mut Client, id: &str) -> tonic::Streaming<StreamResponse> {
-    let request = StreamRequest { task_id: id.to_owned(), ..Default::default() };
-    client.stream(request).await.expect("stream").into_inner()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_streams_that_stop_reading_cost_bounded_memory_and_leave_nothing() {
@@ -25,16 +19,7 @@ async fn a_thousand_streams_that_stop_reading_cost_bounded_memory_and_leave_noth
     until_idle(daemon.pid()).await;
     let idle_kib = status_kib(daemon.pid(), "VmRSS").expect("rss");
 
-    let mut connections = Vec::new();
-    for _ in 0..10 {
-        connections.push(daemon.client("client1").await);
-    }
-    let mut streams = Vec::new();
-    for client in &mut connections {
-        for _ in 0..100 {
-            streams.push(stalled_stream(client, &id).await);
-        }
-    }
+    let (connections, streams) = daemon.stalled_streams("client1", &id, 10, 100).await;
     until_idle(daemon.pid()).await;
     let held_kib = status_kib(daemon.pid(), "VmRSS").expect("rss");
     let per_stream = (held_kib.saturating_sub(idle_kib)) / 1000;
@@ -64,8 +49,8 @@ async fn the_stream_past_an_identitys_cap_is_refused_naming_the_flag_and_closing
     let daemon = Daemon::start_with(&["--max-streams-per-user", "2"]);
     let mut client = daemon.client("client1").await;
     let id = start(&mut client, shell("head -c 16M /dev/zero; sleep 600")).await;
-    let first = stalled_stream(&mut client, &id).await;
-    let _second = stalled_stream(&mut client, &id).await;
+    let first = open_stream(&mut client, &id).await;
+    let _second = open_stream(&mut client, &id).await;
     let request = StreamRequest { task_id: id.clone(), ..Default::default() };
     let refused = client.stream(request.clone()).await.expect_err("over the cap");
     assert_eq!(refused.code(), Code::ResourceExhausted);

@@ -4,7 +4,7 @@
 //! running task after its first output left memory.
 
 use rrocker_proto::v1::{Fd, StopRequest, StreamRequest, TaskState, stream_response::Event};
-use rrocker_tests::{Client, Daemon, sha256_hex, shell, start, stream_all};
+use rrocker_tests::{Client, Daemon, open_stream, sha256_hex, shell, start, stream_all};
 
 const MIB: usize = 1024 * 1024;
 
@@ -14,11 +14,7 @@ async fn read_at_least(
     id: &str,
     bytes: usize,
 ) -> (Vec<u8>, tonic::Streaming<rrocker_proto::v1::StreamResponse>) {
-    let mut events = client
-        .stream(StreamRequest { task_id: id.to_owned(), ..Default::default() })
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut events = open_stream(client, id).await;
     let mut stdout = Vec::new();
     while stdout.len() < bytes {
         match events.message().await.expect("message").expect("more output").event {
@@ -203,11 +199,7 @@ async fn a_reader_slower_than_its_task_gets_256_mib_byte_exact_from_the_spill() 
     let script = "f=$(mktemp) && head -c 268435456 /dev/urandom > \"$f\" && sha256sum \"$f\" >&2 \
                   && cat \"$f\"; rc=$?; rm -f \"$f\"; exit $rc";
     let id = start(&mut client, shell(script)).await;
-    let mut events = client
-        .stream(StreamRequest { task_id: id.clone(), ..Default::default() })
-        .await
-        .expect("stream")
-        .into_inner();
+    let mut events = open_stream(&mut client, &id).await;
     // A throttled reader: it pauses every 64 messages, so the task (which is not held up by
     // it) runs ahead and most of what this reader gets comes back from the spill file.
     let (mut stdout, mut stderr, mut messages) = (Vec::new(), Vec::new(), 0u64);
