@@ -18,6 +18,11 @@ pub fn limit(figure: u64) -> Option<NonZeroU64> {
     NonZeroU64::new(figure)
 }
 
+/// A limit as a figure, `0` for none: the inverse of [`limit`].
+pub fn figure(limit: Option<NonZeroU64>) -> u64 {
+    limit.map_or(0, NonZeroU64::get)
+}
+
 /// A task to start, with its request's shape checked (see `service::convert`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskSpec {
@@ -82,12 +87,12 @@ impl IoLimit {
 impl Limits {
     /// The memory limit in bytes (0: none).
     pub fn memory(&self) -> u64 {
-        self.memory_max_bytes.map_or(0, NonZeroU64::get)
+        figure(self.memory_max_bytes)
     }
 
     /// The pids limit (0: none).
     pub fn pids(&self) -> u64 {
-        self.pids_max.map_or(0, NonZeroU64::get)
+        figure(self.pids_max)
     }
 
     /// The CPUs the limits give, in thousandths (0: unlimited).

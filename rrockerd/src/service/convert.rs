@@ -5,7 +5,7 @@
 use rrocker_proto::v1 as proto;
 
 use crate::request_error::RequestError;
-use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, IoLimit, Limits, TaskSpec, Usage, limit};
+use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, IoLimit, Limits, TaskSpec, Usage, figure, limit};
 
 /// Most bytes argv and env may hold together (the kernel's usual ARG_MAX is 2 MiB).
 pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
@@ -100,7 +100,6 @@ impl TryFrom<proto::Limits> for Limits {
 
 impl From<&Limits> for proto::Limits {
     fn from(limits: &Limits) -> Self {
-        let figure = |value: Option<std::num::NonZeroU64>| value.map_or(0, |v| v.get());
         Self {
             cpu_quota_us: figure(limits.cpu.map(|cpu| cpu.quota_us)),
             cpu_period_us: figure(limits.cpu.map(|cpu| cpu.period_us)),
