@@ -20,38 +20,30 @@ pub(crate) async fn read_records(
     end: u64,
 ) -> Option<(Vec<Chunk>, usize)> {
     let length = usize::try_from(end - offset).unwrap_or(usize::MAX).min(format::READ_BLOCK);
-    if let Some(block) = cached_block(&file, offset, length) {
+    let nowait = rustix::io::ReadWriteFlags::NOWAIT;
+    if let Ok(block) = read_at(&file, offset, length, nowait) {
         return format::decode(block);
     }
-    let read = tokio::task::spawn_blocking(move || read_block(&file, offset, length)).await;
+    let blocking = move || read_at(&file, offset, length, rustix::io::ReadWriteFlags::empty());
+    let read = tokio::task::spawn_blocking(blocking).await;
     format::decode(read.ok()?.ok()?)
 }
 
-/// The `length` bytes at `offset` if the page cache holds them all, read without blocking;
-/// `None` if any must come from the disk (or the kernel cannot tell).
-fn cached_block(file: &std::fs::File, offset: u64, length: usize) -> Option<Bytes> {
+/// Reads `length` bytes at `offset` (all there: the records are complete) into a fresh
+/// buffer. With `RWF_NOWAIT` in `flags`, fails (EAGAIN) rather than wait for the disk.
+fn read_at(
+    file: &std::fs::File,
+    offset: u64,
+    length: usize,
+    flags: rustix::io::ReadWriteFlags,
+) -> std::io::Result<Bytes> {
     let mut block = vec![0u8; length];
     let mut done = 0;
     while done < length {
         let rest = &mut [std::io::IoSliceMut::new(&mut block[done..])];
-        let flags = rustix::io::ReadWriteFlags::NOWAIT;
-        match rustix::io::preadv2(file, rest, offset + done as u64, flags) {
-            Ok(0) | Err(_) => return None,
-            Ok(read) => done += read,
-        }
-    }
-    Some(Bytes::from(block))
-}
-
-/// Reads `length` bytes at `offset` (all there: the records are complete) into a fresh
-/// buffer, without zeroing it first.
-fn read_block(file: &std::fs::File, offset: u64, length: usize) -> std::io::Result<Bytes> {
-    let mut block = Vec::with_capacity(length);
-    while block.len() < length {
-        let at = offset + block.len() as u64;
-        let read = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut block), at)?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        match rustix::io::preadv2(file, rest, offset + done as u64, flags)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            read => done += read,
         }
     }
     Ok(Bytes::from(block))
