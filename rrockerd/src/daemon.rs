@@ -299,7 +299,7 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(TaskServiceServer::new(service::Service::new(
+        .add_service(service::FramedStream::new(service::Service::new(
             Arc::clone(registry),
             usize::try_from(config.max_streams_per_user).unwrap_or(usize::MAX),
         )))

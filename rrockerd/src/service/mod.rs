@@ -4,6 +4,9 @@
 //! and no wire type goes further.
 
 mod convert;
+mod framed_stream;
+
+pub use framed_stream::FramedStream;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -5,10 +5,11 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use super::config::EngineConfig;
 use crate::chunk::{Chunk, OutputFd};
+use crate::output::buffers;
 use crate::output::spill::SpillWriter;
 use crate::output::spill::format::MAX_CHUNK;
 use crate::output::{LineChunker, OutputLog};
@@ -58,25 +59,30 @@ pub(super) async fn pump(
     spill: &SpillWriter,
     config: &EngineConfig,
 ) {
+    use tokio_uring::buf::BoundedBuf;
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
     let mut chunker = LineChunker::new(config.chunk_limit.min(MAX_CHUNK));
     let mut emit = |data| log.append(Chunk { fd, data });
-    let mut buffer = BytesMut::with_capacity(config.read_size);
+    let asked = config.read_size.min(buffers::SIZE);
+    let mut buffer = buffers::take();
     loop {
-        if buffer.capacity() < config.read_size / 4 {
-            buffer = BytesMut::with_capacity(config.read_size);
-        }
-        let asked = buffer.capacity();
         crate::stats::submitted();
-        let (result, returned) = file.read_at(buffer, 0).await;
-        buffer = returned;
+        let (result, returned) = file.read_at(buffer.slice(..asked), 0).await;
+        buffer = returned.into_inner();
         match result {
             Ok(0) => break,
             Ok(read) => {
                 // A partial line is held back only if more bytes are already in the pipe
                 // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
                 let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
-                chunker.push(buffer.split().freeze(), more_waiting, &mut emit);
+                // A large read keeps its buffer (no copy); a small one is copied out, so
+                // that a line a second does not hold a whole buffer each.
+                let data = if read >= asked / 4 {
+                    buffers::freeze(std::mem::replace(&mut buffer, buffers::take()), read)
+                } else {
+                    Bytes::copy_from_slice(&buffer[..read])
+                };
+                chunker.push(data, more_waiting, &mut emit);
                 if log.over_budget() {
                     spill.make_room(log).await;
                 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::format;
 use crate::chunk::Chunk;
+use crate::output::buffers;
 
 /// The complete records in the file from `offset` (a record's start) on, up to `end` (the
 /// file's length) and at most [`format::READ_BLOCK`] bytes, and how many bytes they took.
@@ -29,22 +30,23 @@ pub(crate) async fn read_records(
     format::decode(read.ok()?.ok()?)
 }
 
-/// Reads `length` bytes at `offset` (all there: the records are complete) into a fresh
-/// buffer. With `RWF_NOWAIT` in `flags`, fails (EAGAIN) rather than wait for the disk.
+/// Reads `length` bytes at `offset` (all there: the records are complete) into a recycled
+/// buffer (`buffers`). With `RWF_NOWAIT` in `flags`, fails (EAGAIN) rather than wait for the
+/// disk.
 fn read_at(
     file: &std::fs::File,
     offset: u64,
     length: usize,
     flags: rustix::io::ReadWriteFlags,
 ) -> std::io::Result<Bytes> {
-    let mut block = vec![0u8; length];
+    let mut block = buffers::take();
     let mut done = 0;
     while done < length {
-        let rest = &mut [std::io::IoSliceMut::new(&mut block[done..])];
+        let rest = &mut [std::io::IoSliceMut::new(&mut block[done..length])];
         match rustix::io::preadv2(file, rest, offset + done as u64, flags)? {
             0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             read => done += read,
         }
     }
-    Ok(Bytes::from(block))
+    Ok(buffers::freeze(block, length))
 }
