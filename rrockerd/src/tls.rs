@@ -2,7 +2,8 @@
 //! the server's chain up to the server CA, and a mandatory client certificate verified
 //! against the client CA only (not the root: a certificate of the server CA's branch is no
 //! client), checked against the client CA's revocation lists when given. No session tickets,
-//! so a resumed session never outlives a certificate or a revocation.
+//! so a resumed session never outlives a certificate or a revocation. The server picks the
+//! suite: AES-128-GCM first (see [`provider`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub fn server_config(
     for ca in certificates(&pki_dir.join("client-ca.pem")).map_err(tls_error)? {
         client_roots.add(ca).map_err(|error| tls_error(format!("client-ca.pem: {error}")))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let mut verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), Arc::clone(&provider));
     if let Some(crl) = crl {
@@ -50,7 +51,19 @@ pub fn server_config(
         .map_err(|error| tls_error(format!("server.pem/server.key: {error}")))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     config.send_tls13_tickets = 0;
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
+}
+
+/// ring's provider with TLS13_AES_128_GCM_SHA256 as the preferred suite (ring's own order
+/// puts AES-256-GCM-SHA384 first): its 10 AES rounds to 14 make every streamed byte cheaper to
+/// encrypt, on both ends, and SHA-256 runs on the CPU's SHA extensions where SHA-384 does
+/// not. All three suites stay offered.
+fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    let preferred = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    provider.cipher_suites.sort_by_key(|suite| suite.suite() != preferred);
+    provider
 }
 
 /// The acceptor for new connections, built now and again on every SIGHUP from the files as
