@@ -292,4 +292,23 @@ mod tests {
         assert_eq!(trailers.get("grpc-status").map(|value| value.as_bytes()), Some(&b"0"[..]));
         assert_eq!(collected.to_bytes().to_vec(), expected);
     }
+
+    #[test]
+    fn an_error_from_the_handler_ends_the_body_with_its_status_after_what_came_before() {
+        let before = StreamResponse {
+            event: Some(Event::Output(Output { fd: Fd::Stderr.into(), data: Bytes::from("x\n") })),
+        };
+        let expected = encoded(&before);
+        let events: OutputStream = Box::pin(futures_util::stream::iter([
+            Ok(before),
+            Err(Status::internal("the log cannot be read")),
+        ]));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let collected = runtime.block_on(Frames::new(events).collect()).expect("a body");
+        let trailers = collected.trailers().cloned().expect("trailers");
+        let status = Status::from_header_map(&trailers).expect("a status");
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "the log cannot be read");
+        assert_eq!(collected.to_bytes().to_vec(), expected);
+    }
 }
