@@ -2,7 +2,9 @@
 //! in blocks and decodes the records. A block the page cache holds (the common case: the
 //! file was just written) is read in place without blocking (`preadv2` with RWF_NOWAIT);
 //! only one that must come from the disk goes to a blocking thread. Handing every 64 KiB
-//! read to a blocking thread cost 0.4 CPU-seconds per GiB streamed.
+//! read to a blocking thread cost 0.4 CPU-seconds per GiB streamed. tmpfs (where the default
+//! state directory, /run, is on most hosts) refuses RWF_NOWAIT: a spill file there is read in
+//! place without it, as a read of memory never waits.
 
 use std::sync::Arc;
 
@@ -22,12 +24,30 @@ pub(crate) async fn read_records(
 ) -> Option<(Vec<Chunk>, usize)> {
     let length = usize::try_from(end - offset).unwrap_or(usize::MAX).min(format::READ_BLOCK);
     let nowait = rustix::io::ReadWriteFlags::NOWAIT;
-    if let Ok(block) = read_at(&file, offset, length, nowait) {
-        return format::decode(block);
+    match read_at(&file, offset, length, nowait) {
+        Ok(block) => return format::decode(block),
+        // tmpfs cannot say whether a read would block (it never does: it is memory).
+        Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) && in_memory(&file) => {
+            let block = read_at(&file, offset, length, rustix::io::ReadWriteFlags::empty());
+            return format::decode(block.ok()?);
+        }
+        Err(_) => {}
     }
     let blocking = move || read_at(&file, offset, length, rustix::io::ReadWriteFlags::empty());
     let read = tokio::task::spawn_blocking(blocking).await;
     format::decode(read.ok()?.ok()?)
+}
+
+/// Whether `file` is on a file system in memory (tmpfs, ramfs), which a read never waits on.
+fn in_memory(file: &std::fs::File) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    rustix::fs::fstatfs(file).is_ok_and(|stat| {
+        // f_type is an i64 on x86_64 and narrower elsewhere.
+        #[allow(clippy::useless_conversion)]
+        let magic = i64::from(stat.f_type);
+        magic == TMPFS_MAGIC || magic == RAMFS_MAGIC
+    })
 }
 
 /// Reads `length` bytes at `offset` (all there: the records are complete) into a recycled
@@ -49,4 +69,47 @@ fn read_at(
         }
     }
     Ok(buffers::freeze(block, length))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use bytes::{Bytes, BytesMut};
+
+    use super::*;
+    use crate::chunk::OutputFd;
+
+    /// An unlinked file in `dir` holding the records of `chunks`.
+    fn spill_file_in(dir: &str, chunks: &[Chunk]) -> (Arc<std::fs::File>, u64) {
+        let mut records = BytesMut::new();
+        format::encode(chunks, &mut records);
+        let mut file = tempfile::tempfile_in(dir).expect("a spill file");
+        file.write_all(&records).expect("write the records");
+        (Arc::new(file), records.len() as u64)
+    }
+
+    #[test]
+    fn tmpfs_counts_as_memory_and_a_disk_does_not() {
+        // /dev/shm is tmpfs and /var/tmp a disk wherever these tests run (CI included).
+        let (on_tmpfs, _) = spill_file_in("/dev/shm", &[]);
+        let (on_disk, _) = spill_file_in("/var/tmp", &[]);
+        assert!(in_memory(&on_tmpfs), "/dev/shm is not tmpfs here");
+        assert!(!in_memory(&on_disk));
+    }
+
+    #[test]
+    fn records_are_read_back_from_tmpfs_and_from_a_disk_alike() {
+        let chunks = [
+            Chunk { fd: OutputFd::Stdout, data: Bytes::from(vec![b'a'; 40_000]) },
+            Chunk { fd: OutputFd::Stderr, data: Bytes::from_static(b"oops\n") },
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        for dir in ["/dev/shm", "/var/tmp"] {
+            let (file, end) = spill_file_in(dir, &chunks);
+            let (read, used) =
+                runtime.block_on(read_records(file, 0, end)).expect("records read back");
+            assert_eq!((read.as_slice(), used as u64), (&chunks[..], end), "{dir}");
+        }
+    }
 }
