@@ -20,14 +20,15 @@ fn main() {
     let rows = runtime.block_on(async {
         let mut control = daemon.client("client1").await;
         let stalled = start(&mut control, shell("head -c 64M /dev/zero")).await;
-        assert_eq!(drain(&mut control, &stalled).await, 64 << 20);
+        assert_eq!(drain(&daemon.channel("client1").await, &stalled).await, 64 << 20);
         // A fresh client of another identity: a task of its own, streamed from its start.
         let fresh_rate = || async {
-            let mut fresh = daemon.client("client2").await;
+            let channel = daemon.channel("client2").await;
+            let mut fresh = rrocker_cli::task_client(channel.clone());
             let script = format!("head -c {fresh_bytes} /dev/zero");
             let begin = Instant::now();
             let id = start(&mut fresh, shell(&script)).await;
-            assert_eq!(drain(&mut fresh, &id).await, fresh_bytes);
+            assert_eq!(drain(&channel, &id).await, fresh_bytes);
             fresh_bytes as f64 / begin.elapsed().as_secs_f64() / 1e9
         };
         let unloaded = fresh_rate().await;

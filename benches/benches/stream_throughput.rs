@@ -39,36 +39,36 @@ fn main() {
         let mut control = daemon.client("client1").await;
 
         // One client, from the start of the task.
-        let mut one = daemon.client("client1").await;
+        let one = daemon.channel("client1").await;
         let peak = RssSampler::start(daemon.pid());
         let cpu = CpuMeter::start(daemon.pid());
         let begin = Instant::now();
         let id = control.start(command(&argv)).await.expect("start").into_inner().task_id;
-        assert_eq!(drain(&mut one, &id).await, total);
+        assert_eq!(drain(&one, &id).await, total);
         let single = (begin.elapsed(), peak.stop(), cpu.per_gib(total));
 
         // A late client: the task has ended; its whole output is replayed.
         let peak = RssSampler::start(daemon.pid());
         let cpu = CpuMeter::start(daemon.pid());
         let begin = Instant::now();
-        assert_eq!(drain(&mut one, &id).await, total);
+        assert_eq!(drain(&one, &id).await, total);
         let late = (begin.elapsed(), peak.stop(), cpu.per_gib(total));
         control.remove(RemoveRequest { task_id: id }).await.expect("rm");
 
         // Ten clients on their own connections, all following one task.
         let mut clients = Vec::new();
         for _ in 0..CLIENTS {
-            clients.push(daemon.client("client1").await);
+            clients.push(daemon.channel("client1").await);
         }
         let peak = RssSampler::start(daemon.pid());
         let cpu = CpuMeter::start(daemon.pid());
         let begin = Instant::now();
         let id = control.start(command(&argv)).await.expect("start").into_inner().task_id;
-        let streams = clients.into_iter().map(|mut client| {
+        let streams = clients.into_iter().map(|client| {
             let id = id.clone();
             tokio::spawn(async move {
                 let begin = Instant::now();
-                let bytes = drain(&mut client, &id).await;
+                let bytes = drain(&client, &id).await;
                 (bytes, begin.elapsed())
             })
         });

@@ -177,9 +177,13 @@ impl CpuMeter {
     }
 }
 
-/// Streams a task to its end, discarding the output; returns the stdout bytes received.
-pub async fn drain(client: &mut rrocker_tests::Client, id: &str) -> u64 {
-    let mut events = rrocker_tests::open_stream(client, id).await;
+/// Streams a task to its end on `channel`, discarding the output, as the CLI reads a stream
+/// (`rrocker_cli::stream_body`); returns the output bytes received.
+pub async fn drain(channel: &tonic::transport::Channel, id: &str) -> u64 {
+    let request = rrocker_proto::v1::StreamRequest { task_id: id.into(), ..Default::default() };
+    let mut events = rrocker_cli::stream_body::OutputStream::open(channel.clone(), request)
+        .await
+        .expect("open the stream");
     let mut bytes = 0;
     while let Some(message) = events.message().await.expect("message") {
         if let Some(rrocker_proto::v1::stream_response::Event::Output(output)) = message.event {

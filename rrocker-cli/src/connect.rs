@@ -94,8 +94,12 @@ pub async fn connect_with(
     addr: &str,
     config: rustls::ClientConfig,
 ) -> Result<TaskServiceClient<Channel>, CliError> {
-    let channel = channel_with(addr, config).await?;
-    Ok(TaskServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+    Ok(task_client(channel_with(addr, config).await?))
+}
+
+/// The task service's client on `channel`.
+pub fn task_client(channel: Channel) -> TaskServiceClient<Channel> {
+    TaskServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024)
 }
 
 /// Connects to the daemon with `config` and returns the channel, for any of its services
@@ -134,6 +138,12 @@ pub async fn channel_with(addr: &str, config: rustls::ClientConfig) -> Result<Ch
 /// Connects to the daemon as `options` describes.
 pub async fn connect(options: &ConnectOptions) -> Result<TaskServiceClient<Channel>, CliError> {
     connect_with(&options.addr, client_config(options)?).await
+}
+
+/// Connects to the daemon `options` name and returns the channel (for output streams, read
+/// without tonic's decoder, and the task service's client both).
+pub async fn connect_channel(options: &ConnectOptions) -> Result<Channel, CliError> {
+    channel_with(&options.addr, client_config(options)?).await
 }
 
 async fn resolve(addr: &str) -> Result<(String, SocketAddr), CliError> {

@@ -2,7 +2,7 @@
 //! the one error type whose messages are the one-line sentences the CLI prints
 //! ([`CliError`]), the pure formatting of statuses ([`format`]), limits ([`limits`]) and id
 //! prefixes ([`ids`]), and the commands that do more than one call: [`run`], [`ps`] and
-//! streaming to the terminal ([`output`]). Tests use the same connection code as the CLI.
+//! streaming to the terminal ([`output`], reading the stream with [`stream_body`]). Tests use the same connection code as the CLI.
 
 pub mod connect;
 pub mod format;
@@ -11,11 +11,13 @@ pub mod limits;
 pub mod output;
 pub mod ps;
 pub mod run;
+pub mod stream_body;
 
 use std::path::PathBuf;
 
 pub use connect::{
-    ConnectOptions, channel_with, client_config, connect, connect_with, organization,
+    ConnectOptions, channel_with, client_config, connect, connect_channel, connect_with,
+    organization, task_client,
 };
 
 /// Everything that can go wrong in the CLI, each shown as one sentence.

@@ -286,9 +286,10 @@ async fn stream(
     mut request: StreamRequest,
     with_state: bool,
 ) -> Result<(), CliError> {
-    let mut client = rrocker_cli::connect(options).await?;
+    let channel = rrocker_cli::connect_channel(options).await?;
+    let mut client = rrocker_cli::task_client(channel.clone());
     request.task_id = ids::resolve(&mut client, &request.task_id).await?;
-    rrocker_cli::output::stream(&mut client, request, with_state).await
+    rrocker_cli::output::stream(channel, request, with_state).await
 }
 
 /// The daemons `--addr` names: one, or for `ps` a comma-separated list.
@@ -339,7 +340,8 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let request = task.request()?;
             drop(stdout);
             let how = rrocker_cli::run::Run { detach, remove: rm };
-            return rrocker_cli::run::run(&mut connect().await?, request, how).await;
+            let channel = rrocker_cli::connect_channel(options).await?;
+            return rrocker_cli::run::run(channel, request, how).await;
         }
         Command::Stop { ids, grace } => {
             drop(stdout);

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use rrocker_proto::v1::stream_response::Event;
-use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{Fd, StreamRequest, StreamResponse, TaskStatus};
 use tonic::transport::Channel;
 
 use crate::CliError;
+use crate::stream_body::OutputStream;
 
 /// Where a stream's output goes.
 #[derive(Debug)]
@@ -53,11 +53,11 @@ impl Terminal {
 /// Streams `request` to the terminal: the task's stdout bytes to stdout and stderr bytes to
 /// stderr, unchanged, then (`with_state`) the final state lines on stderr.
 pub async fn stream(
-    client: &mut TaskServiceClient<Channel>,
+    channel: Channel,
     request: StreamRequest,
     with_state: bool,
 ) -> Result<(), CliError> {
-    let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
+    let mut events = OutputStream::open(channel, request).await.map_err(CliError::Status)?;
     let mut terminal = Terminal::new()?;
     while let Some(message) = events.message().await.map_err(CliError::Status)? {
         match terminal.write(message)? {

@@ -3,7 +3,6 @@
 //! not start or failed). A first Ctrl-C (or SIGTERM) asks the daemon to stop the task and
 //! keeps streaming until it has ended; a second one detaches, leaving the stop to the daemon.
 
-use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
     RemoveRequest, StartRequest, StopRequest, StreamRequest, TaskState, TaskStatus,
 };
@@ -11,6 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::transport::Channel;
 
 use crate::output::{Terminal, ended_early};
+use crate::stream_body::OutputStream;
 use crate::{CliError, format};
 
 /// The exit code of a `run` whose task could not be started or failed to set up (docker's).
@@ -39,11 +39,8 @@ pub struct Run {
 
 /// Starts `request` as a task and follows it to its end (or prints its id, with `detach`);
 /// returns the exit code the CLI ends with.
-pub async fn run(
-    client: &mut TaskServiceClient<Channel>,
-    request: StartRequest,
-    how: Run,
-) -> Result<u8, CliError> {
+pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8, CliError> {
+    let client = &mut crate::task_client(channel.clone());
     // Armed before the task exists, so that no Ctrl-C falls between start and stream. A
     // SIGTERM (a supervisor's, `timeout`'s) counts as a Ctrl-C, as docker's sig-proxy would
     // pass it on.
@@ -58,7 +55,7 @@ pub async fn run(
         return Ok(0);
     }
     let request = StreamRequest { task_id: id.clone(), ..StreamRequest::default() };
-    let mut events = client.stream(request).await.map_err(CliError::Status)?.into_inner();
+    let mut events = OutputStream::open(channel, request).await.map_err(CliError::Status)?;
     let mut terminal = Terminal::new()?;
     // The stop asked by the first Ctrl-C, until the daemon has sent SIGTERM (it then sees
     // the stop through by itself); the stream tells how the task ended.
