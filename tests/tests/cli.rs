@@ -90,6 +90,20 @@ fn stream_to_a_file_is_byte_exact_and_status_goes_to_stderr() {
 }
 
 #[test]
+fn a_spilled_stream_of_both_descriptors_reaches_the_cli_byte_exact() {
+    let daemon = Daemon::start();
+    // 24 MiB on stdout in the pipe's large reads (the daemon's header-and-bytes frames, most
+    // of it spilled), and a line at a time on stderr meanwhile (small messages, gathered).
+    let script = "seq 1 20000 >&2 & head -c 24M /dev/zero | tr '\\0' x; wait";
+    let ran = run(&daemon, &["run", "/bin/sh", "-c", script]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(ran.stdout.len(), 24 << 20);
+    assert!(ran.stdout.iter().all(|byte| *byte == b'x'));
+    let lines: Vec<String> = (1..=20_000).map(|n| format!("{n}\n")).collect();
+    assert_eq!(stderr(&ran), lines.concat());
+}
+
+#[test]
 fn list_and_rm() {
     let daemon = Daemon::start();
     let id = start(&daemon, &["/bin/true"]);
