@@ -75,9 +75,10 @@ pub(super) async fn pump(
                 // A partial line is held back only if more bytes are already in the pipe
                 // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
                 let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
-                // A large read keeps its buffer (no copy); a small one is copied out, so
-                // that a line a second does not hold a whole buffer each.
-                let data = if read >= asked / 4 {
+                // A full read keeps its buffer (no copy); a shorter one is copied out, so that
+                // what a log holds is what its budget counts (a line a second does not hold
+                // a whole buffer each).
+                let data = if read == asked {
                     buffers::freeze(std::mem::replace(&mut buffer, buffers::take()), read)
                 } else {
                     Bytes::copy_from_slice(&buffer[..read])
