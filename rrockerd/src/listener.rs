@@ -54,6 +54,11 @@ impl Connected for TlsConnection {
     }
 }
 
+/// Most bytes of TLS records a connection holds that its socket has not taken: what a
+/// client that stops reading keeps of the daemon's memory there (rustls' own default is 64
+/// KiB).
+const SEND_BUFFER: usize = 32 << 10;
+
 /// Accepts connections on `listener` and yields those that complete the TLS handshake with
 /// the acceptor `acceptors` holds at the time (it changes when the TLS files are reloaded).
 /// The accept loop ends when the returned stream is dropped.
@@ -84,7 +89,8 @@ pub fn accept_tls(
             let per_identity = Arc::clone(&per_identity);
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
+                    Ok(Ok(mut stream)) => {
+                        stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
                         let access = match stream.get_ref().1.peer_certificates() {
                             Some([leaf, ..]) => authz::authorize(leaf),
                             _ => Access::Denied("no client certificate".into()),
