@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use prost::Message;
+use rrocker_proto::frame::{self, PREFIX};
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::{Output, StreamRequest, StreamResponse};
 use tonic::Status;
@@ -20,8 +21,6 @@ use tonic::transport::Channel;
 
 /// The path of the Stream method.
 const PATH: &str = "/rrocker.v1.TaskService/Stream";
-/// Bytes of a gRPC message's prefix: a compression flag and a big-endian length.
-const PREFIX: usize = 5;
 /// The longest message header this reader parses in place: the StreamResponse's key and
 /// length, the Output's fd field, the data's key and length (each varint at most 5 bytes).
 const MAX_HEAD: usize = 1 + 5 + 1 + 5 + 1 + 5;
@@ -41,10 +40,7 @@ impl OutputStream {
     /// Calls Stream with `request` on `channel`.
     pub async fn open(mut channel: Channel, request: StreamRequest) -> Result<Self, Status> {
         let mut message = Vec::with_capacity(PREFIX + request.encoded_len());
-        message.push(0);
-        let length = u32::try_from(request.encoded_len()).expect("a request is small");
-        message.extend_from_slice(&length.to_be_bytes());
-        request.encode(&mut message).expect("a Vec grows");
+        frame::encode(&request, &mut message);
         let call = http::Request::builder()
             .method(http::Method::POST)
             .uri(PATH)
@@ -163,13 +159,12 @@ impl Messages {
                 }
                 State::Between => {
                     let head = self.peek(PREFIX + MAX_HEAD);
-                    if head.len() < PREFIX {
+                    let Some((compressed, length)) = frame::parse(&head) else {
                         return Ok(None);
-                    }
-                    if head[0] != 0 {
+                    };
+                    if compressed {
                         return Err(Status::internal("the daemon sent a compressed message"));
                     }
-                    let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
                     match output_head(&head[PREFIX..], length) {
                         Some((fd, head_len, data_len)) => {
                             self.take(PREFIX + head_len);
@@ -276,10 +271,8 @@ mod tests {
     use super::*;
 
     fn framed(message: &StreamResponse) -> Vec<u8> {
-        let mut whole = vec![0];
-        let length = u32::try_from(message.encoded_len()).expect("small");
-        whole.extend_from_slice(&length.to_be_bytes());
-        whole.extend_from_slice(&message.encode_to_vec());
+        let mut whole = Vec::new();
+        frame::encode(message, &mut whole);
         whole
     }
 

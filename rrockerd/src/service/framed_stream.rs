@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use prost::Message;
+use rrocker_proto::frame::{self, PREFIX};
 use rrocker_proto::v1::task_service_server::{TaskService, TaskServiceServer};
 use rrocker_proto::v1::{StreamRequest, StreamResponse, stream_response::Event};
 use tonic::Status;
@@ -24,8 +25,6 @@ use super::{OutputStream, Service};
 
 /// The path of the Stream method.
 const PATH: &str = "/rrocker.v1.TaskService/Stream";
-/// Bytes of a gRPC message's prefix: a compression flag and a big-endian length.
-const PREFIX: usize = 5;
 /// Chunks at least this long go out as frames of their own (no copy); shorter ones are
 /// copied into a shared buffer.
 const OWN_FRAME: usize = 4 << 10;
@@ -102,13 +101,12 @@ async fn read_request(body: Body) -> Result<StreamRequest, Status> {
         .await
         .map_err(|error| Status::invalid_argument(format!("cannot read the request: {error}")))?
         .to_bytes();
-    if bytes.len() < PREFIX {
+    let Some((compressed, length)) = frame::parse(&bytes) else {
         return Err(Status::invalid_argument("the request holds no message"));
-    }
-    if bytes[0] != 0 {
+    };
+    if compressed {
         return Err(Status::unimplemented("compressed requests are not accepted"));
     }
-    let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
     if bytes.len() != PREFIX + length {
         return Err(Status::invalid_argument("the request is not one message"));
     }
@@ -152,11 +150,8 @@ impl Frames {
             }
             event => {
                 let message = StreamResponse { event };
-                let length = message.encoded_len();
-                self.gathered.reserve(PREFIX + length);
-                self.gathered.put_u8(0);
-                self.gathered.put_u32(u32::try_from(length).expect("a message is below 4 GiB"));
-                message.encode(&mut self.gathered).expect("the buffer has room");
+                self.gathered.reserve(PREFIX + message.encoded_len());
+                frame::encode(&message, &mut self.gathered);
             }
         }
     }
@@ -192,8 +187,7 @@ fn output_head(output: rrocker_proto::v1::Output, head: &mut BytesMut) -> Bytes 
         if data_len == 0 { 0 } else { prost::encoding::bytes::encoded_len(2, &output.data) };
     let inner = fd_len + data_field_len;
     let outer = 1 + encoded_len_varint(inner as u64) + inner;
-    head.put_u8(0);
-    head.put_u32(u32::try_from(outer).expect("a chunk is far below 4 GiB"));
+    head.put_slice(&frame::prefix(outer));
     encode_key(1, WireType::LengthDelimited, head);
     encode_varint(inner as u64, head);
     if output.fd != 0 {
@@ -247,10 +241,8 @@ mod tests {
     use super::*;
 
     fn encoded(message: &StreamResponse) -> Vec<u8> {
-        let mut whole = vec![0];
-        let length = u32::try_from(message.encoded_len()).expect("a small message");
-        whole.extend_from_slice(&length.to_be_bytes());
-        whole.extend_from_slice(&message.encode_to_vec());
+        let mut whole = Vec::new();
+        frame::encode(message, &mut whole);
         whole
     }
 
