@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rrocker_benches::{Summary, cpu_seconds, quick, write_result};
+use rrocker_tests::children_cpu_seconds;
 use rrocker_tests::{Daemon, command};
 
 fn main() {
@@ -78,15 +79,4 @@ fn main() {
         Ok(path) => println!("result: {}", path.display()),
         Err(error) => eprintln!("cannot write the result file: {error}"),
     }
-}
-
-/// CPU-seconds (user and system) of this process's children that have been waited for
-/// (`cutime` and `cstime` of /proc/self/stat).
-fn children_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
-    let Some(end_of_name) = stat.rfind(')') else { return 0.0 };
-    let fields: Vec<&str> = stat[end_of_name + 2..].split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    let per_second = rustix::param::clock_ticks_per_second() as f64;
-    (ticks(13) + ticks(14)) as f64 / per_second
 }

@@ -27,12 +27,24 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
 /// for this process. Read from /proc/PID/stat.
 pub fn cpu_seconds(pid: Option<u32>) -> f64 {
     let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    stat_seconds(&path, [11, 12])
+}
+
+/// CPU time (user + system) of this process's children that have been waited for, in
+/// seconds (`cutime` and `cstime` of /proc/self/stat).
+pub fn children_cpu_seconds() -> f64 {
+    stat_seconds("/proc/self/stat", [13, 14])
+}
+
+/// The sum of the clock-tick `fields` (counted after the command name) of the stat file at
+/// `path`, in seconds; 0 if it cannot be read.
+fn stat_seconds(path: &str, fields: [usize; 2]) -> f64 {
     let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
     let Some(end_of_name) = stat.rfind(')') else { return 0.0 };
-    let fields: Vec<&str> = stat[end_of_name + 2..].split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let values: Vec<&str> = stat[end_of_name + 2..].split_whitespace().collect();
+    let ticks = |index: usize| values.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let per_second = rustix::param::clock_ticks_per_second() as f64;
-    (ticks(11) + ticks(12)) as f64 / per_second
+    fields.into_iter().map(ticks).sum::<u64>() as f64 / per_second
 }
 
 /// Waits until process `pid` is idle: its CPU time stands still over five looks 20 ms apart
