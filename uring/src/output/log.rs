@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::budget::OutputBudget;
-use super::spill::format;
+use super::spill::{SpillFile, format};
 use crate::chunk::Chunk;
 
 /// How far a log has got: the number of chunks and whether it is complete.
@@ -45,7 +45,7 @@ pub struct OutputLog {
     stored: Mutex<Stored>,
     pub(super) progress: watch::Sender<Progress>,
     /// The spill file, for readers (the engine writes through its own io_uring handle).
-    pub(super) file: OnceLock<Arc<std::fs::File>>,
+    pub(super) file: OnceLock<Arc<SpillFile>>,
     /// In-memory budget in bytes (unbounded without a spill file).
     window_limit: usize,
     /// The budget every log of the engine shares, if any.
@@ -157,7 +157,7 @@ impl OutputLog {
 
     /// Gives the log its spill file (for readers).
     pub(crate) fn attach_spill_file(&self, file: std::fs::File) {
-        let _ = self.file.set(Arc::new(file));
+        let _ = self.file.set(Arc::new(SpillFile::new(file)));
     }
 
     /// The records of the oldest chunks that bring the window down to half its budget (as

@@ -78,7 +78,7 @@ impl OutputLog {
 /// Where a reader goes next: from memory, or from the file at an offset.
 enum Source {
     Memory(Chunk),
-    File { file: Arc<std::fs::File>, chunk: usize, offset: u64, end: u64 },
+    File { file: Arc<spill::SpillFile>, chunk: usize, offset: u64, end: u64 },
 }
 
 /// What a reader reads of a log.
@@ -226,7 +226,13 @@ impl LogReader {
 
     /// Reads a block of records from `offset` (the start of chunk `chunk`) and keeps the
     /// chunks from `self.next` on.
-    async fn read_file(&mut self, file: Arc<std::fs::File>, chunk: usize, offset: u64, end: u64) {
+    async fn read_file(
+        &mut self,
+        file: Arc<spill::SpillFile>,
+        chunk: usize,
+        offset: u64,
+        end: u64,
+    ) {
         let decoded = spill::read_records(file, offset, end).await;
         let Some((chunks, used)) = decoded.filter(|(chunks, _)| !chunks.is_empty()) else {
             // The file cannot be read back: this reader ends here rather than loop.

@@ -9,5 +9,5 @@ pub(crate) mod format;
 pub(crate) mod reader;
 pub(crate) mod writer;
 
-pub(crate) use reader::read_records;
+pub(crate) use reader::{SpillFile, read_records};
 pub(crate) use writer::SpillWriter;

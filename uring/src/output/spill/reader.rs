@@ -14,26 +14,36 @@ use super::format;
 use crate::chunk::Chunk;
 use crate::output::buffers;
 
+/// A spill file as its readers read it: the file, and whether it is in memory (tmpfs,
+/// ramfs), told once when it is made.
+#[derive(Debug)]
+pub(crate) struct SpillFile {
+    file: std::fs::File,
+    in_memory: bool,
+}
+
+impl SpillFile {
+    pub(crate) fn new(file: std::fs::File) -> Self {
+        Self { in_memory: in_memory(&file), file }
+    }
+}
+
 /// The complete records in the file from `offset` (a record's start) on, up to `end` (the
 /// file's length) and at most [`format::READ_BLOCK`] bytes, and how many bytes they took.
 /// `None` if the file cannot be read back or holds something that is not a record.
 pub(crate) async fn read_records(
-    file: Arc<std::fs::File>,
+    spill: Arc<SpillFile>,
     offset: u64,
     end: u64,
 ) -> Option<(Vec<Chunk>, usize)> {
     let length = usize::try_from(end - offset).unwrap_or(usize::MAX).min(format::READ_BLOCK);
-    let nowait = rustix::io::ReadWriteFlags::NOWAIT;
-    match read_at(&file, offset, length, nowait) {
-        Ok(block) => return format::decode(block),
-        // tmpfs cannot say whether a read would block (it never does: it is memory).
-        Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) && in_memory(&file) => {
-            let block = read_at(&file, offset, length, rustix::io::ReadWriteFlags::empty());
-            return format::decode(block.ok()?);
-        }
-        Err(_) => {}
+    let wait = rustix::io::ReadWriteFlags::empty();
+    // tmpfs refuses RWF_NOWAIT, and a read of memory never waits anyway.
+    let flags = if spill.in_memory { wait } else { rustix::io::ReadWriteFlags::NOWAIT };
+    if let Ok(block) = read_at(&spill.file, offset, length, flags) {
+        return format::decode(block);
     }
-    let blocking = move || read_at(&file, offset, length, rustix::io::ReadWriteFlags::empty());
+    let blocking = move || read_at(&spill.file, offset, length, wait);
     let read = tokio::task::spawn_blocking(blocking).await;
     format::decode(read.ok()?.ok()?)
 }
@@ -81,12 +91,12 @@ mod tests {
     use crate::chunk::OutputFd;
 
     /// An unlinked file in `dir` holding the records of `chunks`.
-    fn spill_file_in(dir: &str, chunks: &[Chunk]) -> (Arc<std::fs::File>, u64) {
+    fn spill_file_in(dir: &str, chunks: &[Chunk]) -> (Arc<SpillFile>, u64) {
         let mut records = BytesMut::new();
         format::encode(chunks, &mut records);
         let mut file = tempfile::tempfile_in(dir).expect("a spill file");
         file.write_all(&records).expect("write the records");
-        (Arc::new(file), records.len() as u64)
+        (Arc::new(SpillFile::new(file)), records.len() as u64)
     }
 
     #[test]
@@ -94,8 +104,8 @@ mod tests {
         // /dev/shm is tmpfs and /var/tmp a disk wherever these tests run (CI included).
         let (on_tmpfs, _) = spill_file_in("/dev/shm", &[]);
         let (on_disk, _) = spill_file_in("/var/tmp", &[]);
-        assert!(in_memory(&on_tmpfs), "/dev/shm is not tmpfs here");
-        assert!(!in_memory(&on_disk));
+        assert!(on_tmpfs.in_memory, "/dev/shm is not tmpfs here");
+        assert!(!on_disk.in_memory);
     }
 
     #[test]
