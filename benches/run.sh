@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash benches/setup.sh
 cargo build --release --workspace --bins
 # The CLI as the README suggests installing it: linked statically (cli_call measures it).
-cargo rustc --release -p rrocker-cli --bin rrocker-cli -- -C target-feature=+crt-static
+cargo rustc --release -p rrocker-cli --bin rrocker-cli -- -C target-feature=+crt-static -C relocation-model=static
 if [ "$#" -eq 0 ]; then
   cargo bench -p rrocker-benches
 else
