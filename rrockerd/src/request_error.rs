@@ -133,7 +133,10 @@ impl RequestError {
             Self::ShuttingDown => Code::Unavailable,
             Self::Engine(_)
             | Self::Setup { .. }
-            | Self::Cgroup(CgroupError::File { .. } | CgroupError::Io(_))
+            // (A parent in use only stops the daemon's start.)
+            | Self::Cgroup(
+                CgroupError::File { .. } | CgroupError::Io(_) | CgroupError::ParentInUse(_),
+            )
             | Self::Image(ImageError::Io(_))
             | Self::Io(_) => Code::Internal,
         }

@@ -357,6 +357,11 @@ impl ManagedCgroup {
             .flat_map(|(_, root)| std::fs::read_dir(root).expect("read a hierarchy"))
             .filter_map(|entry| Some(entry.ok()?.path()).filter(|path| path.is_dir()))
             .filter(|path| !path.ends_with(&self.name))
+            // Other tests' daemons, in processes of their own, come and go meanwhile; what
+            // this one could stray into is its parent's name, `rrocker`, at a root.
+            .filter(|path| {
+                !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rrocker-test-"))
+            })
             .collect();
         others.sort();
         others
@@ -461,4 +466,52 @@ async fn a_daemon_that_cannot_listen_leaves_no_cgroup_and_no_state_behind() {
         assert!(!root.join(&parent).exists(), "{} is left", root.join(&parent).display());
     }
     assert!(!state.exists(), "the state directory it made is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_given_a_parent_in_use_refuses_and_leaves_the_first_alone() {
+    require_root!();
+    let _turn = TURN.lock().await;
+    let first = Daemon::start();
+    let mut client = first.client("client1").await;
+    let id = start(&mut client, command(&["/bin/sleep", "300"])).await;
+    let cgroups = first.task_cgroups();
+    assert!(!cgroups.is_empty(), "the task has cgroups");
+    let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let mut second = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
+        .args(["--listen", "127.0.0.1:0", "--cgroup-parent", &first.cgroup_parent(), "--pki-dir"])
+        .arg(first.pki_dir())
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--images-dir")
+        .arg(rrocker_tests::images_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rrockerd");
+    // Its ready line, or nothing (end of file) once it has stopped.
+    let mut ready = String::new();
+    let stdout = second.stdout.take().expect("piped stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("read");
+    if !ready.is_empty() {
+        rrocker_tests::signal(second.id(), libc::SIGTERM);
+    }
+    let output = second.wait_with_output().expect("wait for rrockerd");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(ready.is_empty() && !output.status.success(), "it started: {ready}{said}");
+    let last = said.lines().last().unwrap_or_default();
+    assert!(last.contains("is in use by another rrockerd"), "{said}");
+    assert!(last.contains("--cgroup-parent"), "{said}");
+    // The first daemon's task was not taken for a leftover, nor its parent removed.
+    let status =
+        client.query(QueryRequest { task_id: id.clone() }).await.expect("query").into_inner();
+    assert_eq!(status.state(), TaskState::Running, "{status:?}");
+    assert_eq!(first.task_cgroups(), cgroups);
+    assert!(!state.exists(), "the state directory it made is left");
+    // And the first still starts tasks below its parent.
+    let again = start(&mut client, command(&["/bin/true"])).await;
+    let ended = final_status(&mut client, &again).await;
+    assert_eq!(ended.state(), TaskState::Completed, "{ended:?}");
+    client.stop(StopRequest { task_id: id, ..StopRequest::default() }).await.expect("stop");
 }

@@ -25,6 +25,12 @@ pub enum CgroupError {
     /// A limit this host's cgroups cannot apply (a controller rrocker lacks, and why).
     #[error("{0}")]
     Unavailable(String),
+    /// Another process (another rrockerd) holds the parent cgroup.
+    #[error(
+        "cgroup {} is in use by another rrockerd (its tasks' parent): give this daemon a parent of its own with --cgroup-parent",
+        .0.display()
+    )]
+    ParentInUse(PathBuf),
     /// An IO limit names a device that is not a whole disk of this host.
     #[error("{0}")]
     BadDevice(String),

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,13 @@ pub fn keyed(path: &Path, key: &str) -> Option<u64> {
         let (name, value) = line.split_once(' ')?;
         (name == key).then(|| value.trim().parse().ok()).flatten()
     })
+}
+
+/// Opens the cgroup directory `dir` (close-on-exec), for CLONE_INTO_CGROUP or a lock.
+pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|source| error("open", dir)(source.into()))
 }
 
 /// Creates the cgroup `path`; it must not exist yet.

@@ -14,6 +14,7 @@
 pub mod error;
 pub mod files;
 pub mod mounts;
+pub mod parent_lock;
 pub mod placement;
 pub mod v1;
 pub mod v2;
@@ -32,8 +33,9 @@ pub trait Cgroups: Send + Sync + Debug {
     /// What the backend is, for the log (`v2`, `v1 + unified`...).
     fn describe(&self) -> String;
 
-    /// Creates the parent cgroup, enables what it needs there, and kills and removes the
-    /// task cgroups an earlier run left behind.
+    /// Creates the parent cgroup, locks it for this daemon (refused while another process
+    /// holds it), enables what it needs there, and kills and removes the task cgroups an
+    /// earlier run left behind.
     fn prepare(&self) -> Result<(), CgroupError>;
 
     /// Creates the cgroup of task `name` with `limits` applied. Nothing is left behind if
@@ -48,7 +50,7 @@ pub trait Cgroups: Send + Sync + Debug {
     /// cgroup, where its controllers are.
     fn cap_parent(&self, caps: &Limits) -> Result<(), CgroupError>;
 
-    /// Removes the parent cgroup if it is empty (at shutdown).
+    /// Removes the parent cgroup if it is empty and this daemon holds it (at shutdown).
     fn remove_parent(&self);
 }
 

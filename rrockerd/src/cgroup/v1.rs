@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rrocker_uring::Placement;
 
 use super::error::CgroupError;
+use super::parent_lock::ParentLock;
 use super::{Cgroups, Layout, TaskCgroup, files};
 use crate::spec::{Limits, Usage};
 
@@ -27,6 +28,8 @@ pub struct CgroupV1 {
     unified: Option<PathBuf>,
     /// The controllers rrocker may not use here, and why.
     unavailable: Vec<(String, String)>,
+    /// This daemon's hold on the parent, taken when it is prepared.
+    lock: ParentLock,
 }
 
 impl CgroupV1 {
@@ -45,6 +48,7 @@ impl CgroupV1 {
             parents,
             unified: layout.unified.map(|base| base.join(&layout.parent)),
             unavailable: layout.unavailable,
+            lock: ParentLock::default(),
         }
     }
 
@@ -82,9 +86,13 @@ impl Cgroups for CgroupV1 {
     }
 
     fn prepare(&self) -> Result<(), CgroupError> {
-        for dir in self.hierarchies().into_iter().chain(self.unified.as_deref()) {
+        let parents: Vec<&Path> =
+            self.hierarchies().into_iter().chain(self.unified.as_deref()).collect();
+        for dir in &parents {
             files::make_all(dir)?;
         }
+        // Before their subtrees are touched: another daemon's tasks are no leftovers.
+        self.lock.take(&parents)?;
         // Leftovers of a run that did not end cleanly: kill their processes, then remove.
         let mut leftovers: Vec<PathBuf> =
             self.unified.iter().flat_map(|d| files::children(d)).collect();
@@ -138,6 +146,9 @@ impl Cgroups for CgroupV1 {
     }
 
     fn remove_parent(&self) {
+        if !self.lock.is_held() {
+            return;
+        }
         for dir in self.hierarchies().into_iter().chain(self.unified.as_deref()) {
             let _ = std::fs::remove_dir(dir);
         }
@@ -233,7 +244,7 @@ impl V1Task {
 
 impl TaskCgroup for V1Task {
     fn placement(&self) -> Result<Placement, CgroupError> {
-        let clone_into = self.unified.as_deref().map(super::v2::open_dir).transpose()?;
+        let clone_into = self.unified.as_deref().map(files::open_dir).transpose()?;
         let procs_files = self.hierarchies.iter().map(|dir| dir.join("cgroup.procs")).collect();
         Ok(Placement { clone_into: clone_into.map(Arc::<OwnedFd>::from), procs_files })
     }

@@ -4,28 +4,18 @@
 //! The parent enables in its subtree only the controllers its own parent grants it: rrocker
 //! never writes above its parent.
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rrocker_uring::Placement;
 
 use super::error::CgroupError;
+use super::parent_lock::ParentLock;
 use super::{Cgroups, TaskCgroup, files};
 use crate::spec::{Limits, Usage};
 
 /// The controllers rrocker enables for its tasks when granted.
 pub const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
-/// Opens a cgroup directory for CLONE_INTO_CGROUP.
-pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
-    use rustix::fs::{Mode, OFlags};
-    rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|source| CgroupError::File {
-            action: "open",
-            path: dir.to_owned(),
-            source: source.into(),
-        })
-}
 
 /// The v2 backend.
 #[derive(Debug)]
@@ -37,13 +27,15 @@ pub struct CgroupV2 {
     /// Whether `base` is delegated to rrocker, so that it enables controllers there too
     /// (the daemon has moved out of it, into a leaf).
     delegated: bool,
+    /// This daemon's hold on the parent, taken when it is prepared.
+    lock: ParentLock,
 }
 
 impl CgroupV2 {
     /// A backend for the parent cgroup `parent` below `base` (a mount point, or the daemon's
     /// own `delegated` cgroup).
     pub fn new(base: PathBuf, parent: PathBuf, delegated: bool) -> Self {
-        Self { base, parent, delegated }
+        Self { base, parent, delegated, lock: ParentLock::default() }
     }
 
     fn parent_dir(&self) -> PathBuf {
@@ -74,6 +66,10 @@ impl Cgroups for CgroupV2 {
         for part in self.parent.components() {
             level.push(part);
             files::make_all(&level)?;
+            if level == self.parent_dir() {
+                // Before its subtree is touched: another daemon's tasks are no leftovers.
+                self.lock.take(&[&level])?;
+            }
             enable_granted(&level)?;
         }
         files::remove_leftovers(&files::children(&self.parent_dir()))
@@ -107,7 +103,9 @@ impl Cgroups for CgroupV2 {
     }
 
     fn remove_parent(&self) {
-        let _ = std::fs::remove_dir(self.parent_dir());
+        if self.lock.is_held() {
+            let _ = std::fs::remove_dir(self.parent_dir());
+        }
     }
 }
 
@@ -176,7 +174,7 @@ impl V2Task {
 
 impl TaskCgroup for V2Task {
     fn placement(&self) -> Result<Placement, CgroupError> {
-        let fd = open_dir(&self.dir)?;
+        let fd = files::open_dir(&self.dir)?;
         Ok(Placement { clone_into: Some(Arc::new(fd)), procs_files: Vec::new() })
     }
 
