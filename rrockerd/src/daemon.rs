@@ -47,6 +47,8 @@ struct Made {
     tasks_dir: Option<PathBuf>,
     images: Option<Arc<Images>>,
     cgroups: Option<Arc<dyn cgroup::Cgroups>>,
+    /// This daemon's hold on the state directory, let go last.
+    state_lock: Option<std::os::fd::OwnedFd>,
 }
 
 impl Drop for Made {
@@ -120,6 +122,10 @@ async fn build(
         made.state_dir = Some(config.state_dir.clone());
     }
     dirs::private_dir(&config.state_dir).context("create", &config.state_dir)?;
+    // Before anything in it is cleaned up: another daemon's tasks are no leftovers.
+    let lock = dirs::lock(&config.state_dir).context("lock", &config.state_dir)?;
+    made.state_lock =
+        Some(lock.ok_or_else(|| StartupError::StateDirInUse(config.state_dir.clone()))?);
     let spill_dir = config.state_dir.join("spill");
     dirs::private_dir(&spill_dir).context("create", &spill_dir)?;
     made.spill_dir = Some(spill_dir.clone());

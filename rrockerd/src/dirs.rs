@@ -5,6 +5,7 @@
 //! never loosened.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
@@ -38,12 +39,37 @@ pub fn private_dir(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// An exclusive `flock(2)` on the directory `path`, held while the returned descriptor
+/// (close-on-exec) is open; `None` while another process holds one. The daemon's claim on
+/// its state directory and its parent cgroups: a second daemon given either would take the
+/// first one's tasks for leftovers of a crash.
+pub fn lock(path: &Path) -> io::Result<Option<OwnedFd>> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty())?;
+    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(fd)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_locked_dir_is_refused_to_another_holder_until_let_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = lock(dir.path()).expect("lock").expect("free");
+        assert!(lock(dir.path()).expect("lock").is_none(), "held");
+        drop(first);
+        assert!(lock(dir.path()).expect("lock").is_some(), "free again");
+        assert!(lock(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub enum StartupError {
         /// The daemon's uid.
         uid: u32,
     },
+    /// Another process (another rrockerd) holds the state directory.
+    #[error(
+        "state directory {} is in use by another rrockerd: give this daemon its own --state-dir",
+        .0.display()
+    )]
+    StateDirInUse(PathBuf),
     /// The daemon's cgroups could not be found, placed or prepared.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),

@@ -457,3 +457,28 @@ pub fn refused_start(pki_dir: &Path, state_dir: &Path, args: &[&std::ffi::OsStr]
     assert!(!output.status.success(), "rrockerd started: {stderr}");
     stderr.lines().last().unwrap_or_default().to_owned()
 }
+
+/// Runs rrockerd with `args` (its own listener, images from the harness) where it must stop
+/// at start-up; the last line it printed on stderr. Should it start instead, it is stopped
+/// (SIGTERM) and the test fails, rather than waiting on a daemon that serves.
+pub fn refused_daemon(args: &[&std::ffi::OsStr]) -> String {
+    let mut daemon = Command::new(bin_path("rrockerd"))
+        .args(["--listen", "127.0.0.1:0", "--images-dir"])
+        .arg(images_dir())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rrockerd");
+    // Its ready line, or nothing (end of file) once it has stopped.
+    let mut ready = String::new();
+    let stdout = daemon.stdout.take().expect("piped stdout");
+    BufReader::new(stdout).read_line(&mut ready).expect("read rrockerd's stdout");
+    if !ready.is_empty() {
+        signal(daemon.id(), libc::SIGTERM);
+    }
+    let output = daemon.wait_with_output().expect("wait for rrockerd");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(ready.is_empty() && !output.status.success(), "rrockerd started: {ready}{said}");
+    said.lines().last().unwrap_or_default().to_owned()
+}

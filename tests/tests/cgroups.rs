@@ -479,30 +479,17 @@ async fn a_second_daemon_given_a_parent_in_use_refuses_and_leaves_the_first_alon
     assert!(!cgroups.is_empty(), "the task has cgroups");
     let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
     let state = dir.path().join("state");
-    let mut second = std::process::Command::new(rrocker_tests::bin_path("rrockerd"))
-        .args(["--listen", "127.0.0.1:0", "--cgroup-parent", &first.cgroup_parent(), "--pki-dir"])
-        .arg(first.pki_dir())
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--images-dir")
-        .arg(rrocker_tests::images_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run rrockerd");
-    // Its ready line, or nothing (end of file) once it has stopped.
-    let mut ready = String::new();
-    let stdout = second.stdout.take().expect("piped stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("read");
-    if !ready.is_empty() {
-        rrocker_tests::signal(second.id(), libc::SIGTERM);
-    }
-    let output = second.wait_with_output().expect("wait for rrockerd");
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(ready.is_empty() && !output.status.success(), "it started: {ready}{said}");
-    let last = said.lines().last().unwrap_or_default();
-    assert!(last.contains("is in use by another rrockerd"), "{said}");
-    assert!(last.contains("--cgroup-parent"), "{said}");
+    let parent = first.cgroup_parent();
+    let last = rrocker_tests::refused_daemon(&[
+        "--cgroup-parent".as_ref(),
+        parent.as_ref(),
+        "--pki-dir".as_ref(),
+        first.pki_dir().as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    assert!(last.contains("is in use by another rrockerd"), "{last}");
+    assert!(last.contains("--cgroup-parent"), "{last}");
     // The first daemon's task was not taken for a leftover, nor its parent removed.
     let status =
         client.query(QueryRequest { task_id: id.clone() }).await.expect("query").into_inner();

@@ -250,3 +250,40 @@ async fn a_dead_engine_turns_health_not_serving_and_stops_the_daemon_non_zero() 
     assert!(log.contains("the task engine died"), "{log}");
     assert!(log.contains("panicked: the test fault panic_at_spawn"), "{log}");
 }
+
+/// A second daemon given a state directory in use (with a parent cgroup of its own) refuses
+/// to start and cleans nothing up there: the first one's task keeps its directory and its
+/// spilled output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_given_a_state_dir_in_use_refuses_and_touches_nothing() {
+    require_root!();
+    let first = Daemon::start_with(&["--output-window-bytes", "65536"]);
+    let mut client = first.client("client1").await;
+    // Past the window, so that some of it is in a spill file.
+    let id = start(&mut client, shell("head -c 1M /dev/zero; echo up; exec sleep 300")).await;
+    drop(rrocker_tests::wait_for_output(&mut client, &id, "up").await);
+    let tasks: Vec<_> = std::fs::read_dir(first.state_dir().join("tasks"))
+        .expect("tasks dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let parent = format!("rrocker-test-second-{}", std::process::id());
+    let last = rrocker_tests::refused_daemon(&[
+        "--cgroup-parent".as_ref(),
+        parent.as_ref(),
+        "--pki-dir".as_ref(),
+        first.pki_dir().as_os_str(),
+        "--state-dir".as_ref(),
+        first.state_dir().as_os_str(),
+    ]);
+    assert!(last.contains("is in use by another rrockerd"), "{last}");
+    assert!(last.contains("--state-dir"), "{last}");
+    for root in rrocker_tests::cgroup_roots() {
+        assert!(!root.join(&parent).exists(), "{} is left", root.join(&parent).display());
+    }
+    assert!(first.state_dir().join("tasks").join(&tasks[0]).is_dir(), "the task's directory");
+    assert_eq!(state_of(&mut client, &id).await, TaskState::Running);
+    client.stop(StopRequest { task_id: id.clone(), ..StopRequest::default() }).await.expect("stop");
+    let streamed = stream_all(&mut client, &id).await;
+    assert_eq!(streamed.stdout.len(), (1 << 20) + 3, "the whole output, from the spill");
+}

@@ -44,7 +44,7 @@ pub fn keyed(path: &Path, key: &str) -> Option<u64> {
     })
 }
 
-/// Opens the cgroup directory `dir` (close-on-exec), for CLONE_INTO_CGROUP or a lock.
+/// Opens the cgroup directory `dir` (close-on-exec), for CLONE_INTO_CGROUP.
 pub fn open_dir(dir: &Path) -> Result<OwnedFd, CgroupError> {
     use rustix::fs::{Mode, OFlags};
     rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())

@@ -1,5 +1,5 @@
-//! One daemon per parent cgroup: an exclusive `flock(2)` on the parent's directory in each
-//! hierarchy, taken before anything below it is touched and held for the daemon's life. A
+//! One daemon per parent cgroup: an exclusive `flock(2)` ([`crate::dirs::lock`]) on the
+//! parent's directory in each hierarchy, taken before anything below it is touched and held for the daemon's life. A
 //! second rrockerd given the same parent (another port or state directory, the README's
 //! command run twice) would otherwise take the first one's running tasks for leftovers of a
 //! crash and kill them, then remove the parent under it when it stops.
@@ -8,11 +8,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use rustix::fs::FlockOperation;
-use rustix::io::Errno;
-
 use super::error::CgroupError;
-use super::files::open_dir;
 
 /// The locks on the parent's directories, once taken.
 #[derive(Debug, Default)]
@@ -30,18 +26,12 @@ impl ParentLock {
         }
         let mut held = Vec::with_capacity(dirs.len());
         for dir in dirs {
-            let fd = open_dir(dir)?;
-            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => held.push(fd),
-                Err(Errno::WOULDBLOCK) => return Err(CgroupError::ParentInUse(dir.to_path_buf())),
-                Err(source) => {
-                    return Err(CgroupError::File {
-                        action: "lock",
-                        path: dir.to_path_buf(),
-                        source: source.into(),
-                    });
-                }
-            }
+            let lock = crate::dirs::lock(dir).map_err(|source| CgroupError::File {
+                action: "lock",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            held.push(lock.ok_or_else(|| CgroupError::ParentInUse(dir.to_path_buf()))?);
         }
         let _ = self.held.set(held);
         Ok(())
