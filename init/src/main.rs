@@ -3,8 +3,8 @@
 //! the daemon places it in cgroups itself, a go pipe as fd 4, and its seccomp filters as fd 5
 //! unless they are off. It finishes the set-up that only a process inside can do
 //! ([`setup`]), waits until it is placed, installs the filters, then runs the command
-//! as its child and reports READY. From then on it forwards SIGTERM, SIGINT and the other
-//! catchable job signals to the command, reaps every orphan, reports how the command ended
+//! as its child and reports READY. From then on it forwards every signal it gets to the
+//! command (but SIGCHLD and SIGPIPE, its own), reaps every orphan, reports how the command ended
 //! and exits with its status (128 + signal when a signal killed it). A failed step is
 //! reported with its errno, and init exits 127.
 //!
@@ -56,7 +56,7 @@ fn run(report: &mut File) -> Result<Infallible, StepError> {
     let plan =
         InitPlan::from_argv(std::env::args_os()).ok_or_else(|| (InitStep::Arguments, einval()))?;
     setup::run(&plan)?;
-    let mut waited = sys::FORWARDED_SIGNALS.to_vec();
+    let mut waited = sys::forwarded_signals();
     waited.push(sys::SIGCHLD);
     let waited = sys::SignalSet::of(&waited);
     waited.block().map_err(step(InitStep::Signals))?;

@@ -26,9 +26,15 @@ pub const MS_PRIVATE: c_ulong = 1 << 18;
 
 /// `SIGCHLD`.
 pub const SIGCHLD: c_int = 17;
-/// The signals init passes on to the command: SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 and
-/// SIGTERM.
-pub const FORWARDED_SIGNALS: [c_int; 6] = [1, 2, 3, 10, 12, 15];
+/// The signals init does not pass on to the command: SIGKILL and SIGSTOP (it cannot catch
+/// them), SIGPIPE and SIGCHLD (its own), and the C library's two below SIGRTMIN.
+const KEPT_SIGNALS: [c_int; 6] = [9, 13, 17, 19, 32, 33];
+
+/// The signals init passes on to the command: every other one from 1 to 64 (SIGRTMAX), so
+/// that a user's Signal request reaches the command whatever it is.
+pub fn forwarded_signals() -> Vec<c_int> {
+    (1..=64).filter(|signal| !KEPT_SIGNALS.contains(signal)).collect()
+}
 
 const MNT_DETACH: c_int = 2;
 const PR_SET_DUMPABLE: c_int = 4;
@@ -249,7 +255,7 @@ pub fn spawn(program: &CStr, argv: &[CString]) -> io::Result<i32> {
     let mut pointers: Vec<*const c_char> = argv.iter().map(|arg| arg.as_ptr()).collect();
     pointers.push(std::ptr::null());
     let unblocked = SignalSet::of(&[]);
-    let mut defaults = FORWARDED_SIGNALS.to_vec();
+    let mut defaults = forwarded_signals();
     defaults.extend([SIGCHLD, SIGPIPE]);
     let defaults = SignalSet::of(&defaults);
     let mut attributes = SpawnAttributes([0; 64]);

@@ -35,6 +35,7 @@ fn reason_name(reason: KillReason) -> Option<&'static str> {
         KillReason::Stopped => Some("stopped"),
         KillReason::OutOfMemory => Some("out of memory"),
         KillReason::Shutdown => Some("daemon shutdown"),
+        KillReason::Signalled => Some("signalled"),
     }
 }
 

@@ -12,7 +12,7 @@ use rrocker_cli::run::RUN_FAILED;
 use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
-    Fd, QueryRequest, RemoveRequest, StartRequest, StopRequest, StreamRequest,
+    Fd, QueryRequest, RemoveRequest, SignalRequest, StartRequest, StopRequest, StreamRequest,
 };
 
 type Client = TaskServiceClient<tonic::transport::Channel>;
@@ -84,6 +84,18 @@ enum Command {
         /// Time between SIGTERM and SIGKILL, e.g. 10s or 500ms [default: the daemon's, 10s].
         #[arg(long, value_parser = format::parse_duration_ms)]
         grace: Option<u64>,
+    },
+    /// Send a signal to tasks' commands (SIGKILL, the default, ends every process at once).
+    #[command(
+        after_help = "The signal is a name, with or without SIG and in any case, or a number. SIGKILL kills\nevery process of the task at once (reported as Killed, reason signalled); any other\nsignal goes to the command, which may handle it.\n\nExamples:\n  rrocker-cli kill ID    # SIGKILL\n  rrocker-cli kill -s USR1 ID\n  rrocker-cli kill -s 15 ID OTHER_ID"
+    )]
+    Kill {
+        /// The tasks' ids, or unique prefixes of them.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// The signal: KILL, TERM, USR1, RTMIN+1..., SIGHUP, or a number.
+        #[arg(long, short = 's', default_value = "KILL")]
+        signal: String,
     },
     /// Print a task's state and exit code.
     #[command(
@@ -351,6 +363,14 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 client.stop(request).await.map(|_| format!("Killed task {id}"))
             };
             return ids::for_each(&connect().await?, &options.addr, &ids, stop).await;
+        }
+        Command::Kill { ids, signal } => {
+            drop(stdout);
+            let kill = |mut client: Client, id: String| {
+                let request = SignalRequest { task_id: id.clone(), signal: signal.clone() };
+                async move { client.signal(request).await.map(|_| id) }
+            };
+            return ids::for_each(&connect().await?, &options.addr, &ids, kill).await;
         }
         Command::Query { id, verbose, output } => {
             let mut client = connect().await?;

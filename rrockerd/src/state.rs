@@ -15,6 +15,28 @@ pub enum KillReason {
     Shutdown,
     /// The kernel's OOM killer ended it (its memory limit was reached).
     OutOfMemory,
+    /// A user sent it the signal that ended it.
+    Signalled,
+}
+
+/// The signals users sent a task (Signal requests), one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentSignals(pub u64);
+
+impl SentSignals {
+    /// With `signal` (1 to 64) added.
+    pub fn with(self, signal: i32) -> Self {
+        Self(self.0 | Self::bit(signal))
+    }
+
+    /// Whether a user sent `signal`.
+    pub fn contains(self, signal: i32) -> bool {
+        self.0 & Self::bit(signal) != 0
+    }
+
+    fn bit(signal: i32) -> u64 {
+        u32::try_from(signal - 1).ok().and_then(|shift| 1u64.checked_shl(shift)).unwrap_or(0)
+    }
 }
 
 /// Who asked a task to stop.
@@ -59,11 +81,26 @@ impl TaskState {
     }
 
     /// The final state of a task whose process ended with `exit`, given whether (and by whom)
-    /// it was asked to stop and whether the kernel's OOM killer killed a process of its
-    /// cgroup. A task that was asked to stop is Killed even if it exited cleanly on SIGTERM;
-    /// its exit code is kept. An unstopped command that died of SIGKILL in a cgroup with OOM
-    /// kills was killed for memory.
-    pub fn ended(exit: ExitStatus, stop: Option<StopCause>, oom_killed: bool) -> Self {
+    /// it was asked to stop, which signals users sent it and whether the kernel's OOM killer
+    /// killed a process of its cgroup. A task that was asked to stop is Killed even if it
+    /// exited cleanly on SIGTERM; its exit code is kept. An unstopped command that died of a
+    /// signal a user sent was signalled; else, of SIGKILL in a cgroup with OOM kills, it was
+    /// killed for memory.
+    pub fn ended(
+        exit: ExitStatus,
+        stop: Option<StopCause>,
+        sent: SentSignals,
+        oom_killed: bool,
+    ) -> Self {
+        if let (None, ExitStatus::Signaled(signal)) = (stop, exit)
+            && sent.contains(signal)
+        {
+            return Self::Killed {
+                reason: KillReason::Signalled,
+                signal: Some(signal),
+                exit_code: None,
+            };
+        }
         if oom_killed && stop.is_none() && exit == ExitStatus::Signaled(libc::SIGKILL) {
             let reason = KillReason::OutOfMemory;
             return Self::Killed { reason, signal: Some(libc::SIGKILL), exit_code: None };
@@ -93,23 +130,62 @@ mod tests {
     #[test]
     fn an_unasked_exit_completes_and_an_unasked_signal_kills() {
         assert_eq!(
-            TaskState::ended(ExitStatus::Exited(3), None, false),
+            TaskState::ended(ExitStatus::Exited(3), None, SentSignals::default(), false),
             TaskState::Completed { exit_code: 3 }
         );
         assert_eq!(
-            TaskState::ended(ExitStatus::Signaled(9), None, false),
+            TaskState::ended(ExitStatus::Signaled(9), None, SentSignals::default(), false),
             TaskState::Killed { reason: KillReason::Signal, signal: Some(9), exit_code: None }
+        );
+    }
+
+    #[test]
+    fn a_signal_a_user_sent_that_ended_it_is_signalled_unless_stopped() {
+        let sent = SentSignals::default().with(libc::SIGUSR1).with(libc::SIGKILL).with(64);
+        assert!(sent.contains(64) && !sent.contains(libc::SIGTERM) && !sent.contains(0));
+        let signalled = |signal| TaskState::Killed {
+            reason: KillReason::Signalled,
+            signal: Some(signal),
+            exit_code: None,
+        };
+        let ended = |exit, stop, oom| TaskState::ended(exit, stop, sent, oom);
+        assert_eq!(ended(ExitStatus::Signaled(libc::SIGUSR1), None, false), signalled(10));
+        // Sent, and also OOM kills in its cgroup: the user's SIGKILL ended it.
+        assert_eq!(ended(ExitStatus::Signaled(libc::SIGKILL), None, true), signalled(9));
+        // It handled the signal and exited by itself.
+        assert_eq!(
+            ended(ExitStatus::Exited(0), None, false),
+            TaskState::Completed { exit_code: 0 }
+        );
+        // A signal nobody sent.
+        assert_eq!(
+            ended(ExitStatus::Signaled(libc::SIGTERM), None, false),
+            TaskState::Killed { reason: KillReason::Signal, signal: Some(15), exit_code: None }
+        );
+        assert_eq!(
+            ended(ExitStatus::Signaled(libc::SIGKILL), Some(StopCause::User), false),
+            TaskState::Killed { reason: KillReason::Stopped, signal: Some(9), exit_code: None }
         );
     }
 
     #[test]
     fn a_stopped_task_is_killed_whatever_way_it_ended() {
         assert_eq!(
-            TaskState::ended(ExitStatus::Exited(0), Some(StopCause::User), false),
+            TaskState::ended(
+                ExitStatus::Exited(0),
+                Some(StopCause::User),
+                SentSignals::default(),
+                false
+            ),
             TaskState::Killed { reason: KillReason::Stopped, signal: None, exit_code: Some(0) }
         );
         assert_eq!(
-            TaskState::ended(ExitStatus::Signaled(15), Some(StopCause::Shutdown), false),
+            TaskState::ended(
+                ExitStatus::Signaled(15),
+                Some(StopCause::Shutdown),
+                SentSignals::default(),
+                false
+            ),
             TaskState::Killed { reason: KillReason::Shutdown, signal: Some(15), exit_code: None }
         );
     }
@@ -121,14 +197,27 @@ mod tests {
             signal: Some(libc::SIGKILL),
             exit_code: None,
         };
-        assert_eq!(TaskState::ended(ExitStatus::Signaled(libc::SIGKILL), None, true), oom);
+        assert_eq!(
+            TaskState::ended(
+                ExitStatus::Signaled(libc::SIGKILL),
+                None,
+                SentSignals::default(),
+                true
+            ),
+            oom
+        );
         // A child was OOM-killed, but the command itself exited: its exit code counts.
         assert_eq!(
-            TaskState::ended(ExitStatus::Exited(1), None, true),
+            TaskState::ended(ExitStatus::Exited(1), None, SentSignals::default(), true),
             TaskState::Completed { exit_code: 1 }
         );
         assert_eq!(
-            TaskState::ended(ExitStatus::Signaled(libc::SIGKILL), Some(StopCause::User), true),
+            TaskState::ended(
+                ExitStatus::Signaled(libc::SIGKILL),
+                Some(StopCause::User),
+                SentSignals::default(),
+                true
+            ),
             TaskState::Killed {
                 reason: KillReason::Stopped,
                 signal: Some(libc::SIGKILL),

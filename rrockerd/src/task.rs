@@ -2,6 +2,7 @@
 //! engine key, cgroup and output log, and its progress (a `watch` its watcher writes and
 //! anyone reads, so waiting for its end or its release needs no lock).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -12,7 +13,7 @@ use uuid::Uuid;
 use crate::cgroup::TaskCgroup;
 use crate::policy::Defaulted;
 use crate::spec::{Limits, Usage};
-use crate::state::{StopCause, TaskState};
+use crate::state::{SentSignals, StopCause, TaskState};
 
 /// A task's state and when it reached it.
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ pub struct Task {
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) stop_cause: Mutex<Option<StopCause>>,
     pub(crate) stop_lock: tokio::sync::Mutex<()>,
+    /// The signals users sent it.
+    pub(crate) sent_signals: AtomicU64,
 }
 
 impl Task {
@@ -95,6 +98,14 @@ impl Task {
 
     pub(crate) fn stop_cause(&self) -> Option<StopCause> {
         *self.stop_cause.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn note_sent(&self, signal: i32) {
+        self.sent_signals.fetch_or(SentSignals::default().with(signal).0, Ordering::SeqCst);
+    }
+
+    pub(crate) fn sent_signals(&self) -> SentSignals {
+        SentSignals(self.sent_signals.load(Ordering::SeqCst))
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -188,6 +188,7 @@ impl TaskRegistry {
             }),
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
+            sent_signals: AtomicU64::new(0),
         });
         // Counted before its watcher can count its end.
         self.metrics.started(began.elapsed());
@@ -211,7 +212,9 @@ impl TaskRegistry {
             .flatten();
             let oom_killed = final_usage.as_ref().is_some_and(|usage| usage.oom_kills > 0);
             let state = match exit {
-                Ok(exit) => TaskState::ended(exit, watched.stop_cause(), oom_killed),
+                Ok(exit) => {
+                    TaskState::ended(exit, watched.stop_cause(), watched.sent_signals(), oom_killed)
+                }
                 Err(_) => TaskState::Failed { error: "the task engine stopped".into() },
             };
             tracing::info!(?state, "task ended");
@@ -271,6 +274,23 @@ impl TaskRegistry {
         let progress = self.stop_task(&task, grace, StopCause::User, Some(signalled)).await?;
         self.metrics.stopped();
         Ok((task, progress))
+    }
+
+    /// Sends `signal` (checked by [`validate::signal`]) to a running task: to its init, which
+    /// passes it on to the command, or, SIGKILL, to every process of the task at once.
+    pub async fn signal(&self, caller: &Caller, id: &str, signal: i32) -> Result<(), RequestError> {
+        let task = self.find(caller, id)?;
+        if task.progress().state.is_final() {
+            return Err(RequestError::AlreadyFinished { id: task.id.to_string() });
+        }
+        // Noted first: the signal may end the task before the engine answers.
+        task.note_sent(signal);
+        tracing::info!(task = %task.id, signal, "signal sent");
+        if signal == libc::SIGKILL && task.cgroup.as_ref().is_some_and(|cgroup| cgroup.kill()) {
+            return Ok(());
+        }
+        // (SIGKILL to init takes every process of its PID namespace with it.)
+        Ok(self.engine.signal(task.key, signal).await?)
     }
 
     /// Forgets a finished task and its output, once everything it held on the host is gone

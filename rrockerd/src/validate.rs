@@ -94,6 +94,52 @@ pub fn grace(requested_ms: Option<u64>, default: Duration) -> Result<Duration, R
     }
 }
 
+/// The signal a user asks to send, from a name (`TERM`, `SIGUSR1`, `rtmin+2`; any case) or
+/// a number. SIGSTOP, SIGCHLD and SIGPIPE are refused: a task's init, which passes signals
+/// on to its command, would take them for its own.
+pub fn signal(text: &str) -> Result<i32, RequestError> {
+    let trimmed = text.trim();
+    let number = match trimmed.parse::<i32>() {
+        Ok(number) => Some(number).filter(|n| (1..=libc::SIGRTMAX()).contains(n)),
+        Err(_) => signal_by_name(trimmed),
+    };
+    let unknown = || {
+        RequestError::InvalidArgument(format!(
+            "unknown signal '{}': give a name (TERM, USR1, RTMIN+1...) or a number from 1 to {}",
+            echo(trimmed),
+            libc::SIGRTMAX()
+        ))
+    };
+    // 32 and 33 are the C library's own (below SIGRTMIN).
+    let number = number.filter(|&n| n < 32 || n >= libc::SIGRTMIN()).ok_or_else(unknown)?;
+    if [libc::SIGSTOP, libc::SIGCHLD, libc::SIGPIPE].contains(&number) {
+        let name = nix::sys::signal::Signal::try_from(number).map_or("", |s| s.as_str());
+        return Err(RequestError::InvalidArgument(format!(
+            "{name} cannot be sent to a task: its init would take it for its own (SIGTSTP stops a command that does not handle it)"
+        )));
+    }
+    Ok(number)
+}
+
+/// A signal's number from its name, with or without `SIG`, in any case; `RTMIN+n`, `RTMAX-n`.
+fn signal_by_name(name: &str) -> Option<i32> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let offset = |rest: &str| if rest.is_empty() { Some(0) } else { rest.parse::<i32>().ok() };
+    let number = if let Some(rest) = bare.strip_prefix("RTMIN") {
+        libc::SIGRTMIN() + offset(rest.strip_prefix('+').unwrap_or(rest))?
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        libc::SIGRTMAX() - offset(rest.strip_prefix('-').unwrap_or(rest))?
+    } else {
+        return bare
+            .parse::<nix::sys::signal::Signal>()
+            .ok()
+            .or_else(|| format!("SIG{bare}").parse::<nix::sys::signal::Signal>().ok())
+            .map(|signal| signal as i32);
+    };
+    Some(number).filter(|n| (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(n))
+}
+
 /// An id as it may appear in a message: absurdly long ones are cut.
 pub fn echo(id: &str) -> String {
     match id.char_indices().nth(MAX_ECHOED_ID) {
@@ -105,6 +151,32 @@ pub fn echo(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_are_named_or_numbered_and_those_init_keeps_are_refused() {
+        for (text, number) in [
+            ("TERM", 15),
+            ("SIGUSR1", 10),
+            ("usr2", 12),
+            ("sigkill", 9),
+            ("10", 10),
+            (" HUP ", 1),
+            ("RTMIN", 34),
+            ("rtmin+2", 36),
+            ("SIGRTMAX-1", 63),
+            ("64", 64),
+        ] {
+            assert_eq!(signal(text).unwrap_or_else(|e| panic!("{text}: {e}")), number, "{text}");
+        }
+        for text in ["FOO", "0", "65", "-1", "32", "33", "RTMIN+40", "", "SIG"] {
+            let refused = signal(text).expect_err(text).to_string();
+            assert!(refused.starts_with("unknown signal"), "{text}: {refused}");
+        }
+        for text in ["STOP", "SIGCHLD", "13"] {
+            let refused = signal(text).expect_err(text).to_string();
+            assert!(refused.contains("cannot be sent to a task"), "{text}: {refused}");
+        }
+    }
 
     #[test]
     fn ids_and_grace_are_checked() {

@@ -2,14 +2,14 @@
 //! like a missing one, and an admin sees and stops everyone's.
 
 use rrocker_proto::v1::{
-    ListRequest, QueryRequest, RemoveRequest, StopRequest, StreamRequest, TaskState,
+    ListRequest, QueryRequest, RemoveRequest, SignalRequest, StopRequest, StreamRequest, TaskState,
 };
 use rrocker_tests::{Client, Daemon, shell, start, wait_for_output};
 use tonic::{Code, Status};
 
 const MISSING: &str = "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14";
 
-/// The error every task RPC gives for `id`, in the order query, stream, stop, rm.
+/// The error every task RPC gives for `id`, in the order query, stream, stop, rm, signal.
 async fn errors_for(client: &mut Client, id: &str) -> Vec<(Code, String)> {
     let task_id = id.to_owned();
     let results: Vec<Result<(), Status>> = vec![
@@ -22,7 +22,8 @@ async fn errors_for(client: &mut Client, id: &str) -> Vec<(Code, String)> {
             .stop(StopRequest { task_id: task_id.clone(), grace_ms: Some(0), ..Default::default() })
             .await
             .map(drop),
-        client.remove(RemoveRequest { task_id }).await.map(drop),
+        client.remove(RemoveRequest { task_id: task_id.clone() }).await.map(drop),
+        client.signal(SignalRequest { task_id, signal: "TERM".into() }).await.map(drop),
     ];
     results
         .into_iter()
@@ -134,6 +135,7 @@ enum Rpc {
     Stream,
     Stop,
     Remove,
+    Signal,
 }
 
 /// What a call got.
@@ -152,7 +154,7 @@ use Outcome::{Answered, Denied, Refused};
 /// Every RPC × every caller, on a task of client1's. Another client's task id answers
 /// NOT_FOUND, exactly like a missing one; an unknown organisation is PERMISSION_DENIED on
 /// every call; no certificate never reaches the service.
-const MATRIX: [(Rpc, [Outcome; 5]); 6] = [
+const MATRIX: [(Rpc, [Outcome; 5]); 7] = [
     // Columns: Owner, OtherClient, Admin, UnknownOrganization, NoCertificate.
     (Rpc::Start, [Answered, Answered, Answered, DENIED, Refused]),
     (Rpc::List, [Answered, Answered, Answered, DENIED, Refused]),
@@ -160,6 +162,7 @@ const MATRIX: [(Rpc, [Outcome; 5]); 6] = [
     (Rpc::Stream, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
     (Rpc::Stop, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
     (Rpc::Remove, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+    (Rpc::Signal, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
 ];
 const NOT_FOUND: Outcome = Denied(Code::NotFound);
 const DENIED: Outcome = Denied(Code::PermissionDenied);
@@ -204,6 +207,11 @@ async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
         Rpc::Remove => {
             client.remove(RemoveRequest { task_id }).await.map(|reply| format!("{reply:?}"))
         }
+        // SIGCONT: the task runs on, to be stopped after.
+        Rpc::Signal => client
+            .signal(SignalRequest { task_id, signal: "CONT".into() })
+            .await
+            .map(|reply| format!("{reply:?}")),
     };
     match seen {
         Ok(seen) => (Answered, seen),

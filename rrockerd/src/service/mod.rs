@@ -16,8 +16,8 @@ use futures_util::Stream;
 use rrocker_proto::v1::task_service_server::TaskService;
 use rrocker_proto::v1::{
     self as proto, ListRequest, ListResponse, QueryRequest, RemoveRequest, RemoveResponse,
-    StartRequest, StartResponse, StopRequest, StopResponse, StreamRequest, StreamResponse,
-    stream_response::Event,
+    SignalRequest, SignalResponse, StartRequest, StartResponse, StopRequest, StopResponse,
+    StreamRequest, StreamResponse, stream_response::Event,
 };
 use rrocker_uring::{Chunk, OutputFd, View};
 use tonic::{Request, Response, Status};
@@ -89,6 +89,19 @@ impl TaskService for Service {
         }
         let (task, progress) = stopping.await.map_err(failed)??;
         Ok(Response::new(StopResponse { status: Some(status(&Snapshot::as_kept(task, progress))) }))
+    }
+
+    async fn signal(
+        &self,
+        request: Request<SignalRequest>,
+    ) -> Result<Response<SignalResponse>, Status> {
+        let caller = caller(&request)?;
+        let SignalRequest { task_id, signal } = request.into_inner();
+        // The task first: another's task answers NOT_FOUND whatever the signal.
+        self.registry.find(&caller, &task_id)?;
+        let signal = crate::validate::signal(&signal)?;
+        self.registry.signal(&caller, &task_id, signal).await?;
+        Ok(Response::new(SignalResponse { signal }))
     }
 
     async fn query(
@@ -210,6 +223,7 @@ fn status(snapshot: &Snapshot) -> proto::TaskStatus {
                 KillReason::Signal => proto::KillReason::Signal,
                 KillReason::Stopped => proto::KillReason::Stopped,
                 KillReason::Shutdown => proto::KillReason::Shutdown,
+                KillReason::Signalled => proto::KillReason::Signalled,
                 KillReason::OutOfMemory => proto::KillReason::OutOfMemory,
             });
             status.signal = *signal;
