@@ -47,6 +47,7 @@ fn main() {
                 isolation: None,
                 placement: rrocker_uring::Placement::default(),
                 init_fds: [None, None, None],
+                stdin: false,
             };
             let begin = Instant::now();
             let task = engine.spawn(spec).await.expect("spawn");

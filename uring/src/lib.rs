@@ -31,7 +31,7 @@ pub use child::{
     ChildStep, Handed, IdMap, Isolation, Namespaces, Placement, Program, SpawnSpec, Spawner,
 };
 pub use chunk::{Chunk, OutputFd};
-pub use engine::{Engine, EngineConfig, Spawned, TaskKey};
+pub use engine::{Engine, EngineConfig, STDIN_QUEUE, Spawned, TaskKey};
 pub use output::spill::format::MAX_CHUNK;
 pub use output::{LineChunker, LogReader, OutputBudget, OutputLog, View};
 pub use stats::uring_submissions;

@@ -13,6 +13,7 @@ fn shell(script: &str) -> SpawnSpec {
         isolation: None,
         placement: rrocker_uring::Placement::default(),
         init_fds: [None, None, None],
+        stdin: false,
     }
 }
 
@@ -54,6 +55,57 @@ fn output_and_exit_code_arrive() {
         let (out, err) = collect(&mut reader).await;
         assert_eq!(out, b"out\n");
         assert_eq!(err, b"err\n");
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn stdin_is_written_in_order_and_its_end_reaches_the_command() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine
+            .spawn(SpawnSpec { stdin: true, ..shell("sha256sum; wc -c </dev/null") })
+            .await
+            .expect("spawn");
+        let stdin = task.stdin.expect("a stdin pipe");
+        let mut reader = task.output.reader();
+        let mut expected = Vec::new();
+        // More than the pipe holds, in pieces of several sizes.
+        for round in 0..200u32 {
+            let piece: Vec<u8> = (0..(round * 997) % 70_000).map(|i| (i ^ round) as u8).collect();
+            expected.extend_from_slice(&piece);
+            stdin.send(bytes::Bytes::from(piece)).await.expect("queued");
+        }
+        drop(stdin);
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Exited(0));
+        let (out, _) = collect(&mut reader).await;
+        let host = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sha256sum");
+        let mut host = host;
+        std::io::Write::write_all(&mut host.stdin.take().expect("stdin"), &expected)
+            .expect("write");
+        let digest = host.wait_with_output().expect("digest").stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("{}0\n", String::from_utf8_lossy(&digest))
+        );
+    });
+    engine.shutdown();
+}
+
+#[test]
+fn a_task_that_ends_without_reading_its_stdin_is_not_held_up_by_it() {
+    let engine = Engine::start(EngineConfig::default()).expect("engine");
+    runtime().block_on(async {
+        let task = engine.spawn(SpawnSpec { stdin: true, ..shell("exit 4") }).await.expect("spawn");
+        let stdin = task.stdin.expect("a stdin pipe");
+        assert_eq!(task.exit.await.expect("exit"), ExitStatus::Exited(4));
+        // Its engine side is gone although the sender is still held: sends fail.
+        task.gone.await.expect("gone");
+        assert!(stdin.send(bytes::Bytes::from_static(b"late")).await.is_err());
     });
     engine.shutdown();
 }

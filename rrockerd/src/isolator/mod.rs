@@ -175,6 +175,7 @@ impl Isolator {
             }),
             placement: Placement::default(),
             init_fds,
+            stdin: false,
         })
     }
 }

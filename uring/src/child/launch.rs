@@ -28,13 +28,15 @@ pub(crate) struct Cloning {
     pub pidfd: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The write end of the child's stdin, when it has a pipe there.
+    pub stdin: Option<OwnedFd>,
     pub error_pipe: OwnedFd,
     /// The write end of the go pipe of a child placed after it started.
     pub go: Option<OwnedFd>,
 }
 
-/// Clones a child that execs `spec` with stdin on /dev/null and stdout/stderr on fresh pipes
-/// of `pipe_size` bytes; with isolation, in new namespaces whose id maps are written here
+/// Clones a child that execs `spec` with stdin on a fresh pipe (`spec.stdin`) or /dev/null,
+/// and stdout/stderr on fresh pipes of `pipe_size` bytes; with isolation, in new namespaces whose id maps are written here
 /// before the child may go on.
 pub(crate) fn clone_child(
     spec: &SpawnSpec,
@@ -73,8 +75,13 @@ pub(crate) fn clone_child(
         // size above pipe-max-size, which only costs throughput.
         let _ = rustix::pipe::fcntl_setpipe_size(reader, pipe_size);
     }
-    let dev_null = std::fs::File::open("/dev/null").map_err(EngineError::DevNull)?;
-    let stdio = [dev_null.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
+    let (stdin_read, stdin_write): (OwnedFd, Option<OwnedFd>) = if spec.stdin {
+        let (read_end, write_end) = pipe()?;
+        (read_end, Some(write_end))
+    } else {
+        (std::fs::File::open("/dev/null").map_err(EngineError::DevNull)?.into(), None)
+    };
+    let stdio = [stdin_read.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
     let oom_score_adj = spec
         .isolation
         .and_then(|isolation| isolation.oom_score_adj)
@@ -155,6 +162,7 @@ pub(crate) fn clone_child(
         pidfd,
         stdout: stdout_read,
         stderr: stderr_read,
+        stdin: stdin_write,
         error_pipe: error_read,
         go: go.map(|(_, write_end)| write_end),
     })

@@ -23,6 +23,9 @@ pub struct SpawnSpec {
     /// Files an isolated child's init gets as fds 5, 6 and 7 (after the go pipe's 4), in
     /// order; an empty slot is a closed fd there.
     pub init_fds: [Option<Handed>; 3],
+    /// Whether the child's stdin is a pipe the engine writes (see `Spawned::stdin`), rather
+    /// than /dev/null.
+    pub stdin: bool,
 }
 
 /// A file an isolated child's init is handed at a fixed fd.

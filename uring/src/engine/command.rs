@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::child::SpawnSpec;
 use crate::output::OutputLog;
@@ -33,7 +34,14 @@ pub struct Spawned {
     /// closed its fds: every process of an isolated task is gone (an init's exit tears its
     /// namespaces down, which takes a few milliseconds more than its command's end).
     pub gone: oneshot::Receiver<()>,
+    /// The child's stdin, when it has a pipe there: what is sent is written to it in order;
+    /// dropping the sender closes it (end of input). Sends wait while [`STDIN_QUEUE`] pieces
+    /// are queued, so a writer faster than the task reads is slowed, not buffered.
+    pub stdin: Option<mpsc::Sender<Bytes>>,
 }
+
+/// How many pieces of a task's stdin may wait to be written.
+pub const STDIN_QUEUE: usize = 4;
 
 pub(super) enum Command {
     Spawn { spec: Box<SpawnSpec>, reply: oneshot::Sender<Result<Spawned, EngineError>> },

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::command::Command;
-pub use self::command::{Spawned, TaskKey};
+pub use self::command::{STDIN_QUEUE, Spawned, TaskKey};
 pub use self::config::EngineConfig;
 use crate::EngineError;
 use crate::child::SpawnSpec;

@@ -50,6 +50,31 @@ pub(super) async fn reap(pidfd: Rc<OwnedFd>, pid: u32) -> io::Result<ExitStatus>
     }
 }
 
+/// Writes what `pieces` brings to the child's stdin pipe with io_uring, in order, until the
+/// sender is dropped (end of input), the pipe is closed on the far side (the task is gone, or
+/// it closed its stdin and no process of it holds it) or `ended` resolves (the task ended);
+/// then closes the pipe.
+pub(super) async fn feed(
+    pipe: OwnedFd,
+    mut pieces: tokio::sync::mpsc::Receiver<Bytes>,
+    ended: impl std::future::Future<Output = ()>,
+) {
+    let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
+    let writes = async {
+        while let Some(piece) = pieces.recv().await {
+            crate::stats::submitted();
+            if file.write_all_at(piece, 0).await.0.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = writes => {}
+        () = ended => {}
+    }
+    drop(file);
+}
+
 /// Reads one pipe to its end with io_uring and appends what it reads to `log`, moving the
 /// log's oldest chunks to its spill file whenever its memory window is over budget.
 pub(super) async fn pump(

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use slab::Slab;
 use tokio::sync::{mpsc, oneshot};
 
-use super::command::{Command, Spawned, TaskKey};
+use super::command::{Command, STDIN_QUEUE, Spawned, TaskKey};
 use super::config::EngineConfig;
-use super::task_io::{pump, reap};
+use super::task_io::{feed, pump, reap};
 use crate::child::SpawnSpec;
 use crate::child::launch;
 use crate::chunk::OutputFd;
@@ -132,11 +132,19 @@ async fn start_task(
     let spill = SpillWriter::new(config.spill_dir.clone(), child.pid);
     let (exit_tx, exit) = oneshot::channel();
     let (gone_tx, gone) = oneshot::channel();
-    let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit, gone };
+    let (stdin, stdin_pieces) = match child.stdin {
+        Some(pipe) => {
+            let (sender, pieces) = mpsc::channel(STDIN_QUEUE);
+            (Some(sender), Some((pipe, pieces)))
+        }
+        None => (None, None),
+    };
+    let spawned = Spawned { key, pid: child.pid, output: Arc::clone(&output), exit, gone, stdin };
     if reply.send(Ok(spawned)).is_err() {
         // Nobody wants the task any more: make sure it does not run unobserved.
         let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
     }
+    let (reaped_tx, reaped) = oneshot::channel::<()>();
     let reaper = async {
         // An init's report of its command comes first and wins over init's own exit (the
         // report pipe ends with init at the latest).
@@ -151,7 +159,9 @@ async fn start_task(
             }
             None => Some(exit_tx),
         };
-        match (reap(pidfd, child.pid).await, exit_tx) {
+        let reaped = reap(pidfd, child.pid).await;
+        let _ = reaped_tx.send(());
+        match (reaped, exit_tx) {
             (Ok(status), Some(exit_tx)) => {
                 let _ = exit_tx.send(status);
             }
@@ -167,7 +177,13 @@ async fn start_task(
         tokio::join!(stdout, stderr);
         output.close();
     };
-    tokio::join!(reaper, output_read);
+    // Stdin is written until its end, or the task's.
+    let input = async {
+        if let Some((pipe, pieces)) = stdin_pieces {
+            feed(pipe, pieces, async { drop(reaped.await) }).await;
+        }
+    };
+    tokio::join!(reaper, output_read, input);
     tasks.borrow_mut().remove(index);
     let _ = gone_tx.send(());
 }
