@@ -72,7 +72,8 @@ fn stdin_is_written_in_order_and_its_end_reaches_the_command() {
         let mut expected = Vec::new();
         // More than the pipe holds, in pieces of several sizes.
         for round in 0..200u32 {
-            let piece: Vec<u8> = (0..(round * 997) % 70_000).map(|i| (i ^ round) as u8).collect();
+            let piece: Vec<u8> =
+                (0..(round * 997) % 70_000).map(|i| (i ^ round).to_le_bytes()[0]).collect();
             expected.extend_from_slice(&piece);
             stdin.send(bytes::Bytes::from(piece)).await.expect("queued");
         }
