@@ -61,7 +61,7 @@ enum Command {
     Start(TaskArgs),
     /// Start a command as a task and stream it until it ends; exit with its exit code.
     #[command(
-        after_help = "The exit code is the task's: 128 + N when signal N ended it, 125 when it could not\nstart. Ctrl-C stops the task (SIGTERM, then SIGKILL after the grace period) and waits\nfor its end; a second Ctrl-C detaches.\n\nExamples:\n  rrocker-cli run /bin/sh -c 'echo hello; exit 3'; echo $?    # hello, then 3\n  rrocker-cli run --max-mem 64M /bin/sh -c 'head -c 1G /dev/zero | tail'\n  rrocker-cli run -d /bin/sleep 60    # prints the id, like start\n  rrocker-cli run --rm /bin/true    # removed once it has ended"
+        after_help = "The exit code is the task's: 128 + N when signal N ended it, 125 when it could not\nstart. Ctrl-C stops the task (SIGTERM, then SIGKILL after the grace period) and waits\nfor its end; a second Ctrl-C detaches.\n\nExamples:\n  rrocker-cli run /bin/sh -c 'echo hello; exit 3'; echo $?    # hello, then 3\n  rrocker-cli run --max-mem 64M /bin/sh -c 'head -c 1G /dev/zero | tail'\n  rrocker-cli run -d /bin/sleep 60    # prints the id, like start\n  rrocker-cli run --rm /bin/true    # removed once it has ended\n  printf 'a\\nb\\n' | rrocker-cli run -i /bin/wc -l    # 2: stdin reaches the task"
     )]
     Run {
         /// Print the task's id and return at once (like start).
@@ -70,6 +70,9 @@ enum Command {
         /// Remove the task (rm) once it has ended.
         #[arg(long)]
         rm: bool,
+        /// Keep stdin open: what the CLI reads on its stdin is the task's, up to its end.
+        #[arg(long, short = 'i', conflicts_with = "detach")]
+        interactive: bool,
         #[command(flatten)]
         task: TaskArgs,
     },
@@ -219,6 +222,7 @@ impl TaskArgs {
             workdir: self.workdir.map(OsString::into_vec).unwrap_or_default(),
             limits,
             image: self.image.unwrap_or_default(),
+            ..StartRequest::default()
         })
     }
 }
@@ -348,10 +352,10 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let started = connect().await?.start(request).await.map_err(status)?.into_inner();
             writeln!(stdout, "{}", started.task_id)?;
         }
-        Command::Run { detach, rm, task } => {
+        Command::Run { detach, rm, interactive, task } => {
             let request = task.request()?;
             drop(stdout);
-            let how = rrocker_cli::run::Run { detach, remove: rm };
+            let how = rrocker_cli::run::Run { detach, remove: rm, stdin: interactive };
             let channel = rrocker_cli::connect_channel(options).await?;
             return rrocker_cli::run::run(channel, request, how).await;
         }

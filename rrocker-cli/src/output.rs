@@ -39,7 +39,7 @@ impl Terminal {
             }
             Some(Event::Output(output)) => self.stdout.write_all(&output.data)?,
             Some(Event::Status(status)) => return Ok(Some(status)),
-            None => {}
+            Some(Event::Started(_)) | None => {}
         }
         Ok(None)
     }

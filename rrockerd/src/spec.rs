@@ -36,6 +36,8 @@ pub struct TaskSpec {
     pub limits: Limits,
     /// The name of an imported image; empty: the daemon's own.
     pub image: String,
+    /// Whether its stdin is a pipe a client writes (else /dev/null).
+    pub stdin: bool,
 }
 
 /// A task's resource limits.

@@ -59,6 +59,8 @@ pub struct Task {
     pub(crate) stop_lock: tokio::sync::Mutex<()>,
     /// The signals users sent it.
     pub(crate) sent_signals: AtomicU64,
+    /// Its stdin, until a client takes it to write it (one at a time).
+    pub(crate) stdin: Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>,
 }
 
 impl Task {
@@ -98,6 +100,11 @@ impl Task {
 
     pub(crate) fn stop_cause(&self) -> Option<StopCause> {
         *self.stop_cause.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Its stdin, for the one client that writes it; `None` if it has none, or another took it.
+    pub fn take_stdin(&self) -> Option<tokio::sync::mpsc::Sender<bytes::Bytes>> {
+        self.stdin.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     pub(crate) fn note_sent(&self, signal: i32) {

@@ -110,7 +110,7 @@ impl TaskRegistry {
         if self.closing.load(Ordering::SeqCst) {
             return Err(RequestError::ShuttingDown);
         }
-        let TaskSpec { argv, env, workdir, limits: requested, image } = spec;
+        let TaskSpec { argv, env, workdir, limits: requested, image, stdin } = spec;
         validate::limits(&requested, host_cpus())?;
         let (limits, defaulted) = self.policy.apply(&requested)?;
         for rule in &limits.io {
@@ -153,6 +153,7 @@ impl TaskRegistry {
             let dir = TaskDir::path_for(&self.tasks_dir, id);
             let command = TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir };
             let mut spec = self.isolator.spawn_spec(&lease, hostname, &dir, command)?;
+            spec.stdin = stdin;
             task_root::check_room(&self.tasks_dir)?;
             // Both are removed again when dropped: on any failure below, or if this request
             // is cancelled.
@@ -189,6 +190,7 @@ impl TaskRegistry {
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
             sent_signals: AtomicU64::new(0),
+            stdin: Mutex::new(spawned.stdin),
         });
         // Counted before its watcher can count its end.
         self.metrics.started(began.elapsed());

@@ -134,6 +134,7 @@ pub async fn stream_view(client: &mut Client, request: StreamRequest) -> Streame
                 assert!(streamed.status.is_none(), "one final status");
                 streamed.status = Some(status);
             }
+            Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
         }
     }
     assert!(streamed.status.is_some(), "the stream ends with the final status");

@@ -2,7 +2,8 @@
 //! like a missing one, and an admin sees and stops everyone's.
 
 use rrocker_proto::v1::{
-    ListRequest, QueryRequest, RemoveRequest, SignalRequest, StopRequest, StreamRequest, TaskState,
+    InteractRequest, ListRequest, QueryRequest, RemoveRequest, SignalRequest, StopRequest,
+    StreamRequest, TaskState, interact_request,
 };
 use rrocker_tests::{Client, Daemon, shell, start, wait_for_output};
 use tonic::{Code, Status};
@@ -136,6 +137,7 @@ enum Rpc {
     Stop,
     Remove,
     Signal,
+    Interact,
 }
 
 /// What a call got.
@@ -154,7 +156,7 @@ use Outcome::{Answered, Denied, Refused};
 /// Every RPC × every caller, on a task of client1's. Another client's task id answers
 /// NOT_FOUND, exactly like a missing one; an unknown organisation is PERMISSION_DENIED on
 /// every call; no certificate never reaches the service.
-const MATRIX: [(Rpc, [Outcome; 5]); 7] = [
+const MATRIX: [(Rpc, [Outcome; 5]); 8] = [
     // Columns: Owner, OtherClient, Admin, UnknownOrganization, NoCertificate.
     (Rpc::Start, [Answered, Answered, Answered, DENIED, Refused]),
     (Rpc::List, [Answered, Answered, Answered, DENIED, Refused]),
@@ -163,6 +165,8 @@ const MATRIX: [(Rpc, [Outcome; 5]); 7] = [
     (Rpc::Stop, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
     (Rpc::Remove, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
     (Rpc::Signal, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+    // It starts a task of the caller's own, as Start does.
+    (Rpc::Interact, [Answered, Answered, Answered, DENIED, Refused]),
 ];
 const NOT_FOUND: Outcome = Denied(Code::NotFound);
 const DENIED: Outcome = Denied(Code::PermissionDenied);
@@ -206,6 +210,17 @@ async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
             .map(|reply| format!("{reply:?}")),
         Rpc::Remove => {
             client.remove(RemoveRequest { task_id }).await.map(|reply| format!("{reply:?}"))
+        }
+        Rpc::Interact => {
+            let start =
+                InteractRequest { event: Some(interact_request::Event::Start(shell("true"))) };
+            match client.interact(futures_util::stream::iter([start])).await {
+                Ok(reply) => {
+                    let first = reply.into_inner().message().await;
+                    Ok(format!("{first:?}"))
+                }
+                Err(status) => Err(status),
+            }
         }
         // SIGCONT: the task runs on, to be stopped after.
         Rpc::Signal => client
@@ -268,7 +283,9 @@ async fn every_rpc_by_every_caller_gets_exactly_its_code_and_nothing_of_others()
                     );
                 }
             }
-            if matches!(caller, Caller::OtherClient) && rpc != Rpc::Start && rpc != Rpc::List {
+            if matches!(caller, Caller::OtherClient)
+                && ![Rpc::Start, Rpc::List, Rpc::Interact].contains(&rpc)
+            {
                 let mut other = connect(&daemon, caller).await.expect("client2");
                 let (_, missing) = call(&mut other, rpc, MISSING).await;
                 assert_eq!(seen.replace(&id, "<id>"), missing.replace(MISSING, "<id>"));

@@ -57,6 +57,7 @@ async fn drain(
             }
             Event::Output(_) => {}
             Event::Status(status) => return status.state(),
+            Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
         }
     }
     panic!("no final status");
@@ -213,6 +214,7 @@ async fn a_reader_slower_than_its_task_gets_256_mib_byte_exact_from_the_spill() 
             Event::Output(output) if output.fd() == Fd::Stdout => stdout.extend(&output.data),
             Event::Output(output) => stderr.extend(&output.data),
             Event::Status(status) => break status.state(),
+            Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
         }
     };
     assert_eq!(state, TaskState::Completed);

@@ -17,9 +17,9 @@ impl TryFrom<proto::StartRequest> for TaskSpec {
 
     fn try_from(request: proto::StartRequest) -> Result<Self, RequestError> {
         check_command(&request)?;
-        let proto::StartRequest { argv, env, workdir, limits, image } = request;
+        let proto::StartRequest { argv, env, workdir, limits, image, stdin } = request;
         let limits = Limits::try_from(limits.unwrap_or_default())?;
-        Ok(Self { argv, env, workdir, limits, image })
+        Ok(Self { argv, env, workdir, limits, image, stdin })
     }
 }
 

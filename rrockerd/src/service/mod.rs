@@ -12,22 +12,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::Stream;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use rrocker_proto::v1::task_service_server::TaskService;
 use rrocker_proto::v1::{
-    self as proto, ListRequest, ListResponse, QueryRequest, RemoveRequest, RemoveResponse,
-    SignalRequest, SignalResponse, StartRequest, StartResponse, StopRequest, StopResponse,
-    StreamRequest, StreamResponse, stream_response::Event,
+    self as proto, InteractRequest, ListRequest, ListResponse, QueryRequest, RemoveRequest,
+    RemoveResponse, SignalRequest, SignalResponse, StartRequest, StartResponse, StopRequest,
+    StopResponse, StreamRequest, StreamResponse, interact_request, stream_response::Event,
 };
 use rrocker_uring::{Chunk, OutputFd, View};
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::authz::{Access, Caller};
 use crate::listener::Peer;
-use crate::open_caps::OpenCap;
+use crate::open_caps::{Held, OpenCap};
 use crate::request_error::RequestError;
 use crate::state::{KillReason, TaskState};
-use crate::task::{self, Snapshot};
+use crate::task::{self, Snapshot, Task};
 use crate::tasks::TaskRegistry;
 
 /// The `rrocker.v1.TaskService` implementation.
@@ -43,6 +45,58 @@ impl Service {
     /// identity (0: no cap).
     pub fn new(registry: Arc<TaskRegistry>, streams_per_user: usize) -> Self {
         Self { registry, streams: OpenCap::new(streams_per_user) }
+    }
+}
+
+impl Service {
+    /// One of the caller's open output streams, counted until the returned value is dropped;
+    /// refused over `--max-streams-per-user`.
+    fn hold_stream(&self, caller: &Caller) -> Result<Held, RequestError> {
+        self.streams.take(&caller.identity).map_err(|cap| {
+            RequestError::ResourceExhausted(format!(
+                "Cannot open the stream: identity '{}' has {cap} output streams open, its limit (--max-streams-per-user); close one first",
+                caller.identity
+            ))
+        })
+    }
+
+    /// The task's output as `view` selects it, then its final (or, not following, current)
+    /// status; `held` (and the metrics' count) is let go when the stream is dropped.
+    async fn output_stream(&self, task: Arc<Task>, view: View, held: Held) -> OutputStream {
+        let follow = view.follow;
+        let reader = task.output(view).await;
+        let open = (self.registry.metrics().stream_opened(), held);
+        let events =
+            futures_util::stream::unfold(Some((reader, task, open)), move |state| async move {
+                let (mut reader, task, open) = state?;
+                let event = match reader.next().await {
+                    Some(chunk) => {
+                        open.0.streamed(chunk.data.len());
+                        return Some((Ok(output_event(chunk)), Some((reader, task, open))));
+                    }
+                    None if follow => {
+                        let progress = task.finished().await;
+                        Event::Status(status(&Snapshot::as_kept(task, progress)))
+                    }
+                    None => Event::Status(status(&task::snapshot(task).await)),
+                };
+                Some((Ok(StreamResponse { event: Some(event) }), None))
+            });
+        Box::pin(events)
+    }
+}
+
+/// Writes an Interact call's stdin messages to the task's stdin, in order, until the end of
+/// input, the client's end (it went away, or broke the protocol) or the task's; then closes
+/// the task's stdin. A send waits while the engine's queue is full, and meanwhile nothing
+/// more is read from the client: HTTP/2 flow control slows it.
+async fn write_stdin(mut requests: Streaming<InteractRequest>, stdin: mpsc::Sender<Bytes>) {
+    while let Ok(Some(InteractRequest { event: Some(interact_request::Event::Stdin(data)) })) =
+        requests.message().await
+    {
+        if stdin.send(Bytes::from(data)).await.is_err() {
+            break;
+        }
     }
 }
 
@@ -121,12 +175,7 @@ impl TaskService for Service {
     ) -> Result<Response<OutputStream>, Status> {
         let caller = caller(&request)?;
         let task = self.registry.find(&caller, &request.get_ref().task_id)?;
-        let held = self.streams.take(&caller.identity).map_err(|cap| {
-            RequestError::ResourceExhausted(format!(
-                "Cannot open the stream: identity '{}' has {cap} output streams open, its limit (--max-streams-per-user); close one first",
-                caller.identity
-            ))
-        })?;
+        let held = self.hold_stream(&caller)?;
         let only = match request.get_ref().fd() {
             proto::Fd::Unspecified => None,
             proto::Fd::Stdout => Some(OutputFd::Stdout),
@@ -134,26 +183,36 @@ impl TaskService for Service {
         };
         let follow = !request.get_ref().no_follow;
         let view = View { only, tail_lines: request.get_ref().tail_lines, follow };
-        let reader = task.output(view).await;
-        // Counted (in the metrics, and against the identity's cap) until the stream is dropped.
-        let open = (self.registry.metrics().stream_opened(), held);
-        let events =
-            futures_util::stream::unfold(Some((reader, task, open)), move |state| async move {
-                let (mut reader, task, open) = state?;
-                let event = match reader.next().await {
-                    Some(chunk) => {
-                        open.0.streamed(chunk.data.len());
-                        return Some((Ok(output_event(chunk)), Some((reader, task, open))));
-                    }
-                    None if follow => {
-                        let progress = task.finished().await;
-                        Event::Status(status(&Snapshot::as_kept(task, progress)))
-                    }
-                    None => Event::Status(status(&task::snapshot(task).await)),
-                };
-                Some((Ok(StreamResponse { event: Some(event) }), None))
-            });
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(self.output_stream(task, view, held).await))
+    }
+
+    type InteractStream = OutputStream;
+
+    async fn interact(
+        &self,
+        request: Request<Streaming<InteractRequest>>,
+    ) -> Result<Response<OutputStream>, Status> {
+        let caller = caller(&request)?;
+        let mut requests = request.into_inner();
+        let Some(InteractRequest { event: Some(interact_request::Event::Start(start)) }) =
+            requests.message().await?
+        else {
+            let wrong = "the first message of an Interact call must be start";
+            return Err(RequestError::InvalidArgument(wrong.into()).into());
+        };
+        let spec = crate::spec::TaskSpec { stdin: true, ..crate::spec::TaskSpec::try_from(start)? };
+        // Before the task exists: a start over the cap on streams changes nothing.
+        let held = self.hold_stream(&caller)?;
+        let task = self.registry.start(&caller, spec).await?;
+        if let Some(stdin) = task.take_stdin() {
+            tokio::spawn(write_stdin(requests, stdin));
+        }
+        let started = StreamResponse {
+            event: Some(Event::Started(proto::TaskStarted { task_id: task.id.to_string() })),
+        };
+        let view = View { only: None, tail_lines: None, follow: true };
+        let output = self.output_stream(task, view, held).await;
+        Ok(Response::new(Box::pin(futures_util::stream::once(async { Ok(started) }).chain(output))))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
