@@ -9,6 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("rrocker_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().bytes(".rrocker.v1.Output.data").compile_fds(descriptors)?;
+    // Output and stdin as `Bytes`: slices of the buffers they were decoded from, not copies.
+    tonic_prost_build::configure()
+        .bytes(".rrocker.v1.Output.data")
+        .bytes(".rrocker.v1.InteractRequest.stdin")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -168,7 +168,7 @@ fn pass_stdin(requests: &mpsc::Sender<InteractRequest>) {
             Ok(0) | Err(_) => break,
             Ok(read) => {
                 piece.truncate(read);
-                interact_request::Event::Stdin(piece)
+                interact_request::Event::Stdin(piece.into())
             }
         };
         if requests.blocking_send(InteractRequest { event: Some(event) }).is_err() {

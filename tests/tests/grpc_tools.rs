@@ -89,7 +89,10 @@ async fn reflection_lists_the_services_and_describes_the_task_service() {
         prost::Message::decode(files.file_descriptor_proto[0].as_slice()).expect("a descriptor");
     assert_eq!(file.package(), "rrocker.v1");
     let methods: Vec<_> = file.service[0].method.iter().map(|method| method.name()).collect();
-    assert_eq!(methods, ["Start", "Stop", "Query", "Stream", "List", "Remove", "Signal", "Interact"]);
+    assert_eq!(
+        methods,
+        ["Start", "Stop", "Query", "Stream", "List", "Remove", "Signal", "Interact"]
+    );
 }
 
 /// Whether Python with grpcio and grpcio-tools can run the foreign client.

@@ -88,7 +88,7 @@ async fn a_client_that_goes_away_closes_the_tasks_stdin() {
         Some(StreamResponse { event: Some(Event::Started(started)) }) => started.task_id,
         other => panic!("not started first: {other:?}"),
     };
-    let piece = interact_request::Event::Stdin(b"before the client left\n".to_vec());
+    let piece = interact_request::Event::Stdin(b"before the client left\n".to_vec().into());
     requests.send(InteractRequest { event: Some(piece) }).await.expect("queued");
     // The piece went through: cat printed it.
     match events.message().await.expect("message") {
@@ -110,7 +110,8 @@ async fn a_client_that_goes_away_closes_the_tasks_stdin() {
 async fn an_interact_call_must_start_with_a_start() {
     let daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
-    let first = InteractRequest { event: Some(interact_request::Event::Stdin(b"x".to_vec())) };
+    let first =
+        InteractRequest { event: Some(interact_request::Event::Stdin(b"x".to_vec().into())) };
     let refused = client.interact(futures_util::stream::iter([first])).await.expect_err("refused");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert_eq!(refused.message(), "the first message of an Interact call must be start");

@@ -94,7 +94,7 @@ async fn write_stdin(mut requests: Streaming<InteractRequest>, stdin: mpsc::Send
     while let Ok(Some(InteractRequest { event: Some(interact_request::Event::Stdin(data)) })) =
         requests.message().await
     {
-        if stdin.send(Bytes::from(data)).await.is_err() {
+        if stdin.send(data).await.is_err() {
             break;
         }
     }
