@@ -4,9 +4,11 @@
 //! prefixes ([`ids`]), and the commands that do more than one call: [`run`], [`ps`] and
 //! streaming to the terminal ([`output`], reading the stream with [`stream_body`]). Tests use the same connection code as the CLI.
 
+pub mod attach;
 pub mod connect;
 pub mod format;
 pub mod ids;
+pub mod interact;
 pub mod limits;
 pub mod output;
 pub mod ps;

@@ -70,9 +70,6 @@ enum Command {
         /// Remove the task (rm) once it has ended.
         #[arg(long)]
         rm: bool,
-        /// Keep stdin open: what the CLI reads on its stdin is the task's, up to its end.
-        #[arg(long, short = 'i', conflicts_with = "detach")]
-        interactive: bool,
         #[command(flatten)]
         task: TaskArgs,
     },
@@ -87,6 +84,17 @@ enum Command {
         /// Time between SIGTERM and SIGKILL, e.g. 10s or 500ms [default: the daemon's, 10s].
         #[arg(long, value_parser = format::parse_duration_ms)]
         grace: Option<u64>,
+    },
+    /// Attach to a running task: its output from now on, and the CLI's stdin as its stdin.
+    #[command(
+        after_help = "The task's stdin is written when it was started with it open (start -i, run -d -i) and\nno other client writes it; else the output alone is followed. Ctrl-P Ctrl-Q detaches,\nleaving the task running and its stdin open; Ctrl-C sends it SIGINT. The exit code is\nthe task's, once it ends.\n\nExamples:\n  ID=$(rrocker-cli start -i /bin/sh)\n  echo 'echo hi; exit 3' | rrocker-cli attach $ID; echo $?    # hi, then 3\n  rrocker-cli attach --no-stdin ID    # only its output"
+    )]
+    Attach {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// Only follow the output; leave the task's stdin to another client.
+        #[arg(long)]
+        no_stdin: bool,
     },
     /// Send a signal to tasks' commands (SIGKILL, the default, ends every process at once).
     #[command(
@@ -206,6 +214,10 @@ struct TaskArgs {
     image: Option<String>,
     #[command(flatten)]
     limits: limits::LimitFlags,
+    /// Keep the task's stdin open: `run -i` passes the CLI's stdin on to it (Ctrl-P Ctrl-Q
+    /// detaches); `start -i` and `run -d -i` leave it for `attach`.
+    #[arg(long, short = 'i')]
+    interactive: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -222,7 +234,7 @@ impl TaskArgs {
             workdir: self.workdir.map(OsString::into_vec).unwrap_or_default(),
             limits,
             image: self.image.unwrap_or_default(),
-            ..StartRequest::default()
+            stdin: self.interactive,
         })
     }
 }
@@ -352,10 +364,10 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let started = connect().await?.start(request).await.map_err(status)?.into_inner();
             writeln!(stdout, "{}", started.task_id)?;
         }
-        Command::Run { detach, rm, interactive, task } => {
+        Command::Run { detach, rm, task } => {
             let request = task.request()?;
             drop(stdout);
-            let how = rrocker_cli::run::Run { detach, remove: rm, stdin: interactive };
+            let how = rrocker_cli::run::Run { detach, remove: rm, stdin: request.stdin };
             let channel = rrocker_cli::connect_channel(options).await?;
             return rrocker_cli::run::run(channel, request, how).await;
         }
@@ -367,6 +379,12 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 client.stop(request).await.map(|_| format!("Killed task {id}"))
             };
             return ids::for_each(&connect().await?, &options.addr, &ids, stop).await;
+        }
+        Command::Attach { id, no_stdin } => {
+            drop(stdout);
+            let channel = rrocker_cli::connect_channel(options).await?;
+            let id = ids::resolve(&mut rrocker_cli::task_client(channel.clone()), &id).await?;
+            return rrocker_cli::attach::attach(channel, id, !no_stdin).await;
         }
         Command::Kill { ids, signal } => {
             drop(stdout);

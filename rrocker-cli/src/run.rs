@@ -3,20 +3,15 @@
 //! not start or failed). A first Ctrl-C (or SIGTERM) asks the daemon to stop the task and
 //! keeps streaming until it has ended; a second one detaches, leaving the stop to the daemon.
 //! With `-i`, the task is started by an Interact call that also carries what the CLI reads on
-//! its stdin, then the end of it.
+//! its stdin, then the end of it (or a detach, at Ctrl-P Ctrl-Q).
 
-use std::io::Read;
-
-use rrocker_proto::v1::stream_response::Event;
-use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
-    InteractRequest, RemoveRequest, StartRequest, StdinEnd, StopRequest, StreamRequest,
-    StreamResponse, TaskState, TaskStatus, interact_request,
+    RemoveRequest, StartRequest, StopRequest, StreamRequest, TaskState, TaskStatus,
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
+use crate::interact::Events;
 use crate::output::{Terminal, ended_early};
 use crate::stream_body::OutputStream;
 use crate::{CliError, format};
@@ -47,26 +42,6 @@ pub struct Run {
     pub stdin: bool,
 }
 
-/// Bytes of stdin read and sent at a time.
-const STDIN_PIECE: usize = 64 * 1024;
-
-/// Where `run` reads its task's output from.
-enum Events {
-    /// A Stream call (read without tonic's decoder).
-    Stream(OutputStream),
-    /// The Interact call that started the task.
-    Interact(tonic::Streaming<StreamResponse>),
-}
-
-impl Events {
-    async fn message(&mut self) -> Result<Option<StreamResponse>, tonic::Status> {
-        match self {
-            Self::Stream(stream) => stream.message().await,
-            Self::Interact(stream) => stream.message().await,
-        }
-    }
-}
-
 /// Starts `request` as a task and follows it to its end (or prints its id, with `detach`);
 /// returns the exit code the CLI ends with.
 pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8, CliError> {
@@ -79,8 +54,12 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
     };
     let (mut interrupts, mut terminations) =
         (handle(SignalKind::interrupt())?, handle(SignalKind::terminate())?);
-    let (id, mut events) = if how.stdin {
-        interact(client, request).await?
+    let (id, mut events) = if how.stdin && !how.detach {
+        let (id, events, stdin) = Events::start(client, request).await?;
+        if stdin {
+            events.pass_stdin();
+        }
+        (id, events)
     } else {
         let id = client.start(request).await.map_err(CliError::Status)?.into_inner().task_id;
         if how.detach {
@@ -100,6 +79,10 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
         tokio::select! {
             message = events.message() => {
                 let message = message.map_err(CliError::Status)?;
+                if message.is_none() && events.detached() {
+                    terminal.note(&format!("Detached from task {id}; it goes on (rrocker-cli attach {id})\n"))?;
+                    return Ok(0);
+                }
                 let message = message.ok_or_else(|| CliError::Status(ended_early()))?;
                 if let Some(status) = terminal.write(message)? {
                     // A command that ended by itself says so with its exit code alone.
@@ -134,49 +117,6 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
             _ = async { stop.as_mut().expect("guarded").await }, if stop.is_some() => stop = None,
         }
     }
-}
-
-/// Starts `request` by an Interact call, and passes the CLI's stdin on to it from a thread
-/// of its own (a blocking read there never holds up the CLI's exit); returns the task's id
-/// and its output.
-async fn interact(
-    client: &mut TaskServiceClient<Channel>,
-    request: StartRequest,
-) -> Result<(String, Events), CliError> {
-    let (requests, queued) = mpsc::channel(4);
-    let start = InteractRequest { event: Some(interact_request::Event::Start(request)) };
-    requests.try_send(start).expect("an empty queue");
-    let mut queued = queued;
-    let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
-    let mut events = client.interact(outgoing).await.map_err(CliError::Status)?.into_inner();
-    let id = match events.message().await.map_err(CliError::Status)? {
-        Some(StreamResponse { event: Some(Event::Started(started)) }) => started.task_id,
-        _ => return Err(CliError::Status(ended_early())),
-    };
-    std::thread::spawn(move || pass_stdin(&requests));
-    Ok((id, Events::Interact(events)))
-}
-
-/// Sends what the CLI's stdin holds, piece by piece as it comes, then its end; stops early
-/// once the call is over.
-fn pass_stdin(requests: &mpsc::Sender<InteractRequest>) {
-    let mut stdin = std::io::stdin().lock();
-    loop {
-        let mut piece = vec![0; STDIN_PIECE];
-        let event = match stdin.read(&mut piece) {
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Ok(0) | Err(_) => break,
-            Ok(read) => {
-                piece.truncate(read);
-                interact_request::Event::Stdin(piece.into())
-            }
-        };
-        if requests.blocking_send(InteractRequest { event: Some(event) }).is_err() {
-            return;
-        }
-    }
-    let end = interact_request::Event::StdinEnd(StdinEnd {});
-    let _ = requests.blocking_send(InteractRequest { event: Some(end) });
 }
 
 /// The next Ctrl-C or SIGTERM.

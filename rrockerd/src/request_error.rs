@@ -26,6 +26,15 @@ pub enum RequestError {
         /// The task's id.
         id: String,
     },
+    /// An attach that asks to write a task's stdin while another client writes it, or once
+    /// it is closed.
+    #[error(
+        "Task '{id}' has its stdin written by another client, or closed; attach without it (--no-stdin)"
+    )]
+    StdinTaken {
+        /// The task's id.
+        id: String,
+    },
     /// Removal of a task that still runs.
     #[error("Task '{id}' is still running; stop it first")]
     StillRunning {
@@ -116,6 +125,7 @@ impl RequestError {
             Self::TaskNotFound { .. } => Code::NotFound,
             Self::AlreadyFinished { .. }
             | Self::StillRunning { .. }
+            | Self::StdinTaken { .. }
             | Self::StillReleasing { .. }
             | Self::Cgroup(CgroupError::Unavailable(_)) => Code::FailedPrecondition,
             Self::BinaryNotFound { .. }

@@ -59,7 +59,9 @@ pub struct Task {
     pub(crate) stop_lock: tokio::sync::Mutex<()>,
     /// The signals users sent it.
     pub(crate) sent_signals: AtomicU64,
-    /// Its stdin, until a client takes it to write it (one at a time).
+    /// Whether it was started with a stdin pipe.
+    pub has_stdin: bool,
+    /// Its stdin, while no client writes it (one at a time); `None` once closed.
     pub(crate) stdin: Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>,
 }
 
@@ -105,6 +107,11 @@ impl Task {
     /// Its stdin, for the one client that writes it; `None` if it has none, or another took it.
     pub fn take_stdin(&self) -> Option<tokio::sync::mpsc::Sender<bytes::Bytes>> {
         self.stdin.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Gives its stdin back, open, for the next client (one that detached).
+    pub fn give_back_stdin(&self, stdin: tokio::sync::mpsc::Sender<bytes::Bytes>) {
+        *self.stdin.lock().unwrap_or_else(PoisonError::into_inner) = Some(stdin);
     }
 
     pub(crate) fn note_sent(&self, signal: i32) {

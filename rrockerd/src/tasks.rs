@@ -190,6 +190,7 @@ impl TaskRegistry {
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
             sent_signals: AtomicU64::new(0),
+            has_stdin: spawned.stdin.is_some(),
             stdin: Mutex::new(spawned.stdin),
         });
         // Counted before its watcher can count its end.

@@ -10,7 +10,8 @@ use tonic::{Code, Status};
 
 const MISSING: &str = "0e6b1e8c-ab62-4d5e-8afe-3d8d0c36fb14";
 
-/// The error every task RPC gives for `id`, in the order query, stream, stop, rm, signal.
+/// The error every task RPC gives for `id`, in the order query, stream, stop, rm, signal,
+/// attach.
 async fn errors_for(client: &mut Client, id: &str) -> Vec<(Code, String)> {
     let task_id = id.to_owned();
     let results: Vec<Result<(), Status>> = vec![
@@ -24,7 +25,15 @@ async fn errors_for(client: &mut Client, id: &str) -> Vec<(Code, String)> {
             .await
             .map(drop),
         client.remove(RemoveRequest { task_id: task_id.clone() }).await.map(drop),
-        client.signal(SignalRequest { task_id, signal: "TERM".into() }).await.map(drop),
+        client
+            .signal(SignalRequest { task_id: task_id.clone(), signal: "TERM".into() })
+            .await
+            .map(drop),
+        {
+            let attach = rrocker_proto::v1::AttachRequest { task_id, ..Default::default() };
+            let first = InteractRequest { event: Some(interact_request::Event::Attach(attach)) };
+            client.interact(futures_util::stream::iter([first])).await.map(drop)
+        },
     ];
     results
         .into_iter()

@@ -1,15 +1,18 @@
 //! A task's stdin, through the real CLI and daemon: `run -i` passes the CLI's stdin on to the
 //! task byte for byte and its end reaches the task; without `-i` the task reads /dev/null;
 //! an Interact client that goes away closes the task's stdin; the first message must start
-//! a task.
+//! a task or attach to one. `attach` writes the stdin of a task started with `start -i`; a
+//! detach leaves it open; read-only attaches follow the output beside others; the stdin
+//! another client writes is refused.
 
 use std::process::Stdio;
 
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::{
-    InteractRequest, StartRequest, StreamResponse, TaskState, interact_request,
+    AttachRequest, InteractRequest, QueryRequest, StartRequest, StreamResponse, TaskState,
+    interact_request,
 };
-use rrocker_tests::{Daemon, command, stream_all};
+use rrocker_tests::{Client, Daemon, command, shell, start, stream_all, wait_for_output};
 use tonic::Code;
 
 fn sha256_of(path: &std::path::Path) -> String {
@@ -114,7 +117,132 @@ async fn an_interact_call_must_start_with_a_start() {
         InteractRequest { event: Some(interact_request::Event::Stdin(b"x".to_vec().into())) };
     let refused = client.interact(futures_util::stream::iter([first])).await.expect_err("refused");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert_eq!(refused.message(), "the first message of an Interact call must be start");
+    assert_eq!(refused.message(), "the first message of an Interact call must be start or attach");
     let listed = client.list(rrocker_proto::v1::ListRequest {}).await.expect("list");
     assert!(listed.into_inner().tasks.is_empty(), "nothing started");
+}
+
+/// Runs `rrocker-cli ARGS` with `input` as its stdin (then its end); its output.
+fn cli_with_input(daemon: &Daemon, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = daemon
+        .cli("client1")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rrocker-cli");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, input).expect("write");
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+/// An Interact call attached to `id` (writing its stdin if `stdin`), once the daemon says
+/// so: its output stream, the sender of further messages, and whether it writes stdin.
+async fn attached(
+    client: &mut Client,
+    id: &str,
+    stdin: bool,
+) -> (tonic::Streaming<StreamResponse>, tokio::sync::mpsc::Sender<InteractRequest>, bool) {
+    let (requests, mut queued) = tokio::sync::mpsc::channel(4);
+    let attach = AttachRequest { task_id: id.to_owned(), stdin, ..AttachRequest::default() };
+    let first = InteractRequest { event: Some(interact_request::Event::Attach(attach)) };
+    requests.send(first).await.expect("queued");
+    let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
+    let mut events = client.interact(outgoing).await.expect("attach").into_inner();
+    match events.message().await.expect("message") {
+        Some(StreamResponse { event: Some(Event::Started(started)) }) => {
+            assert_eq!(started.task_id, id);
+            (events, requests, started.stdin)
+        }
+        other => panic!("not attached first: {other:?}"),
+    }
+}
+
+/// The stdout an attached call gets until the task's final status.
+async fn attached_stdout(events: &mut tonic::Streaming<StreamResponse>) -> (Vec<u8>, TaskState) {
+    let mut stdout = Vec::new();
+    while let Some(message) = events.message().await.expect("message") {
+        match message.event.expect("event") {
+            Event::Output(output) => stdout.extend_from_slice(&output.data),
+            Event::Status(status) => return (stdout, status.state()),
+            Event::Started(started) => panic!("started twice: {started:?}"),
+        }
+    }
+    panic!("no final status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_writes_a_started_tasks_stdin_and_a_detach_leaves_it_open() {
+    let daemon = Daemon::start();
+    let script = "echo up; read a; echo \"got $a\"; read b; echo \"got $b\"; exit 3";
+    let started = daemon.cli("client1").args(["start", "-i", "/bin/sh", "-c", script]).output();
+    let started = started.expect("start -i");
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let id = String::from_utf8_lossy(&started.stdout).trim().to_owned();
+    let mut client = daemon.client("client1").await;
+    drop(wait_for_output(&mut client, &id, "up").await);
+
+    // A line, then a detach (what the CLI sends at Ctrl-P Ctrl-Q on a terminal): the call
+    // ends without a status, the task goes on.
+    let (mut events, requests, writes) = attached(&mut client, &id, true).await;
+    assert!(writes);
+    for event in [
+        interact_request::Event::Stdin(b"one\n".to_vec().into()),
+        interact_request::Event::Detach(rrocker_proto::v1::Detach {}),
+    ] {
+        requests.send(InteractRequest { event: Some(event) }).await.expect("queued");
+    }
+    let mut seen = Vec::new();
+    while let Some(message) = events.message().await.expect("message") {
+        match message.event.expect("event") {
+            Event::Output(output) => seen.extend_from_slice(&output.data),
+            other => panic!("a detached call ends without a status: {other:?}"),
+        }
+    }
+    drop((events, requests));
+    drop(wait_for_output(&mut client, &id, "got one").await);
+    let status = client.query(QueryRequest { task_id: id.clone() }).await.expect("query");
+    assert_eq!(status.into_inner().state(), TaskState::Running, "detached, it goes on");
+
+    // Its stdin was left open: the CLI's attach writes it, and its end closes it.
+    let second = cli_with_input(&daemon, &["attach", &id[..8]], b"three\n");
+    assert_eq!(second.status.code(), Some(3), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "got three\n");
+    let streamed = stream_all(&mut client, &id).await;
+    assert_eq!(String::from_utf8_lossy(&streamed.stdout), "up\ngot one\ngot three\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_attaches_see_the_same_bytes_and_the_stdin_has_one_writer() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id =
+        start(&mut client, StartRequest { stdin: true, ..shell("read go; seq 1 20000") }).await;
+    let (mut one, _keep_one, writes) = attached(&mut client, &id, false).await;
+    assert!(!writes);
+    let (mut two, _keep_two, _) = attached(&mut client, &id, false).await;
+    // A writer holds the stdin: a second one is refused, in one line naming the way out.
+    let (mut writer, requests, writes) = attached(&mut client, &id, true).await;
+    assert!(writes);
+    let refused = cli_with_input(&daemon, &["attach", &id], b"");
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("has its stdin written by another client"), "{said}");
+    assert!(said.contains("--no-stdin"), "{said}");
+
+    let go = interact_request::Event::Stdin(b"go\n".to_vec().into());
+    requests.send(InteractRequest { event: Some(go) }).await.expect("queued");
+    let expected: String = (1..=20000).map(|n| format!("{n}\n")).collect();
+    for events in [&mut one, &mut two, &mut writer] {
+        let (stdout, state) = attached_stdout(events).await;
+        assert_eq!(state, TaskState::Completed);
+        assert!(stdout == expected.as_bytes(), "{} bytes, not the task's", stdout.len());
+    }
+    // A finished task is attached to no more.
+    let late = cli_with_input(&daemon, &["attach", "--no-stdin", &id], b"");
+    let said = String::from_utf8_lossy(&late.stderr).into_owned();
+    assert!(!late.status.success() && said.contains("already finished"), "{said}");
 }

@@ -86,16 +86,36 @@ impl Service {
     }
 }
 
-/// Writes an Interact call's stdin messages to the task's stdin, in order, until the end of
-/// input, the client's end (it went away, or broke the protocol) or the task's; then closes
-/// the task's stdin. A send waits while the engine's queue is full, and meanwhile nothing
+/// Follows an Interact client's messages: its stdin pieces go to the task's stdin, in order,
+/// until the end of input; a detach gives the stdin back to the task, open, and ends the
+/// call (`detach`); the client's end (it went away, or broke the protocol) or the task's
+/// closes the stdin. A send waits while the engine's queue is full, and meanwhile nothing
 /// more is read from the client: HTTP/2 flow control slows it.
-async fn write_stdin(mut requests: Streaming<InteractRequest>, stdin: mpsc::Sender<Bytes>) {
-    while let Ok(Some(InteractRequest { event: Some(interact_request::Event::Stdin(data)) })) =
-        requests.message().await
-    {
-        if stdin.send(data).await.is_err() {
-            break;
+async fn follow_client(
+    mut requests: Streaming<InteractRequest>,
+    task: Arc<Task>,
+    mut stdin: Option<mpsc::Sender<Bytes>>,
+    detach: tokio::sync::oneshot::Sender<()>,
+) {
+    use interact_request::Event as Sent;
+    while let Ok(Some(InteractRequest { event: Some(event) })) = requests.message().await {
+        match event {
+            Sent::Stdin(data) => {
+                if let Some(open) = &stdin
+                    && open.send(data).await.is_err()
+                {
+                    stdin = None;
+                }
+            }
+            Sent::StdinEnd(_) => stdin = None,
+            Sent::Detach(_) => {
+                if let Some(open) = stdin.take() {
+                    task.give_back_stdin(open);
+                }
+                let _ = detach.send(());
+                return;
+            }
+            Sent::Start(_) | Sent::Attach(_) => break,
         }
     }
 }
@@ -194,24 +214,60 @@ impl TaskService for Service {
     ) -> Result<Response<OutputStream>, Status> {
         let caller = caller(&request)?;
         let mut requests = request.into_inner();
-        let Some(InteractRequest { event: Some(interact_request::Event::Start(start)) }) =
-            requests.message().await?
-        else {
-            let wrong = "the first message of an Interact call must be start";
-            return Err(RequestError::InvalidArgument(wrong.into()).into());
+        let (task, stdin, view, held) = match requests.message().await? {
+            Some(InteractRequest { event: Some(interact_request::Event::Start(start)) }) => {
+                let spec = crate::spec::TaskSpec {
+                    stdin: true,
+                    ..crate::spec::TaskSpec::try_from(start)?
+                };
+                // Before the task exists: a start over the cap on streams changes nothing.
+                let held = self.hold_stream(&caller)?;
+                let task = self.registry.start(&caller, spec).await?;
+                let stdin = task.take_stdin();
+                (task, stdin, View { only: None, tail_lines: None, follow: true }, held)
+            }
+            Some(InteractRequest { event: Some(interact_request::Event::Attach(attach)) }) => {
+                let task = self.registry.find(&caller, &attach.task_id)?;
+                if task.progress().state.is_final() {
+                    return Err(RequestError::AlreadyFinished { id: task.id.to_string() }.into());
+                }
+                let held = self.hold_stream(&caller)?;
+                let stdin = match attach.stdin && task.has_stdin {
+                    true => Some(
+                        task.take_stdin()
+                            .ok_or_else(|| RequestError::StdinTaken { id: task.id.to_string() })?,
+                    ),
+                    false => None,
+                };
+                let only = match attach.fd() {
+                    proto::Fd::Unspecified => None,
+                    proto::Fd::Stdout => Some(OutputFd::Stdout),
+                    proto::Fd::Stderr => Some(OutputFd::Stderr),
+                };
+                // From now on, unless a tail is asked, as docker attach.
+                let tail_lines = attach.tail_lines.or(Some(0));
+                (task, stdin, View { only, tail_lines, follow: true }, held)
+            }
+            _ => {
+                let wrong = "the first message of an Interact call must be start or attach";
+                return Err(RequestError::InvalidArgument(wrong.into()).into());
+            }
         };
-        let spec = crate::spec::TaskSpec { stdin: true, ..crate::spec::TaskSpec::try_from(start)? };
-        // Before the task exists: a start over the cap on streams changes nothing.
-        let held = self.hold_stream(&caller)?;
-        let task = self.registry.start(&caller, spec).await?;
-        if let Some(stdin) = task.take_stdin() {
-            tokio::spawn(write_stdin(requests, stdin));
-        }
         let started = StreamResponse {
-            event: Some(Event::Started(proto::TaskStarted { task_id: task.id.to_string() })),
+            event: Some(Event::Started(proto::TaskStarted {
+                task_id: task.id.to_string(),
+                stdin: stdin.is_some(),
+            })),
         };
-        let view = View { only: None, tail_lines: None, follow: true };
-        let output = self.output_stream(task, view, held).await;
+        let output = self.output_stream(Arc::clone(&task), view, held).await;
+        let (detach, detached) = tokio::sync::oneshot::channel();
+        tokio::spawn(follow_client(requests, task, stdin, detach));
+        // Only a detach ends the output early: a client's end of messages does not.
+        let output = output.take_until(async {
+            if detached.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        });
         Ok(Response::new(Box::pin(futures_util::stream::once(async { Ok(started) }).chain(output))))
     }
 
