@@ -4,14 +4,14 @@
 //! code; Ctrl-P Ctrl-Q detaches, leaving the task running and its stdin open for the next
 //! attach; Ctrl-C is passed on to the task as SIGINT.
 
-use rrocker_proto::v1::{AttachRequest, SignalRequest, TaskState};
+use rrocker_proto::v1::{AttachRequest, SignalRequest};
 use tokio::signal::unix::{SignalKind, signal};
 use tonic::transport::Channel;
 
-use crate::interact::Events;
-use crate::output::{Terminal, ended_early};
+use crate::CliError;
+use crate::interact::{Events, Step};
+use crate::output::Terminal;
 use crate::run::exit_code;
-use crate::{CliError, format};
 
 /// Attaches to the task `id` (a full id), writing its stdin if `stdin` and it can; returns
 /// the exit code the CLI ends with.
@@ -27,20 +27,17 @@ pub async fn attach(channel: Channel, id: String, stdin: bool) -> Result<u8, Cli
     let mut terminal = Terminal::new()?;
     loop {
         tokio::select! {
-            message = events.message() => {
-                let message = message.map_err(CliError::Status)?;
-                if message.is_none() && events.detached() {
+            step = events.step(&mut terminal) => match step? {
+                Step::Going => {}
+                Step::Detached => {
                     terminal.note(&format!("Detached from task {id}; it goes on\n"))?;
                     return Ok(0);
                 }
-                let message = message.ok_or_else(|| CliError::Status(ended_early()))?;
-                if let Some(status) = terminal.write(message)? {
-                    if status.state() != TaskState::Completed {
-                        terminal.note(&format::state_lines(&status))?;
-                    }
+                Step::Ended(status) => {
+                    terminal.note_end(&status)?;
                     return Ok(exit_code(&status));
                 }
-            }
+            },
             _ = interrupts.recv() => {
                 let request = SignalRequest { task_id: id.clone(), signal: "INT".into() };
                 if let Err(status) = client.signal(request).await {

@@ -11,15 +11,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
-    AttachRequest, Detach, InteractRequest, StartRequest, StdinEnd, StreamResponse,
+    AttachRequest, Detach, InteractRequest, StartRequest, StdinEnd, StreamResponse, TaskStatus,
     interact_request,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use crate::CliError;
-use crate::output::ended_early;
+use crate::output::{Terminal, ended_early};
 use crate::stream_body::OutputStream;
+
+/// What the next message of a task's output was.
+#[derive(Debug)]
+pub enum Step {
+    /// Output: more follows.
+    Going,
+    /// The task's final status: the end.
+    Ended(Box<TaskStatus>),
+    /// The end of a call the user detached from.
+    Detached,
+}
 
 /// Bytes of stdin read and sent at a time.
 const STDIN_PIECE: usize = 64 * 1024;
@@ -80,7 +91,7 @@ impl Events {
     }
 
     /// The next message of the output.
-    pub async fn message(&mut self) -> Result<Option<StreamResponse>, tonic::Status> {
+    async fn message(&mut self) -> Result<Option<StreamResponse>, tonic::Status> {
         match self {
             Self::Stream(stream) => stream.message().await,
             Self::Interact { responses, .. } => responses.message().await,
@@ -88,8 +99,19 @@ impl Events {
     }
 
     /// Whether the user detached (the output then ends without a status).
-    pub fn detached(&self) -> bool {
+    fn detached(&self) -> bool {
         matches!(self, Self::Interact { detached, .. } if detached.load(Ordering::SeqCst))
+    }
+
+    /// Writes the next message of the output to `terminal`; what it was.
+    pub async fn step(&mut self, terminal: &mut Terminal) -> Result<Step, CliError> {
+        match self.message().await.map_err(CliError::Status)? {
+            None if self.detached() => Ok(Step::Detached),
+            None => Err(CliError::Status(ended_early())),
+            Some(message) => {
+                Ok(terminal.write(message)?.map_or(Step::Going, |s| Step::Ended(Box::new(s))))
+            }
+        }
     }
 
     /// Passes the CLI's stdin on to the task of this Interact call, from a thread of its own.

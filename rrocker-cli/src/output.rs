@@ -44,6 +44,15 @@ impl Terminal {
         Ok(None)
     }
 
+    /// Says on stderr how a task that did not complete by itself ended (one that did says
+    /// so with its exit code alone).
+    pub fn note_end(&mut self, status: &TaskStatus) -> Result<(), CliError> {
+        if status.state() == rrocker_proto::v1::TaskState::Completed {
+            return Ok(());
+        }
+        self.note(&crate::format::state_lines(status))
+    }
+
     /// Writes text on stderr (the final state lines, notices).
     pub fn note(&mut self, text: &str) -> Result<(), CliError> {
         Ok(self.stderr.write_all(text.as_bytes())?)

@@ -11,10 +11,10 @@ use rrocker_proto::v1::{
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::transport::Channel;
 
-use crate::interact::Events;
-use crate::output::{Terminal, ended_early};
+use crate::CliError;
+use crate::interact::{Events, Step};
+use crate::output::Terminal;
 use crate::stream_body::OutputStream;
-use crate::{CliError, format};
 
 /// The exit code of a `run` whose task could not be started or failed to set up (docker's).
 pub const RUN_FAILED: u8 = 125;
@@ -77,18 +77,14 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
     let mut interrupted = false;
     loop {
         tokio::select! {
-            message = events.message() => {
-                let message = message.map_err(CliError::Status)?;
-                if message.is_none() && events.detached() {
+            step = events.step(&mut terminal) => match step? {
+                Step::Going => {}
+                Step::Detached => {
                     terminal.note(&format!("Detached from task {id}; it goes on (rrocker-cli attach {id})\n"))?;
                     return Ok(0);
                 }
-                let message = message.ok_or_else(|| CliError::Status(ended_early()))?;
-                if let Some(status) = terminal.write(message)? {
-                    // A command that ended by itself says so with its exit code alone.
-                    if status.state() != TaskState::Completed {
-                        terminal.note(&format::state_lines(&status))?;
-                    }
+                Step::Ended(status) => {
+                    terminal.note_end(&status)?;
                     if how.remove {
                         let removed = client.remove(RemoveRequest { task_id: id.clone() }).await;
                         if let Err(status) = removed {
@@ -97,7 +93,7 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
                     }
                     return Ok(exit_code(&status));
                 }
-            }
+            },
             () = interrupt(&mut interrupts, &mut terminations) => {
                 if interrupted {
                     // Detach only once the daemon has the stop.

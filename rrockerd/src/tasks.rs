@@ -296,6 +296,24 @@ impl TaskRegistry {
         Ok(self.engine.signal(task.key, signal).await?)
     }
 
+    /// Attaches a client to the running `task`: with `stdin`, its stdin for that client to
+    /// write (refused while another client writes it, or once it is closed), unless the task
+    /// was started without one (then the client only follows its output).
+    pub fn attach(
+        &self,
+        task: &Task,
+        stdin: bool,
+    ) -> Result<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>, RequestError> {
+        if task.progress().state.is_final() {
+            return Err(RequestError::AlreadyFinished { id: task.id.to_string() });
+        }
+        if !(stdin && task.has_stdin) {
+            return Ok(None);
+        }
+        let taken = task.take_stdin();
+        taken.map(Some).ok_or_else(|| RequestError::StdinTaken { id: task.id.to_string() })
+    }
+
     /// Forgets a finished task and its output, once everything it held on the host is gone
     /// (waiting up to [`RELEASE_WAIT`] for that).
     pub async fn remove(&self, caller: &Caller, id: &str) -> Result<(), RequestError> {

@@ -458,14 +458,18 @@ pub fn refused_start(pki_dir: &Path, state_dir: &Path, args: &[&std::ffi::OsStr]
     stderr.lines().last().unwrap_or_default().to_owned()
 }
 
-/// Runs rrockerd with `args` (its own listener, images from the harness) where it must stop
-/// at start-up; the last line it printed on stderr. Should it start instead, it is stopped
-/// (SIGTERM) and the test fails, rather than waiting on a daemon that serves.
-pub fn refused_daemon(args: &[&std::ffi::OsStr]) -> String {
+/// Runs rrockerd (its own listener, images from the harness) with the PKI `pki_dir`, state in
+/// `state_dir` and the parent cgroup `cgroup_parent`, where it must stop at start-up; the
+/// last line it printed on stderr. Should it start instead, it is stopped (SIGTERM) and the
+/// test fails, rather than waiting on a daemon that serves.
+pub fn refused_daemon(pki_dir: &Path, state_dir: &Path, cgroup_parent: &str) -> String {
     let mut daemon = Command::new(bin_path("rrockerd"))
-        .args(["--listen", "127.0.0.1:0", "--images-dir"])
+        .args(["--listen", "127.0.0.1:0", "--cgroup-parent", cgroup_parent, "--images-dir"])
         .arg(images_dir())
-        .args(args)
+        .arg("--pki-dir")
+        .arg(pki_dir)
+        .arg("--state-dir")
+        .arg(state_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

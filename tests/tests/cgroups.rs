@@ -479,15 +479,7 @@ async fn a_second_daemon_given_a_parent_in_use_refuses_and_leaves_the_first_alon
     assert!(!cgroups.is_empty(), "the task has cgroups");
     let dir = tempfile::Builder::new().prefix("rrocker-test-").tempdir().expect("tempdir");
     let state = dir.path().join("state");
-    let parent = first.cgroup_parent();
-    let last = rrocker_tests::refused_daemon(&[
-        "--cgroup-parent".as_ref(),
-        parent.as_ref(),
-        "--pki-dir".as_ref(),
-        first.pki_dir().as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ]);
+    let last = rrocker_tests::refused_daemon(&first.pki_dir(), &state, &first.cgroup_parent());
     assert!(last.contains("is in use by another rrockerd"), "{last}");
     assert!(last.contains("--cgroup-parent"), "{last}");
     // The first daemon's task was not taken for a leftover, nor its parent removed.

@@ -268,14 +268,7 @@ async fn a_second_daemon_given_a_state_dir_in_use_refuses_and_touches_nothing() 
         .collect();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     let parent = format!("rrocker-test-second-{}", std::process::id());
-    let last = rrocker_tests::refused_daemon(&[
-        "--cgroup-parent".as_ref(),
-        parent.as_ref(),
-        "--pki-dir".as_ref(),
-        first.pki_dir().as_os_str(),
-        "--state-dir".as_ref(),
-        first.state_dir().as_os_str(),
-    ]);
+    let last = rrocker_tests::refused_daemon(&first.pki_dir(), &first.state_dir(), &parent);
     assert!(last.contains("is in use by another rrockerd"), "{last}");
     assert!(last.contains("--state-dir"), "{last}");
     for root in rrocker_tests::cgroup_roots() {

@@ -44,21 +44,8 @@ async fn run_i_passes_100_mib_of_stdin_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_of_input_reaches_the_task_and_without_i_it_reads_nothing() {
     let daemon = Daemon::start();
-    let run = |args: &[&str], input: &[u8]| {
-        let mut child = daemon
-            .cli("client1")
-            .arg("run")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run");
-        let mut stdin = child.stdin.take().expect("stdin");
-        std::io::Write::write_all(&mut stdin, input).expect("write");
-        drop(stdin);
-        child.wait_with_output().expect("wait")
-    };
+    let run =
+        |args: &[&str], input: &[u8]| cli_with_input(&daemon, &[&["run"], args].concat(), input);
     let counted = run(&["-i", "/bin/wc", "-l"], b"a\nb\n");
     assert!(counted.status.success(), "{}", String::from_utf8_lossy(&counted.stderr));
     assert_eq!(String::from_utf8_lossy(&counted.stdout).trim(), "2");

@@ -46,9 +46,7 @@ impl Service {
     pub fn new(registry: Arc<TaskRegistry>, streams_per_user: usize) -> Self {
         Self { registry, streams: OpenCap::new(streams_per_user) }
     }
-}
 
-impl Service {
     /// One of the caller's open output streams, counted until the returned value is dropped;
     /// refused over `--max-streams-per-user`.
     fn hold_stream(&self, caller: &Caller) -> Result<Held, RequestError> {
@@ -196,11 +194,7 @@ impl TaskService for Service {
         let caller = caller(&request)?;
         let task = self.registry.find(&caller, &request.get_ref().task_id)?;
         let held = self.hold_stream(&caller)?;
-        let only = match request.get_ref().fd() {
-            proto::Fd::Unspecified => None,
-            proto::Fd::Stdout => Some(OutputFd::Stdout),
-            proto::Fd::Stderr => Some(OutputFd::Stderr),
-        };
+        let only = only_fd(request.get_ref().fd());
         let follow = !request.get_ref().no_follow;
         let view = View { only, tail_lines: request.get_ref().tail_lines, follow };
         Ok(Response::new(self.output_stream(task, view, held).await))
@@ -228,25 +222,12 @@ impl TaskService for Service {
             }
             Some(InteractRequest { event: Some(interact_request::Event::Attach(attach)) }) => {
                 let task = self.registry.find(&caller, &attach.task_id)?;
-                if task.progress().state.is_final() {
-                    return Err(RequestError::AlreadyFinished { id: task.id.to_string() }.into());
-                }
                 let held = self.hold_stream(&caller)?;
-                let stdin = match attach.stdin && task.has_stdin {
-                    true => Some(
-                        task.take_stdin()
-                            .ok_or_else(|| RequestError::StdinTaken { id: task.id.to_string() })?,
-                    ),
-                    false => None,
-                };
-                let only = match attach.fd() {
-                    proto::Fd::Unspecified => None,
-                    proto::Fd::Stdout => Some(OutputFd::Stdout),
-                    proto::Fd::Stderr => Some(OutputFd::Stderr),
-                };
+                let stdin = self.registry.attach(&task, attach.stdin)?;
                 // From now on, unless a tail is asked, as docker attach.
                 let tail_lines = attach.tail_lines.or(Some(0));
-                (task, stdin, View { only, tail_lines, follow: true }, held)
+                let view = View { only: only_fd(attach.fd()), tail_lines, follow: true };
+                (task, stdin, view, held)
             }
             _ => {
                 let wrong = "the first message of an Interact call must be start or attach";
@@ -285,6 +266,15 @@ impl TaskService for Service {
         let caller = caller(&request)?;
         self.registry.remove(&caller, &request.get_ref().task_id).await?;
         Ok(Response::new(RemoveResponse {}))
+    }
+}
+
+/// The descriptor whose output a request selects; `None`: both.
+fn only_fd(fd: proto::Fd) -> Option<OutputFd> {
+    match fd {
+        proto::Fd::Unspecified => None,
+        proto::Fd::Stdout => Some(OutputFd::Stdout),
+        proto::Fd::Stderr => Some(OutputFd::Stderr),
     }
 }
 
