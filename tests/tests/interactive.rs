@@ -233,3 +233,51 @@ async fn read_only_attaches_see_the_same_bytes_and_the_stdin_has_one_writer() {
     let said = String::from_utf8_lossy(&late.stderr).into_owned();
     assert!(!late.status.success() && said.contains("already finished"), "{said}");
 }
+
+/// The CLI `rrocker-cli ARGS` as one shell line (for script(1)).
+fn cli_line(daemon: &Daemon, args: &[&str]) -> String {
+    let mut command = daemon.cli("client1");
+    command.args(args);
+    let mut line = format!("exec '{}'", command.get_program().to_string_lossy());
+    for arg in command.get_args() {
+        line.push_str(&format!(" '{}'", arg.to_string_lossy()));
+    }
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_ctrl_p_ctrl_q_detaches_and_the_task_goes_on() {
+    use std::io::{BufRead, Write};
+    let daemon = Daemon::start();
+    let script = "read a; echo \"got $a\"; read b; echo \"got $b\"; exit 3";
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, StartRequest { stdin: true, ..shell(script) }).await;
+    // The CLI on a pseudo-terminal (script(1)); flow control off, so that Ctrl-Q is a byte.
+    let line = format!("stty -ixon -echo; {}", cli_line(&daemon, &["attach", &id]));
+    let mut terminal = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut keyboard = terminal.stdin.take().expect("stdin");
+    let mut screen = std::io::BufReader::new(terminal.stdout.take().expect("stdout"));
+    keyboard.write_all(b"one\n").expect("type");
+    // Once the task has answered, the CLI is attached and the terminal set.
+    let mut shown = String::new();
+    while !shown.contains("got one") {
+        assert!(screen.read_line(&mut shown).expect("read") > 0, "{shown}");
+    }
+    keyboard.write_all(b"\x10\x11\n").expect("type the detach keys");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut screen, &mut rest).expect("read");
+    let status = terminal.wait().expect("script");
+    assert!(status.success(), "{shown}{rest}");
+    assert!(rest.contains(&format!("Detached from task {id}")), "{shown}{rest}");
+    let state = client.query(QueryRequest { task_id: id.clone() }).await.expect("query");
+    assert_eq!(state.into_inner().state(), TaskState::Running, "detached, it goes on");
+    let second = cli_with_input(&daemon, &["attach", &id], b"two\n");
+    assert_eq!(second.status.code(), Some(3), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "got two\n");
+}
