@@ -87,7 +87,7 @@ impl Service {
 /// Follows an Interact client's messages: its stdin pieces go to the task's stdin, in order,
 /// until the end of input; a detach gives the stdin back to the task, open, and ends the
 /// call (`detach`); the client's end (it went away, or broke the protocol) or the task's
-/// closes the stdin. A send waits while the engine's queue is full, and meanwhile nothing
+/// closes the stdin and ends this. A send waits while the engine's queue is full, and meanwhile nothing
 /// more is read from the client: HTTP/2 flow control slows it.
 async fn follow_client(
     mut requests: Streaming<InteractRequest>,
@@ -96,7 +96,13 @@ async fn follow_client(
     detach: tokio::sync::oneshot::Sender<()>,
 ) {
     use interact_request::Event as Sent;
-    while let Ok(Some(InteractRequest { event: Some(event) })) = requests.message().await {
+    loop {
+        // Not past the task's end: a client that keeps its side open holds nothing of it.
+        let message = tokio::select! {
+            message = requests.message() => message,
+            _ = task.finished() => return,
+        };
+        let Ok(Some(InteractRequest { event: Some(event) })) = message else { return };
         match event {
             Sent::Stdin(data) => {
                 if let Some(open) = &stdin
@@ -113,7 +119,7 @@ async fn follow_client(
                 let _ = detach.send(());
                 return;
             }
-            Sent::Start(_) | Sent::Attach(_) => break,
+            Sent::Start(_) | Sent::Attach(_) => return,
         }
     }
 }
