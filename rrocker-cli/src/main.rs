@@ -367,7 +367,7 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         Command::Run { detach, rm, task } => {
             let request = task.request()?;
             drop(stdout);
-            let how = rrocker_cli::run::Run { detach, remove: rm, stdin: request.stdin };
+            let how = rrocker_cli::run::Run { detach, remove: rm };
             let channel = rrocker_cli::connect_channel(options).await?;
             return rrocker_cli::run::run(channel, request, how).await;
         }

@@ -38,8 +38,6 @@ pub struct Run {
     pub detach: bool,
     /// Remove the task once it has ended (not after a detach).
     pub remove: bool,
-    /// Pass the CLI's stdin on to the task.
-    pub stdin: bool,
 }
 
 /// Starts `request` as a task and follows it to its end (or prints its id, with `detach`);
@@ -54,7 +52,7 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
     };
     let (mut interrupts, mut terminations) =
         (handle(SignalKind::interrupt())?, handle(SignalKind::terminate())?);
-    let (id, mut events) = if how.stdin && !how.detach {
+    let (id, mut events) = if request.stdin && !how.detach {
         let (id, events, stdin) = Events::start(client, request).await?;
         if stdin {
             events.pass_stdin();

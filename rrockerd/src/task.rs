@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use rrocker_uring::{LogReader, OutputLog, TaskKey, View};
+use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::cgroup::TaskCgroup;
 use crate::policy::Defaulted;
+use crate::request_error::RequestError;
 use crate::spec::{Limits, Usage};
 use crate::state::{SentSignals, StopCause, TaskState};
 
@@ -62,7 +65,7 @@ pub struct Task {
     /// Whether it was started with a stdin pipe.
     pub has_stdin: bool,
     /// Its stdin, while no client writes it (one at a time); `None` once closed.
-    pub(crate) stdin: Mutex<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>>,
+    pub(crate) stdin: Mutex<Option<Sender<Bytes>>>,
 }
 
 impl Task {
@@ -105,12 +108,26 @@ impl Task {
     }
 
     /// Its stdin, for the one client that writes it; `None` if it has none, or another took it.
-    pub fn take_stdin(&self) -> Option<tokio::sync::mpsc::Sender<bytes::Bytes>> {
+    pub fn take_stdin(&self) -> Option<Sender<Bytes>> {
         self.stdin.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
+    /// Attaches a client to this running task: with `stdin`, its stdin for that client to
+    /// write (refused while another client writes it, or once it is closed), unless it was
+    /// started without one (then the client only follows its output).
+    pub fn attach(&self, stdin: bool) -> Result<Option<Sender<Bytes>>, RequestError> {
+        if self.progress().state.is_final() {
+            return Err(RequestError::AlreadyFinished { id: self.id.to_string() });
+        }
+        if !(stdin && self.has_stdin) {
+            return Ok(None);
+        }
+        let taken = self.take_stdin();
+        taken.map(Some).ok_or_else(|| RequestError::StdinTaken { id: self.id.to_string() })
+    }
+
     /// Gives its stdin back, open, for the next client (one that detached).
-    pub fn give_back_stdin(&self, stdin: tokio::sync::mpsc::Sender<bytes::Bytes>) {
+    pub fn give_back_stdin(&self, stdin: Sender<Bytes>) {
         *self.stdin.lock().unwrap_or_else(PoisonError::into_inner) = Some(stdin);
     }
 

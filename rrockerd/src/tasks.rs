@@ -279,39 +279,29 @@ impl TaskRegistry {
         Ok((task, progress))
     }
 
-    /// Sends `signal` (checked by [`validate::signal`]) to a running task: to its init, which
-    /// passes it on to the command, or, SIGKILL, to every process of the task at once.
-    pub async fn signal(&self, caller: &Caller, id: &str, signal: i32) -> Result<(), RequestError> {
+    /// Sends the signal `named` (see [`validate::signal`]) to a running task: to its init,
+    /// which passes it on to the command, or, SIGKILL, to every process of the task at once.
+    /// Returns the signal's number.
+    pub async fn signal(
+        &self,
+        caller: &Caller,
+        id: &str,
+        named: &str,
+    ) -> Result<i32, RequestError> {
+        // The task first: another's task answers NOT_FOUND whatever the signal.
         let task = self.find(caller, id)?;
+        let signal = validate::signal(named)?;
         if task.progress().state.is_final() {
             return Err(RequestError::AlreadyFinished { id: task.id.to_string() });
         }
         // Noted first: the signal may end the task before the engine answers.
         task.note_sent(signal);
         tracing::info!(task = %task.id, signal, "signal sent");
-        if signal == libc::SIGKILL && task.cgroup.as_ref().is_some_and(|cgroup| cgroup.kill()) {
-            return Ok(());
+        if signal != libc::SIGKILL || !task.cgroup.as_ref().is_some_and(|cgroup| cgroup.kill()) {
+            // (SIGKILL to init takes every process of its PID namespace with it.)
+            self.engine.signal(task.key, signal).await?;
         }
-        // (SIGKILL to init takes every process of its PID namespace with it.)
-        Ok(self.engine.signal(task.key, signal).await?)
-    }
-
-    /// Attaches a client to the running `task`: with `stdin`, its stdin for that client to
-    /// write (refused while another client writes it, or once it is closed), unless the task
-    /// was started without one (then the client only follows its output).
-    pub fn attach(
-        &self,
-        task: &Task,
-        stdin: bool,
-    ) -> Result<Option<tokio::sync::mpsc::Sender<bytes::Bytes>>, RequestError> {
-        if task.progress().state.is_final() {
-            return Err(RequestError::AlreadyFinished { id: task.id.to_string() });
-        }
-        if !(stdin && task.has_stdin) {
-            return Ok(None);
-        }
-        let taken = task.take_stdin();
-        taken.map(Some).ok_or_else(|| RequestError::StdinTaken { id: task.id.to_string() })
+        Ok(signal)
     }
 
     /// Forgets a finished task and its output, once everything it held on the host is gone

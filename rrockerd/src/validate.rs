@@ -131,11 +131,8 @@ fn signal_by_name(name: &str) -> Option<i32> {
     } else if let Some(rest) = bare.strip_prefix("RTMAX") {
         libc::SIGRTMAX() - offset(rest.strip_prefix('-').unwrap_or(rest))?
     } else {
-        return bare
-            .parse::<nix::sys::signal::Signal>()
-            .ok()
-            .or_else(|| format!("SIG{bare}").parse::<nix::sys::signal::Signal>().ok())
-            .map(|signal| signal as i32);
+        let signal = format!("SIG{bare}").parse::<nix::sys::signal::Signal>().ok()?;
+        return Some(signal as i32);
     };
     Some(number).filter(|n| (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(n))
 }

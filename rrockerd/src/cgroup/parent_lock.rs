@@ -1,8 +1,9 @@
 //! One daemon per parent cgroup: an exclusive `flock(2)` ([`crate::dirs::lock`]) on the
-//! parent's directory in each hierarchy, taken before anything below it is touched and held for the daemon's life. A
-//! second rrockerd given the same parent (another port or state directory, the README's
-//! command run twice) would otherwise take the first one's running tasks for leftovers of a
-//! crash and kill them, then remove the parent under it when it stops.
+//! parent's directory in each hierarchy, taken before anything below it is touched and held
+//! for the daemon's life. A second rrockerd given the same parent (another port or state
+//! directory, the README's command run twice) would otherwise take the first one's running
+//! tasks for leftovers of a crash and kill them, then remove the parent under it when it
+//! stops.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;

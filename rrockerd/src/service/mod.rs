@@ -175,10 +175,7 @@ impl TaskService for Service {
     ) -> Result<Response<SignalResponse>, Status> {
         let caller = caller(&request)?;
         let SignalRequest { task_id, signal } = request.into_inner();
-        // The task first: another's task answers NOT_FOUND whatever the signal.
-        self.registry.find(&caller, &task_id)?;
-        let signal = crate::validate::signal(&signal)?;
-        self.registry.signal(&caller, &task_id, signal).await?;
+        let signal = self.registry.signal(&caller, &task_id, &signal).await?;
         Ok(Response::new(SignalResponse { signal }))
     }
 
@@ -229,7 +226,7 @@ impl TaskService for Service {
             Some(InteractRequest { event: Some(interact_request::Event::Attach(attach)) }) => {
                 let task = self.registry.find(&caller, &attach.task_id)?;
                 let held = self.hold_stream(&caller)?;
-                let stdin = self.registry.attach(&task, attach.stdin)?;
+                let stdin = task.attach(attach.stdin)?;
                 // From now on, unless a tail is asked, as docker attach.
                 let tail_lines = attach.tail_lines.or(Some(0));
                 let view = View { only: only_fd(attach.fd()), tail_lines, follow: true };
