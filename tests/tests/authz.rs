@@ -97,6 +97,8 @@ async fn admins_query_stream_and_stop_everyones_tasks() {
     let mut owner = daemon.client("client1").await;
     let mut admin = daemon.client("admin1").await;
     let id = start(&mut owner, shell("echo hello; exec sleep 600")).await;
+    // Stopped only once it has printed, or the stop may come before the echo.
+    drop(rrocker_tests::wait_for_output(&mut admin, &id, "hello").await);
 
     let status =
         admin.query(QueryRequest { task_id: id.clone() }).await.expect("query").into_inner();
