@@ -70,7 +70,7 @@ fn main() {
     // A copy: the images directory is closed to every host uid but root's, the containers'
     // mapped root among them.
     let image = scratch.path().join("rootfs");
-    let default = rrocker_tests::images_dir().join("default-v1");
+    let default = rrocker_tests::images_dir().join("default-v2");
     let copied = std::process::Command::new("cp").arg("-a").arg(&default).arg(&image).status();
     assert!(copied.expect("cp").success(), "a copy of the default image");
     use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,8 @@
 //! The contract between rrocker and `rrocker-init`, PID 1 of every task: the report records
 //! init and the engine's own child write on the pipe they inherit as fd 3 ([`report`]),
 //! init's argv ([`plan`]), the set-up steps it names when one fails ([`step`]), the
-//! capabilities it keeps ([`capabilities`]) and the seccomp filters it installs ([`filters`]).
+//! capabilities it keeps ([`capabilities`]), the seccomp filters it installs ([`filters`]) and
+//! a task's terminal size ([`terminal`]).
 //!
 //! The init program itself is this crate's binary (`main.rs` and its modules). The crate has
 //! no dependencies so that rrockerd's build script can compile it with rustc alone into the
@@ -13,3 +14,4 @@ pub mod filters;
 pub mod plan;
 pub mod report;
 pub mod step;
+pub mod terminal;

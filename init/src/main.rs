@@ -1,4 +1,5 @@
-//! `rrocker-init`: PID 1 of every task. The engine starts it inside the task's fresh
+//! `rrocker-init`: PID 1 of every task, and (as `rrocker-exec`) the parent of a further
+//! command run in a running task. As PID 1, the engine starts it inside the task's fresh
 //! namespaces, as root of the task's user namespace, with the report pipe as fd 3 and, when
 //! the daemon places it in cgroups itself, a go pipe as fd 4, and its seccomp filters as fd 5
 //! unless they are off. It finishes the set-up that only a process inside can do
@@ -6,7 +7,10 @@
 //! as its child and reports READY. From then on it forwards every signal it gets to the
 //! command (but SIGCHLD and SIGPIPE, its own), reaps every orphan, reports how the command ended
 //! and exits with its status (128 + signal when a signal killed it). A failed step is
-//! reported with its errno, and init exits 127.
+//! reported with its errno, and init exits 127. As `rrocker-exec`, the engine starts it in
+//! a running task's namespaces (outside its PID namespace, whose children it makes): it
+//! sets nothing up, takes the task's restrictions and filters, and runs and supervises its
+//! command the same way. With a terminal, it relays the command's pty ([`relay`]).
 //!
 //! `no_main`: the Rust runtime's own start-up (stack guard from /proc/self/maps, signal
 //! handlers) is not needed here and would cost every task's start.
@@ -16,6 +20,7 @@
 // leaves the C `main` out.
 #![cfg_attr(test, allow(dead_code))]
 
+mod relay;
 mod setup;
 mod sys;
 
@@ -31,7 +36,9 @@ use std::process::ExitStatus;
 use rrocker_init::plan::InitPlan;
 use rrocker_init::report;
 use rrocker_init::step::InitStep;
+use rrocker_init::terminal::{self, WindowSize};
 
+use relay::Relay;
 use setup::{EINVAL, StepError, c_string, einval, step};
 
 /// The report pipe's fd.
@@ -55,18 +62,27 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const std::ffi::c_char) -> c
 fn run(report: &mut File) -> Result<Infallible, StepError> {
     let plan =
         InitPlan::from_argv(std::env::args_os()).ok_or_else(|| (InitStep::Arguments, einval()))?;
-    setup::run(&plan)?;
+    if plan.joined {
+        setup::restrict()?;
+    } else {
+        setup::run(&plan)?;
+    }
     let mut waited = sys::forwarded_signals();
     waited.push(sys::SIGCHLD);
     let waited = sys::SignalSet::of(&waited);
     waited.block().map_err(step(InitStep::Signals))?;
     // The command starts in the task's cgroups, seeing them as its cgroup namespace's root.
     wait_for_placement().map_err(step(InitStep::Placement))?;
-    sys::unshare_cgroup_namespace().map_err(step(InitStep::CgroupNamespace))?;
+    // (A joining init is in the task's cgroup namespace already.)
+    if !plan.joined {
+        sys::unshare_cgroup_namespace().map_err(step(InitStep::CgroupNamespace))?;
+    }
     install_filters().map_err(step(InitStep::Seccomp))?;
-    let command = start_command(&plan)?;
+    let signals = sys::SignalFd::new(&waited).map_err(step(InitStep::Signals))?;
+    let relay = plan.terminal.map(Relay::open).transpose().map_err(step(InitStep::Terminal))?;
+    let command = start_command(&plan, relay.as_ref())?;
     send(report, report::READY, 0);
-    supervise(command, &waited, report)
+    supervise(command, signals, relay, report)
 }
 
 /// Waits until the engine has placed init in the task's cgroups, when it said it would (by
@@ -104,9 +120,9 @@ fn install_filters() -> io::Result<()> {
     filters.into_iter().try_for_each(sys::install_seccomp_filter)
 }
 
-/// Starts the command in its working directory with init's environment and only stdio;
-/// returns its pid once its exec succeeded.
-fn start_command(plan: &InitPlan) -> Result<i32, StepError> {
+/// Starts the command in its working directory with init's environment and only stdio (or
+/// only its terminal); returns its pid once its exec succeeded.
+fn start_command(plan: &InitPlan, relay: Option<&Relay>) -> Result<i32, StepError> {
     std::env::set_current_dir(OsStr::from_bytes(&plan.workdir)).map_err(step(InitStep::Workdir))?;
     sys::only_stdio_on_exec().map_err(step(InitStep::Fork))?;
     let program = c_string(&plan.program).map_err(step(InitStep::Exec))?;
@@ -116,25 +132,56 @@ fn start_command(plan: &InitPlan) -> Result<i32, StepError> {
         .map(|arg| c_string(arg))
         .collect::<Result<_, _>>()
         .map_err(step(InitStep::Exec))?;
-    sys::spawn(&program, &argv).map_err(step(InitStep::Exec))
+    let terminal = relay.map(|relay| relay.slave.as_c_str());
+    sys::spawn(&program, &argv, terminal).map_err(step(InitStep::Exec))
 }
 
-/// Forwards signals to `command` and reaps children until `command` has exited; then reports
-/// how it ended and exits with its status (128 + signal if a signal killed it).
-fn supervise(command: i32, waited: &sys::SignalSet, report: &mut File) -> ! {
+/// Forwards signals to `command`, relays its terminal if it has one, and reaps children
+/// until `command` has exited; then passes on the rest of its terminal's output, reports how
+/// it ended and exits with its status (128 + signal if a signal killed it).
+fn supervise(
+    command: i32,
+    mut signals: sys::SignalFd,
+    mut relay: Option<Relay>,
+    report: &mut File,
+) -> ! {
+    let no_fd = sys::PollFd { fd: -1, events: 0, revents: 0 };
     loop {
-        match waited.wait() {
-            Ok(sys::SIGCHLD) => {
+        let mut fds =
+            [sys::PollFd { fd: signals.fd(), events: sys::POLLIN, revents: 0 }, no_fd, no_fd];
+        if let Some(relay) = &relay {
+            let [master, input] = relay.interests();
+            (fds[1], fds[2]) = (master, input);
+        }
+        if sys::wait_ready(&mut fds, -1).is_err() {
+            continue;
+        }
+        if let Some(relay) = &mut relay {
+            relay.relay([fds[1], fds[2]]);
+        }
+        if fds[0].revents == 0 {
+            continue;
+        }
+        let Ok(signal) = signals.next() else { continue };
+        match signal.number {
+            sys::SIGCHLD => {
                 while let Some((pid, status)) = sys::reap_any() {
                     if pid == command {
+                        if let Some(relay) = &mut relay {
+                            relay.drain();
+                        }
                         exit_like(ExitStatus::from_raw(status), report);
                     }
                 }
             }
-            Ok(signal) => {
-                let _ = sys::send_signal(command, signal);
+            number if terminal::is_resize(number, signal.code) => {
+                if let Some(relay) = &relay {
+                    relay.resize(WindowSize::from_value(signal.value));
+                }
             }
-            Err(_) => {}
+            number => {
+                let _ = sys::send_signal(command, number);
+            }
         }
     }
 }

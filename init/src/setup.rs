@@ -1,10 +1,10 @@
 //! The set-up steps init takes inside the task's namespaces, one per line, each reported as
 //! its own step on failure: mounts made private; the task's root assembled (an overlay of
 //! the image with the task's writable layer, a fresh /proc for the new PID namespace, a
-//! minimal /dev of bind-mounted device nodes, a tmpfs /tmp); pivot_root into it with the old
-//! root detached; /proc's host-revealing files masked and its kernel settings read-only;
-//! the hostname; loopback up; no new privileges, a small capability bounding
-//! set and a non-dumpable init from here on.
+//! minimal /dev of bind-mounted device nodes and a devpts of its own, a tmpfs /tmp);
+//! pivot_root into it with the old root detached; /proc's host-revealing files masked and
+//! its kernel settings read-only; the hostname; loopback up; no new privileges, a small
+//! capability bounding set and a non-dumpable init from here on.
 
 use std::ffi::{CString, c_ulong};
 use std::io;
@@ -72,6 +72,12 @@ pub fn run(plan: &InitPlan) -> Result<(), StepError> {
     sys::set_hostname(&plan.hostname).map_err(step(InitStep::Hostname))?;
     // Already up in a namespace the daemon made ahead.
     sys::loopback_up().map_err(step(InitStep::Loopback))?;
+    restrict()
+}
+
+/// What binds init and everything it starts, in a new task or joining a running one: no new
+/// privileges, a small capability bounding set, and a non-dumpable init.
+pub fn restrict() -> Result<(), StepError> {
     sys::no_new_privs().map_err(step(InitStep::NoNewPrivs))?;
     limit_bounding_set().map_err(step(InitStep::Capabilities))?;
     sys::non_dumpable().map_err(step(InitStep::NonDumpable))?;
@@ -125,7 +131,8 @@ fn mount_overlay(task_dir: &Path, root: &Path) -> io::Result<()> {
     mount(Some("overlay"), root, Some("overlay"), 0, Some(&options))
 }
 
-/// A tmpfs /dev holding bind mounts of a few harmless host device nodes.
+/// A tmpfs /dev holding bind mounts of a few harmless host device nodes, and the task's own
+/// devpts instance (its pseudo-terminals, none of the host's) at /dev/pts with /dev/ptmx.
 fn populate_dev(dev: &Path) -> io::Result<()> {
     mount(Some("tmpfs"), dev, Some("tmpfs"), MS_NOSUID | MS_NOEXEC, Some(b"mode=755,size=64k"))?;
     for device in DEVICES {
@@ -133,7 +140,11 @@ fn populate_dev(dev: &Path) -> io::Result<()> {
         std::fs::File::create(&target)?;
         mount(Some(&format!("/dev/{device}")), &target, None, MS_BIND, None)?;
     }
-    Ok(())
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts)?;
+    let options = b"newinstance,ptmxmode=0666,mode=0620";
+    mount(Some("devpts"), &pts, Some("devpts"), MS_NOSUID | MS_NOEXEC, Some(options))?;
+    std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))
 }
 
 /// pivot_root into `root`, stacking the old root on top and detaching it: nothing of the

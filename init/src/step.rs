@@ -45,10 +45,12 @@ pub enum InitStep {
     Workdir,
     /// Executing the command.
     Exec,
+    /// Opening the command's pseudo-terminal.
+    Terminal,
 }
 
 impl InitStep {
-    const ALL: [Self; 20] = [
+    const ALL: [Self; 21] = [
         Self::Arguments,
         Self::PrivateMounts,
         Self::Overlay,
@@ -69,6 +71,7 @@ impl InitStep {
         Self::Fork,
         Self::Workdir,
         Self::Exec,
+        Self::Terminal,
     ];
 
     /// The step for a report byte, if it is one of init's.
@@ -99,6 +102,7 @@ impl InitStep {
             Self::Fork => "fork the command",
             Self::Workdir => "enter the working directory",
             Self::Exec => "execute the command",
+            Self::Terminal => "open the task's terminal",
         }
     }
 }

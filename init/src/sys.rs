@@ -52,6 +52,20 @@ const SIG_BLOCK: c_int = 0;
 const SIGPIPE: c_int = 13;
 const POSIX_SPAWN_SETSIGDEF: i16 = 4;
 const POSIX_SPAWN_SETSIGMASK: i16 = 8;
+/// glibc's.
+const POSIX_SPAWN_SETSID: i16 = 0x80;
+const O_RDWR: c_int = 2;
+const SFD_CLOEXEC: c_int = 0o2_000_000;
+/// `struct signalfd_siginfo`'s size.
+const SIGNALFD_INFO_LEN: usize = 128;
+/// `poll`'s events.
+pub const POLLIN: i16 = 1;
+/// Writable.
+pub const POLLOUT: i16 = 4;
+// The tty ioctls, as x86, arm64 and riscv number them.
+const TIOCSWINSZ: c_ulong = 0x5414;
+const TIOCGPTN: c_ulong = 0x8004_5430;
+const TIOCSPTLCK: c_ulong = 0x4004_5431;
 const WNOHANG: c_int = 1;
 /// prctl's unused arguments: variadic, so they must be passed at their full width.
 const UNUSED: c_ulong = 0;
@@ -70,6 +84,27 @@ pub struct SignalSet([c_ulong; 16]);
 struct FilterProgram {
     len: u16,
     filter: *const u8,
+}
+
+/// `struct winsize`.
+#[repr(C)]
+struct WindowSize {
+    rows: u16,
+    cols: u16,
+    x_pixels: u16,
+    y_pixels: u16,
+}
+
+/// `struct pollfd`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PollFd {
+    /// The fd.
+    pub fd: c_int,
+    /// What to wait for.
+    pub events: i16,
+    /// What happened.
+    pub revents: i16,
 }
 
 /// `struct ifreq` with its flags member (40 bytes).
@@ -103,7 +138,6 @@ unsafe extern "C" {
     fn sigemptyset(set: *mut SignalSet) -> c_int;
     fn sigaddset(set: *mut SignalSet, signal: c_int) -> c_int;
     fn sigprocmask(how: c_int, set: *const SignalSet, old: *mut SignalSet) -> c_int;
-    fn sigwait(set: *const SignalSet, signal: *mut c_int) -> c_int;
     static environ: *const *const c_char;
     fn posix_spawnattr_init(attributes: *mut SpawnAttributes) -> c_int;
     fn posix_spawnattr_setflags(attributes: *mut SpawnAttributes, flags: i16) -> c_int;
@@ -114,10 +148,22 @@ unsafe extern "C" {
         set: *const SignalSet,
     ) -> c_int;
     fn posix_spawnattr_destroy(attributes: *mut SpawnAttributes) -> c_int;
+    fn posix_spawn_file_actions_init(actions: *mut FileActions) -> c_int;
+    fn posix_spawn_file_actions_addopen(
+        actions: *mut FileActions,
+        fd: c_int,
+        path: *const c_char,
+        flags: c_int,
+        mode: u32,
+    ) -> c_int;
+    fn posix_spawn_file_actions_adddup2(actions: *mut FileActions, fd: c_int, new: c_int) -> c_int;
+    fn posix_spawn_file_actions_destroy(actions: *mut FileActions) -> c_int;
+    fn signalfd(fd: c_int, set: *const SignalSet, flags: c_int) -> c_int;
+    fn poll(fds: *mut PollFd, count: c_ulong, timeout: c_int) -> c_int;
     fn posix_spawn(
         pid: *mut i32,
         path: *const c_char,
-        file_actions: *const c_void,
+        file_actions: *const FileActions,
         attributes: *const SpawnAttributes,
         argv: *const *const c_char,
         envp: *const *const c_char,
@@ -247,11 +293,16 @@ pub fn only_stdio_on_exec() -> io::Result<()> {
 #[repr(C)]
 struct SpawnAttributes([u64; 64]);
 
+/// glibc's `posix_spawn_file_actions_t` (80 bytes on 64-bit targets; room to spare).
+#[repr(C)]
+struct FileActions([u64; 16]);
+
 /// Starts `program` with `argv` and init's environment, with no signal blocked and the
 /// forwarded ones (and SIGPIPE, SIGCHLD) at their default disposition, by posix_spawn (a
 /// vfork-style clone: cheaper than fork); returns its pid once its exec succeeded, or the
-/// error of that exec.
-pub fn spawn(program: &CStr, argv: &[CString]) -> io::Result<i32> {
+/// error of that exec. With a `terminal` (a pty's slave), the command leads a new session
+/// whose controlling terminal that is, as its stdin, stdout and stderr.
+pub fn spawn(program: &CStr, argv: &[CString], terminal: Option<&CStr>) -> io::Result<i32> {
     let mut pointers: Vec<*const c_char> = argv.iter().map(|arg| arg.as_ptr()).collect();
     pointers.push(std::ptr::null());
     let unblocked = SignalSet::of(&[]);
@@ -259,28 +310,126 @@ pub fn spawn(program: &CStr, argv: &[CString]) -> io::Result<i32> {
     defaults.extend([SIGCHLD, SIGPIPE]);
     let defaults = SignalSet::of(&defaults);
     let mut attributes = SpawnAttributes([0; 64]);
+    let mut actions = FileActions([0; 16]);
+    let mut flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if terminal.is_some() {
+        flags |= POSIX_SPAWN_SETSID;
+    }
     let mut pid: i32 = 0;
-    // SAFETY: the attributes are initialised before use and destroyed after; every pointer
-    // passed (sets, program, the NULL-terminated argv of live CStrings, `environ`) outlives
-    // the calls; posix_spawn writes only `pid`.
+    // SAFETY: the attributes and file actions are initialised before use and destroyed
+    // after; every pointer passed (sets, program, the terminal's path, the NULL-terminated
+    // argv of live CStrings, `environ`) outlives the calls; posix_spawn writes only `pid`.
+    // The child sets its session up before its file actions, so that the slave it opens
+    // (without O_NOCTTY) becomes its controlling terminal.
     let error = unsafe {
         let attributes = &raw mut attributes;
+        let actions = &raw mut actions;
         posix_spawnattr_init(attributes);
-        posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        posix_spawnattr_setflags(attributes, flags);
         posix_spawnattr_setsigmask(attributes, &raw const unblocked);
         posix_spawnattr_setsigdefault(attributes, &raw const defaults);
+        posix_spawn_file_actions_init(actions);
+        if let Some(slave) = terminal {
+            posix_spawn_file_actions_addopen(actions, 0, slave.as_ptr(), O_RDWR, 0);
+            posix_spawn_file_actions_adddup2(actions, 0, 1);
+            posix_spawn_file_actions_adddup2(actions, 0, 2);
+        }
         let error = posix_spawn(
             &raw mut pid,
             program.as_ptr(),
-            std::ptr::null(),
+            actions,
             attributes,
             pointers.as_ptr(),
             environ,
         );
+        posix_spawn_file_actions_destroy(actions);
         posix_spawnattr_destroy(attributes);
         error
     };
     if error == 0 { Ok(pid) } else { Err(io::Error::from_raw_os_error(error)) }
+}
+
+/// Unlocks a pty master's slave and returns its number (`/dev/pts/N`).
+pub fn unlock_pty(master: &File) -> io::Result<u32> {
+    let unlock: c_int = 0;
+    let mut number: u32 = 0;
+    // SAFETY: TIOCSPTLCK reads an int and TIOCGPTN writes an unsigned int, each from or into
+    // a local that outlives the call.
+    unsafe {
+        check(ioctl(master.as_raw_fd(), TIOCSPTLCK, &raw const unlock))?;
+        check(ioctl(master.as_raw_fd(), TIOCGPTN, &raw mut number))?;
+    }
+    Ok(number)
+}
+
+/// Sets a terminal's window size (on a pty master: its slave's, whose foreground process
+/// group gets SIGWINCH when it changes).
+pub fn set_window_size(terminal: &File, rows: u16, cols: u16) -> io::Result<()> {
+    let size = WindowSize { rows, cols, x_pixels: 0, y_pixels: 0 };
+    // SAFETY: TIOCSWINSZ reads a struct winsize, which lives on this stack frame.
+    check(unsafe { ioctl(terminal.as_raw_fd(), TIOCSWINSZ, &raw const size) })
+}
+
+/// Waits until one of `fds` is ready, or `timeout_ms` passes (-1: no timeout); interrupted
+/// waits count as nothing ready.
+pub fn wait_ready(fds: &mut [PollFd], timeout_ms: c_int) -> io::Result<usize> {
+    let count = c_ulong::try_from(fds.len()).unwrap_or(c_ulong::MAX);
+    // SAFETY: poll writes only the `revents` of the `count` pollfds it is given, which
+    // live in `fds`.
+    match unsafe { poll(fds.as_mut_ptr(), count, timeout_ms) } {
+        -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => Ok(0),
+        -1 => Err(io::Error::last_os_error()),
+        ready => Ok(usize::try_from(ready).unwrap_or(0)),
+    }
+}
+
+/// A signal as a signalfd reads it: its number, its code and the value it was queued with.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceivedSignal {
+    /// The signal.
+    pub number: c_int,
+    /// `si_code`.
+    pub code: c_int,
+    /// `si_int`.
+    pub value: i32,
+}
+
+/// A signalfd of blocked signals.
+#[derive(Debug)]
+pub struct SignalFd(File);
+
+impl SignalFd {
+    /// A signalfd of `set`, which must be blocked.
+    pub fn new(set: &SignalSet) -> io::Result<Self> {
+        // SAFETY: signalfd reads the set, which outlives the call; the fd it returns is new
+        // and owned by the File alone.
+        let fd = unsafe { signalfd(-1, set, SFD_CLOEXEC) };
+        check(fd)?;
+        // SAFETY: as above, `fd` is a new open file nothing else owns.
+        Ok(Self(unsafe { File::from_raw_fd(fd) }))
+    }
+
+    /// Its fd, to poll.
+    pub fn fd(&self) -> c_int {
+        self.0.as_raw_fd()
+    }
+
+    /// The next pending signal (blocks until there is one).
+    pub fn next(&mut self) -> io::Result<ReceivedSignal> {
+        use std::io::Read;
+        let mut info = [0u8; SIGNALFD_INFO_LEN];
+        self.0.read_exact(&mut info)?;
+        let field = |offset: usize| {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(&info[offset..offset + 4]);
+            bytes
+        };
+        Ok(ReceivedSignal {
+            number: c_int::from_ne_bytes(field(0)),
+            code: c_int::from_ne_bytes(field(8)),
+            value: i32::from_ne_bytes(field(44)),
+        })
+    }
 }
 
 /// Sends `signal` to `pid`.
@@ -312,19 +461,9 @@ impl SignalSet {
         set
     }
 
-    /// Blocks the set's signals, so that they wait for [`Self::wait`] (init is single-threaded).
+    /// Blocks the set's signals, so that they wait for a [`SignalFd`] (init is single-threaded).
     pub fn block(&self) -> io::Result<()> {
         // SAFETY: sigprocmask reads the set, which outlives the call; no old set is asked for.
         check(unsafe { sigprocmask(SIG_BLOCK, self, std::ptr::null_mut()) })
-    }
-
-    /// Waits for one of the set's (blocked) signals.
-    pub fn wait(&self) -> io::Result<c_int> {
-        let mut signal: c_int = 0;
-        // SAFETY: sigwait reads the set and writes the signal into the local it is given.
-        match unsafe { sigwait(self, &raw mut signal) } {
-            0 => Ok(signal),
-            errno => Err(io::Error::from_raw_os_error(errno)),
-        }
     }
 }

@@ -20,13 +20,19 @@ pub async fn attach(channel: Channel, id: String, stdin: bool) -> Result<u8, Cli
     let mut interrupts = signal(SignalKind::interrupt())
         .map_err(|error| CliError::Usage(format!("Cannot handle signals: {error}")))?;
     let request = AttachRequest { task_id: id, stdin, ..AttachRequest::default() };
-    let (id, mut events, writes) = Events::attach(client, request).await?;
-    if writes {
-        events.pass_stdin();
-    }
+    let (started, mut events) = Events::attach(client, request).await?;
     let mut terminal = Terminal::new()?;
+    let mut resizes = events.connect_local(&started, stdin, &mut terminal)?;
+    let id = started.task_id;
+    if started.tty
+        && let Some(size) = crate::raw_terminal::size()
+    {
+        // The task's terminal takes this client's size, as docker attach does.
+        events.resize(size).await;
+    }
     loop {
         tokio::select! {
+            size = resizes.next() => events.resize(size).await,
             step = events.step(&mut terminal) => match step? {
                 Step::Going => {}
                 Step::Detached => {

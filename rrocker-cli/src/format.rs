@@ -1,7 +1,7 @@
 //! How statuses are shown: the seed's `Task state:` / `Exit code:` lines, the list table and
 //! the JSON form. Pure: strings in, strings out.
 
-use rrocker_proto::v1::{KillReason, Limits, TaskState, TaskStatus, Usage};
+use rrocker_proto::v1::{ExecStatus, KillReason, Limits, TaskState, TaskStatus, Usage};
 use serde_json::{Value, json};
 
 /// The seed's status lines: `Task state: X`, then `Exit code: N` when there is one.
@@ -70,7 +70,32 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "limits": status.limits.as_ref().map(limits_json),
         "defaulted_limits": status.defaulted_limits,
         "usage": status.usage.as_ref().map(usage_json),
+        "tty": status.tty,
+        "execs": status.execs.iter().map(exec_json).collect::<Vec<_>>(),
     })
+}
+
+fn exec_json(exec: &ExecStatus) -> Value {
+    json!({
+        "exec_id": exec.exec_id,
+        "argv": exec.argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect::<Vec<_>>(),
+        "state": state_name(exec.state()).to_lowercase(),
+        "exit_code": exec.exit_code,
+        "signal": exec.signal.map(signal_name),
+        "pid": (exec.pid != 0).then_some(exec.pid),
+        "tty": exec.tty,
+    })
+}
+
+/// One line of an exec, as `query -v` lists them: its number, how it is, its command.
+fn exec_line(exec: &ExecStatus) -> String {
+    let state = match (exec.state(), exec.exit_code, exec.signal) {
+        (_, Some(code), _) => format!("exited {code}"),
+        (_, _, Some(signal)) => format!("killed by {}", signal_name(signal)),
+        (state, _, _) => state_name(state).to_lowercase(),
+    };
+    let argv: Vec<_> = exec.argv.iter().map(|arg| String::from_utf8_lossy(arg)).collect();
+    format!("Exec {}: {state}: {}\n", exec.exec_id, argv.join(" "))
 }
 
 fn limits_json(limits: &Limits) -> Value {
@@ -166,6 +191,9 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
             bytes(usage.io_write_bytes),
             usage.oom_kills,
         ));
+    }
+    for exec in &status.execs {
+        lines.push_str(&exec_line(exec));
     }
     if status.created_at_ms != 0 {
         lines.push_str(&format!("Created: {}\n", timestamp(status.created_at_ms)));

@@ -1,5 +1,5 @@
 //! The CLI's side of Interact calls: `run -i` starts its task with one, `attach` joins a
-//! running task with one. The CLI's stdin goes to the task from a thread of its own (a
+//! running task with one, `exec` runs a further command in one. The CLI's stdin goes to the task from a thread of its own (a
 //! blocking read there never holds up the CLI's exit), which watches it for the detach keys,
 //! Ctrl-P Ctrl-Q, as docker does, when it is a terminal (bytes piped in go through as they
 //! are: any pair of bytes may occur in a file).
@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
-    AttachRequest, Detach, InteractRequest, StartRequest, StdinEnd, StreamResponse, TaskStatus,
-    interact_request,
+    AttachRequest, Detach, ExecRequest, InteractRequest, StartRequest, StdinEnd, StreamResponse,
+    TaskStarted, TaskStatus, TerminalSize, interact_request,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use crate::CliError;
 use crate::output::{Terminal, ended_early};
+use crate::raw_terminal::{RawMode, Resizes};
 use crate::stream_body::OutputStream;
 
 /// What the next message of a task's output was.
@@ -56,27 +57,35 @@ pub enum Events {
 }
 
 impl Events {
-    /// Starts `request` as a task by an Interact call: its id, its output, and whether the
-    /// call writes its stdin.
+    /// Starts `request` as a task by an Interact call: the task (its id, whether the call
+    /// writes its stdin, whether it has a terminal) and its output.
     pub async fn start(
         client: &mut TaskServiceClient<Channel>,
         request: StartRequest,
-    ) -> Result<(String, Self, bool), CliError> {
+    ) -> Result<(TaskStarted, Self), CliError> {
         Self::open(client, interact_request::Event::Start(request)).await
+    }
+
+    /// Runs a further command in a running task as `request` says.
+    pub async fn exec(
+        client: &mut TaskServiceClient<Channel>,
+        request: ExecRequest,
+    ) -> Result<(TaskStarted, Self), CliError> {
+        Self::open(client, interact_request::Event::Exec(request)).await
     }
 
     /// Attaches to a running task as `request` says.
     pub async fn attach(
         client: &mut TaskServiceClient<Channel>,
         request: AttachRequest,
-    ) -> Result<(String, Self, bool), CliError> {
+    ) -> Result<(TaskStarted, Self), CliError> {
         Self::open(client, interact_request::Event::Attach(request)).await
     }
 
     async fn open(
         client: &mut TaskServiceClient<Channel>,
         first: interact_request::Event,
-    ) -> Result<(String, Self, bool), CliError> {
+    ) -> Result<(TaskStarted, Self), CliError> {
         let (requests, mut queued) = mpsc::channel(4);
         requests.try_send(InteractRequest { event: Some(first) }).expect("an empty queue");
         let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
@@ -87,7 +96,15 @@ impl Events {
         };
         let detached = Arc::new(AtomicBool::new(false));
         let events = Self::Interact { responses, requests, detached };
-        Ok((started.task_id, events, started.stdin))
+        Ok((started, events))
+    }
+
+    /// Tells the daemon the local terminal's new size, for the task's.
+    pub async fn resize(&self, size: TerminalSize) {
+        if let Self::Interact { requests, .. } = self {
+            let resize = interact_request::Event::Resize(size);
+            let _ = requests.send(InteractRequest { event: Some(resize) }).await;
+        }
     }
 
     /// The next message of the output.
@@ -114,8 +131,27 @@ impl Events {
         }
     }
 
+    /// Connects the local side to `started`, this call's task: passes the CLI's stdin on
+    /// when the call writes the task's and `stdin` is asked, with the local terminal raw
+    /// (held by `terminal`) when the task has one too; the local terminal's resizes are for
+    /// a task with a terminal to follow.
+    pub fn connect_local(
+        &self,
+        started: &TaskStarted,
+        stdin: bool,
+        terminal: &mut Terminal,
+    ) -> Result<Resizes, CliError> {
+        if started.stdin && stdin {
+            if started.tty {
+                terminal.hold_raw(RawMode::enter()?);
+            }
+            self.pass_stdin();
+        }
+        Ok(Resizes::watch(started.tty)?)
+    }
+
     /// Passes the CLI's stdin on to the task of this Interact call, from a thread of its own.
-    pub fn pass_stdin(&self) {
+    fn pass_stdin(&self) {
         if let Self::Interact { requests, detached, .. } = self {
             let (requests, detached) = (requests.clone(), Arc::clone(detached));
             std::thread::spawn(move || pass_stdin(&requests, &detached));

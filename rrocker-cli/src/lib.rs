@@ -6,12 +6,14 @@
 
 pub mod attach;
 pub mod connect;
+pub mod exec;
 pub mod format;
 pub mod ids;
 pub mod interact;
 pub mod limits;
 pub mod output;
 pub mod ps;
+pub mod raw_terminal;
 pub mod run;
 pub mod stream_body;
 

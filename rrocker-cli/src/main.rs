@@ -12,7 +12,8 @@ use rrocker_cli::run::RUN_FAILED;
 use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
-    Fd, QueryRequest, RemoveRequest, SignalRequest, StartRequest, StopRequest, StreamRequest,
+    ExecRequest, Fd, QueryRequest, RemoveRequest, SignalRequest, StartRequest, StopRequest,
+    StreamRequest,
 };
 
 type Client = TaskServiceClient<tonic::transport::Channel>;
@@ -95,6 +96,36 @@ enum Command {
         /// Only follow the output; leave the task's stdin to another client.
         #[arg(long)]
         no_stdin: bool,
+    },
+    /// Run a further command inside a running task.
+    #[command(
+        after_help = "The command runs in the task's namespaces, root (its files too), cgroups and
+restrictions, counts against its limits and is killed when the task ends. The exit
+code is the command's.
+
+Examples:
+  rrocker-cli exec ID /bin/ps -e
+  rrocker-cli exec -it ID /bin/bash    # a shell inside the task
+  echo data | rrocker-cli exec -i ID /bin/sh -c 'cat > /tmp/data'"
+    )]
+    Exec {
+        /// Pass the CLI's stdin on to the command.
+        #[arg(long, short = 'i')]
+        interactive: bool,
+        /// Give the command a terminal of its own (with -i, the local terminal in raw mode).
+        #[arg(long, short = 't')]
+        tty: bool,
+        /// Working directory of the command.
+        #[arg(long, short = 'w')]
+        workdir: Option<OsString>,
+        /// Environment entry KEY=VALUE (repeatable); none means a minimal default.
+        #[arg(long = "env", short = 'e')]
+        env: Vec<OsString>,
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
     },
     /// Send a signal to tasks' commands (SIGKILL, the default, ends every process at once).
     #[command(
@@ -218,6 +249,11 @@ struct TaskArgs {
     /// detaches); `start -i` and `run -d -i` leave it for `attach`.
     #[arg(long, short = 'i')]
     interactive: bool,
+    /// Give the command a terminal of its own (its output is one stream, as a terminal
+    /// shows it); with -i, the local terminal is put in raw mode and its keys (Ctrl-C too)
+    /// go to the task's, and its size is followed.
+    #[arg(long, short = 't')]
+    tty: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<OsString>,
@@ -228,6 +264,7 @@ impl TaskArgs {
     fn request(self) -> Result<StartRequest, CliError> {
         let limits =
             limits::build(&self.limits, limits::resolve_device).map_err(CliError::Usage)?;
+        check_terminal(self.tty, self.interactive)?;
         Ok(StartRequest {
             argv: self.command.into_iter().map(OsString::into_vec).collect(),
             env: self.env.into_iter().map(OsString::into_vec).collect(),
@@ -235,8 +272,21 @@ impl TaskArgs {
             limits,
             image: self.image.unwrap_or_default(),
             stdin: self.interactive,
+            tty: self.tty,
+            tty_size: self.tty.then(rrocker_cli::raw_terminal::size).flatten(),
         })
     }
+}
+
+/// `-t` with `-i` reads keys from a terminal: refused (as docker does) when stdin is none.
+fn check_terminal(tty: bool, interactive: bool) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    if tty && interactive && !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(
+            "The input device is not a TTY: -t with -i needs a terminal as stdin; drop -t to pipe into the task".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Completions and the manual page need no daemon: printed from the flags' definitions.
@@ -265,7 +315,10 @@ fn main() -> ExitCode {
         };
     }
     // `run` ends with its task's exit code, and with docker's 125 when it cannot start it.
-    let failed = if matches!(cli.command, Command::Run { .. }) { RUN_FAILED } else { 1 };
+    let failed = match cli.command {
+        Command::Run { .. } | Command::Exec { .. } => RUN_FAILED,
+        _ => 1,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -385,6 +438,21 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             let channel = rrocker_cli::connect_channel(options).await?;
             let id = ids::resolve(&mut rrocker_cli::task_client(channel.clone()), &id).await?;
             return rrocker_cli::attach::attach(channel, id, !no_stdin).await;
+        }
+        Command::Exec { interactive, tty, workdir, env, id, command } => {
+            drop(stdout);
+            check_terminal(tty, interactive)?;
+            let channel = rrocker_cli::connect_channel(options).await?;
+            let task_id = ids::resolve(&mut rrocker_cli::task_client(channel.clone()), &id).await?;
+            let request = ExecRequest {
+                task_id,
+                argv: command.into_iter().map(OsString::into_vec).collect(),
+                env: env.into_iter().map(OsString::into_vec).collect(),
+                workdir: workdir.map(OsString::into_vec).unwrap_or_default(),
+                tty,
+                tty_size: tty.then(rrocker_cli::raw_terminal::size).flatten(),
+            };
+            return rrocker_cli::exec::exec(channel, request, interactive).await;
         }
         Command::Kill { ids, signal } => {
             drop(stdout);

@@ -11,6 +11,7 @@ use rrocker_proto::v1::{Fd, StreamRequest, StreamResponse, TaskStatus};
 use tonic::transport::Channel;
 
 use crate::CliError;
+use crate::raw_terminal::RawMode;
 use crate::stream_body::OutputStream;
 
 /// Where a stream's output goes.
@@ -18,6 +19,9 @@ use crate::stream_body::OutputStream;
 pub struct Terminal {
     stdout: File,
     stderr: File,
+    /// The local terminal in raw mode while a task's terminal is driven; cooked again before
+    /// any note.
+    raw: Option<RawMode>,
 }
 
 impl Terminal {
@@ -28,7 +32,13 @@ impl Terminal {
         Ok(Self {
             stdout: unbuffered(std::io::stdout().as_fd())?,
             stderr: unbuffered(std::io::stderr().as_fd())?,
+            raw: None,
         })
+    }
+
+    /// Keeps the local terminal in raw mode (`raw`) until the first note, or the end.
+    pub fn hold_raw(&mut self, raw: Option<RawMode>) {
+        self.raw = raw;
     }
 
     /// Writes one message of a stream; returns the status that ends it, once it comes.
@@ -39,6 +49,17 @@ impl Terminal {
             }
             Some(Event::Output(output)) => self.stdout.write_all(&output.data)?,
             Some(Event::Status(status)) => return Ok(Some(status)),
+            // An exec's end, told as a task's would be.
+            Some(Event::ExecEnded(exec)) => {
+                let status = TaskStatus {
+                    state: exec.state,
+                    exit_code: exec.exit_code,
+                    signal: exec.signal,
+                    argv: exec.argv,
+                    ..TaskStatus::default()
+                };
+                return Ok(Some(status));
+            }
             Some(Event::Started(_)) | None => {}
         }
         Ok(None)
@@ -55,6 +76,7 @@ impl Terminal {
 
     /// Writes text on stderr (the final state lines, notices).
     pub fn note(&mut self, text: &str) -> Result<(), CliError> {
+        self.raw = None;
         Ok(self.stderr.write_all(text.as_bytes())?)
     }
 }

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use crate::CliError;
 use crate::interact::{Events, Step};
 use crate::output::Terminal;
+use crate::raw_terminal::Resizes;
 use crate::stream_body::OutputStream;
 
 /// The exit code of a `run` whose task could not be started or failed to set up (docker's).
@@ -52,12 +53,12 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
     };
     let (mut interrupts, mut terminations) =
         (handle(SignalKind::interrupt())?, handle(SignalKind::terminate())?);
-    let (id, mut events) = if request.stdin && !how.detach {
-        let (id, events, stdin) = Events::start(client, request).await?;
-        if stdin {
-            events.pass_stdin();
-        }
-        (id, events)
+    let mut terminal = Terminal::new()?;
+    let interactive = request.stdin;
+    let (id, mut events, mut resizes) = if (request.stdin || request.tty) && !how.detach {
+        let (started, events) = Events::start(client, request).await?;
+        let resizes = events.connect_local(&started, interactive, &mut terminal)?;
+        (started.task_id, events, resizes)
     } else {
         let id = client.start(request).await.map_err(CliError::Status)?.into_inner().task_id;
         if how.detach {
@@ -66,15 +67,15 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
         }
         let request = StreamRequest { task_id: id.clone(), ..StreamRequest::default() };
         let events = OutputStream::open(channel, request).await.map_err(CliError::Status)?;
-        (id, Events::Stream(events))
+        (id, Events::Stream(events), Resizes::watch(false)?)
     };
-    let mut terminal = Terminal::new()?;
     // The stop asked by the first Ctrl-C, until the daemon has sent SIGTERM (it then sees
     // the stop through by itself); the stream tells how the task ended.
     let mut stop = None;
     let mut interrupted = false;
     loop {
         tokio::select! {
+            size = resizes.next() => events.resize(size).await,
             step = events.step(&mut terminal) => match step? {
                 Step::Going => {}
                 Step::Detached => {

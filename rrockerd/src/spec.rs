@@ -5,6 +5,8 @@
 
 use std::num::NonZeroU64;
 
+pub use rrocker_init::terminal::WindowSize;
+
 /// The CPU period when a request gives none, in microseconds (the kernel's default).
 pub const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
 /// The same, as a period.
@@ -38,6 +40,21 @@ pub struct TaskSpec {
     pub image: String,
     /// Whether its stdin is a pipe a client writes (else /dev/null).
     pub stdin: bool,
+    /// Its pseudo-terminal's first size, if it runs on one.
+    pub terminal: Option<WindowSize>,
+}
+
+/// A further command to run in a running task, with its request's shape checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The command and its arguments (`argv[0]` non-empty; no NUL byte).
+    pub argv: Vec<Vec<u8>>,
+    /// `KEY=VALUE` entries; empty: the default environment.
+    pub env: Vec<Vec<u8>>,
+    /// An absolute working directory; empty: `/`.
+    pub workdir: Vec<u8>,
+    /// Its pseudo-terminal's first size, if it runs on one.
+    pub terminal: Option<WindowSize>,
 }
 
 /// A task's resource limits.

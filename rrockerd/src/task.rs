@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::cgroup::TaskCgroup;
+use crate::exec::Exec;
 use crate::policy::Defaulted;
 use crate::request_error::RequestError;
 use crate::spec::{Limits, Usage};
@@ -64,8 +65,12 @@ pub struct Task {
     pub(crate) sent_signals: AtomicU64,
     /// Whether it was started with a stdin pipe.
     pub has_stdin: bool,
+    /// Whether its command runs on a pseudo-terminal.
+    pub has_terminal: bool,
     /// Its stdin, while no client writes it (one at a time); `None` once closed.
     pub(crate) stdin: Mutex<Option<Sender<Bytes>>>,
+    /// The commands run in it by Exec, first first.
+    pub(crate) execs: Mutex<Vec<Arc<Exec>>>,
 }
 
 impl Task {
@@ -105,6 +110,11 @@ impl Task {
 
     pub(crate) fn stop_cause(&self) -> Option<StopCause> {
         *self.stop_cause.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The commands run in it by Exec, first first.
+    pub fn execs(&self) -> Vec<Arc<Exec>> {
+        self.execs.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Its stdin, for the one client that writes it; `None` if it has none, or another took it.

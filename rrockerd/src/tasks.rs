@@ -12,21 +12,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use rrocker_uring::Engine;
+use rrocker_uring::{Engine, EngineError};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::authz::Caller;
 use crate::cgroup::Cgroups;
+use crate::exec::{Exec, ExecProgress};
 use crate::isolator::{Isolator, TaskCommand};
 use crate::metrics::Metrics;
 use crate::policy::{Figures, Policy};
 use crate::quota::Quota;
 use crate::request_error::RequestError;
-use crate::spec::{Limits, TaskSpec};
+use crate::spec::{ExecSpec, Limits, TaskSpec, WindowSize};
 use crate::state::{StopCause, TaskState};
 use crate::task_root::{self, TaskDir};
 use crate::validate;
+use rrocker_init::terminal::RESIZE_SIGNAL;
 
 pub use crate::task::{Progress, Task};
 
@@ -110,7 +112,7 @@ impl TaskRegistry {
         if self.closing.load(Ordering::SeqCst) {
             return Err(RequestError::ShuttingDown);
         }
-        let TaskSpec { argv, env, workdir, limits: requested, image, stdin } = spec;
+        let TaskSpec { argv, env, workdir, limits: requested, image, stdin, terminal } = spec;
         validate::limits(&requested, host_cpus())?;
         let (limits, defaulted) = self.policy.apply(&requested)?;
         for rule in &limits.io {
@@ -151,7 +153,8 @@ impl TaskRegistry {
             // fails.
             let lease = self.isolator.lease(&caller.identity)?;
             let dir = TaskDir::path_for(&self.tasks_dir, id);
-            let command = TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir };
+            let command =
+                TaskCommand { image: &image, argv: argv.clone(), env, workdir: &workdir, terminal };
             let mut spec = self.isolator.spawn_spec(&lease, hostname, &dir, command)?;
             spec.stdin = stdin;
             task_root::check_room(&self.tasks_dir)?;
@@ -191,7 +194,9 @@ impl TaskRegistry {
             stop_lock: tokio::sync::Mutex::new(()),
             sent_signals: AtomicU64::new(0),
             has_stdin: spawned.stdin.is_some(),
+            has_terminal: terminal.is_some(),
             stdin: Mutex::new(spawned.stdin),
+            execs: Mutex::new(Vec::new()),
         });
         // Counted before its watcher can count its end.
         self.metrics.started(began.elapsed());
@@ -227,8 +232,19 @@ impl TaskRegistry {
             // Given back first, so that whoever sees the end can start the next one.
             drop(slot);
             watched.progress.send_replace(ended);
-            // Every process of the task is gone with its init: drop its cgroup and its files.
+            // Every process of the task is gone with its init, but the parents of its execs,
+            // outside its PID namespace, which follow their commands (and are killed with
+            // the cgroup, if need be): then drop its cgroup and its files.
             let _ = gone.await;
+            let execs = watched.execs();
+            if execs.iter().any(|exec| !exec.progress().released)
+                && let Some(cgroup) = &watched.cgroup
+            {
+                cgroup.kill();
+            }
+            for exec in execs {
+                exec.released().await;
+            }
             let cleaned = Arc::clone(&watched);
             let _ = tokio::task::spawn_blocking(move || {
                 drop(task_dir);
@@ -302,6 +318,88 @@ impl TaskRegistry {
             self.engine.signal(task.key, signal).await?;
         }
         Ok(signal)
+    }
+
+    /// Runs `spec` in the running task `id` (see [`Exec`]): resolved in the task's root as it
+    /// is now, started in its namespaces and cgroups under its restrictions, with a stdin
+    /// pipe for the caller. FAILED_PRECONDITION if the task has ended.
+    pub async fn exec(
+        &self,
+        caller: &Caller,
+        id: &str,
+        spec: ExecSpec,
+    ) -> Result<(Arc<Task>, Arc<Exec>), RequestError> {
+        let task = self.find(caller, id)?;
+        let finished = || RequestError::AlreadyFinished { id: task.id.to_string() };
+        if task.progress().state.is_final() {
+            return Err(finished());
+        }
+        let ExecSpec { argv, env, workdir, terminal } = spec;
+        let command =
+            TaskCommand { image: "", argv: argv.clone(), env, workdir: &workdir, terminal };
+        let spawn = tokio::task::block_in_place(|| {
+            let mut spawn = self.isolator.exec_spec(task.pid, command)?;
+            spawn.stdin = true;
+            if let Some(cgroup) = &task.cgroup {
+                spawn.placement = cgroup.placement()?;
+            }
+            Ok::<_, RequestError>(spawn)
+        })?;
+        let spawned = match self.engine.spawn_in(task.key, spawn).await {
+            Err(EngineError::NotRunning) => return Err(finished()),
+            spawned => spawned.map_err(RequestError::from_spawn)?,
+        };
+        let exec = {
+            let mut execs = task.execs.lock().unwrap_or_else(PoisonError::into_inner);
+            let exec = Arc::new(Exec {
+                number: u32::try_from(execs.len() + 1).unwrap_or(u32::MAX),
+                argv,
+                pid: spawned.pid,
+                has_terminal: terminal.is_some(),
+                key: spawned.key,
+                output: Mutex::new(Some(spawned.output)),
+                progress: watch::Sender::new(ExecProgress::default()),
+                stdin: Mutex::new(spawned.stdin),
+            });
+            execs.push(Arc::clone(&exec));
+            exec
+        };
+        tracing::info!(task = %task.id, exec = exec.number, pid = exec.pid, "exec started");
+        let watched = Arc::clone(&exec);
+        let (exit, gone) = (spawned.exit, spawned.gone);
+        tokio::spawn(async move {
+            let ended = exit.await.ok();
+            tracing::info!(exec = watched.number, ?ended, "exec ended");
+            watched.progress.send_modify(|progress| progress.ended = Some(ended));
+            let _ = gone.await;
+            // Its call holds a reader of its own: the exec's output is kept no longer.
+            watched.output.lock().unwrap_or_else(PoisonError::into_inner).take();
+            watched.progress.send_modify(|progress| progress.released = true);
+        });
+        Ok((task, exec))
+    }
+
+    /// Sets a running task's terminal to `size` (its command gets SIGWINCH); nothing for a
+    /// task without one, or one that has ended.
+    pub async fn resize(&self, task: &Task, size: WindowSize) {
+        if task.has_terminal && !task.progress().state.is_final() {
+            self.resize_terminal(task.key, size).await;
+        }
+    }
+
+    /// The same for a running exec's terminal.
+    pub async fn resize_exec(&self, exec: &Exec, size: WindowSize) {
+        if exec.has_terminal && exec.progress().ended.is_none() {
+            self.resize_terminal(exec.key, size).await;
+        }
+    }
+
+    /// Tells the init of `key` (which has a terminal) its new size.
+    async fn resize_terminal(&self, key: rrocker_uring::TaskKey, size: WindowSize) {
+        let value = size.to_value();
+        if let Err(error) = self.engine.queue_signal(key, RESIZE_SIGNAL, value).await {
+            tracing::warn!(%error, "cannot resize a terminal");
+        }
     }
 
     /// Forgets a finished task and its output, once everything it held on the host is gone

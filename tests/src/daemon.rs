@@ -406,6 +406,16 @@ impl Daemon {
         command
     }
 
+    /// `rrocker-cli ARGS` as `identity`, as one shell line (for a terminal to run).
+    pub fn cli_line(&self, identity: &str, args: &[&str]) -> String {
+        let mut command = self.cli(identity);
+        command.args(args);
+        let quoted = |text: &std::ffi::OsStr| format!("'{}'", text.to_string_lossy());
+        let mut words = vec![quoted(command.get_program())];
+        words.extend(command.get_args().map(quoted));
+        words.join(" ")
+    }
+
     /// Waits for the daemon to exit of itself.
     pub fn wait(&mut self) -> ExitStatus {
         self.child.wait().expect("wait for rrockerd")

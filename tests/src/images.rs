@@ -11,7 +11,7 @@ pub fn custom_image(dir: &Path) -> (PathBuf, tokio::runtime::Runtime) {
     let image = dir.join("custom");
     // A daemon with defaults makes sure the default image exists.
     drop(Daemon::start());
-    let default = images_dir().join("default-v1");
+    let default = images_dir().join("default-v2");
     let status = Command::new("cp").arg("-a").arg(&default).arg(&image).status().expect("cp");
     assert!(status.success());
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -2,7 +2,7 @@
 //! binary with a fresh PKI and state directory on a free port of 127.0.0.1, hands out gRPC
 //! clients and CLI commands for any identity, and stops the daemon (SIGTERM, by pid) when
 //! dropped (`daemon.rs`); what tests do with tasks is in `tasks.rs`, test images in
-//! `images.rs`, cgroup hierarchies in `cgroups.rs`.
+//! `images.rs`, cgroup hierarchies in `cgroups.rs`, a real terminal (tmux) in `screen.rs`.
 //!
 //! The binaries are found in `RROCKER_BIN_DIR`, or else next to the test executable's
 //! directory (`target/<profile>/`), which is where `cargo build --workspace --bins` (the
@@ -63,9 +63,11 @@ pub fn images_dir() -> PathBuf {
 mod cgroups;
 mod daemon;
 mod images;
+mod screen;
 mod tasks;
 
 pub use cgroups::{cgroup_roots, remove_cgroup_tree};
 pub use daemon::*;
 pub use images::{custom_image, with_probe};
+pub use screen::Screen;
 pub use tasks::*;

@@ -135,6 +135,7 @@ pub async fn stream_view(client: &mut Client, request: StreamRequest) -> Streame
                 streamed.status = Some(status);
             }
             Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
+            Event::ExecEnded(ended) => panic!("a Stream runs no exec: {ended:?}"),
         }
     }
     assert!(streamed.status.is_some(), "the stream ends with the final status");

@@ -2,8 +2,8 @@
 //! like a missing one, and an admin sees and stops everyone's.
 
 use rrocker_proto::v1::{
-    InteractRequest, ListRequest, QueryRequest, RemoveRequest, SignalRequest, StopRequest,
-    StreamRequest, TaskState, interact_request,
+    ExecRequest, InteractRequest, ListRequest, QueryRequest, RemoveRequest, SignalRequest,
+    StopRequest, StreamRequest, TaskState, interact_request,
 };
 use rrocker_tests::{Client, Daemon, shell, start, wait_for_output};
 use tonic::{Code, Status};
@@ -149,6 +149,8 @@ enum Rpc {
     Remove,
     Signal,
     Interact,
+    /// Interact with a first `exec` message: a command run in the task.
+    Exec,
 }
 
 /// What a call got.
@@ -167,7 +169,7 @@ use Outcome::{Answered, Denied, Refused};
 /// Every RPC × every caller, on a task of client1's. Another client's task id answers
 /// NOT_FOUND, exactly like a missing one; an unknown organisation is PERMISSION_DENIED on
 /// every call; no certificate never reaches the service.
-const MATRIX: [(Rpc, [Outcome; 5]); 8] = [
+const MATRIX: [(Rpc, [Outcome; 5]); 9] = [
     // Columns: Owner, OtherClient, Admin, UnknownOrganization, NoCertificate.
     (Rpc::Start, [Answered, Answered, Answered, DENIED, Refused]),
     (Rpc::List, [Answered, Answered, Answered, DENIED, Refused]),
@@ -178,6 +180,7 @@ const MATRIX: [(Rpc, [Outcome; 5]); 8] = [
     (Rpc::Signal, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
     // It starts a task of the caller's own, as Start does.
     (Rpc::Interact, [Answered, Answered, Answered, DENIED, Refused]),
+    (Rpc::Exec, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
 ];
 const NOT_FOUND: Outcome = Denied(Code::NotFound);
 const DENIED: Outcome = Denied(Code::PermissionDenied);
@@ -222,10 +225,17 @@ async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
         Rpc::Remove => {
             client.remove(RemoveRequest { task_id }).await.map(|reply| format!("{reply:?}"))
         }
-        Rpc::Interact => {
-            let start =
-                InteractRequest { event: Some(interact_request::Event::Start(shell("true"))) };
-            match client.interact(futures_util::stream::iter([start])).await {
+        Rpc::Interact | Rpc::Exec => {
+            let first = match rpc {
+                Rpc::Exec => interact_request::Event::Exec(ExecRequest {
+                    task_id,
+                    argv: vec![b"/bin/true".to_vec()],
+                    ..Default::default()
+                }),
+                _ => interact_request::Event::Start(shell("true")),
+            };
+            let first = InteractRequest { event: Some(first) };
+            match client.interact(futures_util::stream::iter([first])).await {
                 Ok(reply) => {
                     let first = reply.into_inner().message().await;
                     Ok(format!("{first:?}"))

@@ -139,7 +139,7 @@ async fn read_to_end(
         match message.event.expect("event") {
             Event::Output(output) => stdout.extend_from_slice(&output.data),
             Event::Status(status) => return status,
-            Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
+            other => panic!("a Stream sends output and a status only: {other:?}"),
         }
     }
     panic!("the stream ended without a final status");

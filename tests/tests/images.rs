@@ -25,7 +25,7 @@ fn export_with(dir: &Path, files: &[(&str, &[u8], u32)]) -> PathBuf {
     let gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
     let mut archive = tar::Builder::new(gzip);
     archive.follow_symlinks(false);
-    archive.append_dir_all("", images_dir().join("default-v1")).expect("the default image");
+    archive.append_dir_all("", images_dir().join("default-v2")).expect("the default image");
     for (name, contents, mode) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
@@ -77,7 +77,7 @@ fn an_imported_export_is_a_named_image_tasks_get_a_private_view_of() {
         format!("Imported image '{name}' into {}\n", path.display())
     );
     let listed = text(&image_command(&["ls"]).stdout);
-    assert!(listed.lines().any(|line| line == name) && listed.contains("default-v1"), "{listed}");
+    assert!(listed.lines().any(|line| line == name) && listed.contains("default-v2"), "{listed}");
     let again = image_command(&["import", &export.to_string_lossy(), "--name", &name]);
     assert!(
         text(&again.stderr).starts_with(&format!("rrockerd: Image '{name}' already exists in "))
@@ -106,8 +106,8 @@ fn an_imported_export_is_a_named_image_tasks_get_a_private_view_of() {
         text(&missing.stderr),
         "Image 'no-such-image' doesn't exist on this host; import one with `rrockerd image import FILE.tar --name no-such-image`\n"
     );
-    let bad = cli(&["start", "--image", "../default-v1", "/bin/true"]);
-    assert!(text(&bad.stderr).starts_with("Invalid image name '../default-v1': "));
+    let bad = cli(&["start", "--image", "../default-v2", "/bin/true"]);
+    assert!(text(&bad.stderr).starts_with("Invalid image name '../default-v2': "));
 
     // The daemon leaves nothing of the image's mount behind.
     assert!(daemon.terminate().success());
@@ -211,7 +211,7 @@ fn an_import_names_the_device_nodes_it_skips_and_strict_refuses_them_leaving_not
     let path = scratch.path().join("with-a-device.tar");
     let mut archive = tar::Builder::new(std::fs::File::create(&path).expect("create"));
     archive.follow_symlinks(false);
-    archive.append_dir_all("", images_dir().join("default-v1")).expect("the default image");
+    archive.append_dir_all("", images_dir().join("default-v2")).expect("the default image");
     let mut node = tar::Header::new_gnu();
     node.set_entry_type(tar::EntryType::Char);
     node.set_size(0);

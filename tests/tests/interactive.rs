@@ -104,7 +104,10 @@ async fn an_interact_call_must_start_with_a_start() {
         InteractRequest { event: Some(interact_request::Event::Stdin(b"x".to_vec().into())) };
     let refused = client.interact(futures_util::stream::iter([first])).await.expect_err("refused");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert_eq!(refused.message(), "the first message of an Interact call must be start or attach");
+    assert_eq!(
+        refused.message(),
+        "the first message of an Interact call must be start, attach or exec"
+    );
     let listed = client.list(rrocker_proto::v1::ListRequest {}).await.expect("list");
     assert!(listed.into_inner().tasks.is_empty(), "nothing started");
 }
@@ -154,7 +157,7 @@ async fn attached_stdout(events: &mut tonic::Streaming<StreamResponse>) -> (Vec<
         match message.event.expect("event") {
             Event::Output(output) => stdout.extend_from_slice(&output.data),
             Event::Status(status) => return (stdout, status.state()),
-            Event::Started(started) => panic!("started twice: {started:?}"),
+            other => panic!("an attach sends output and a status after its start: {other:?}"),
         }
     }
     panic!("no final status");
@@ -234,17 +237,6 @@ async fn read_only_attaches_see_the_same_bytes_and_the_stdin_has_one_writer() {
     assert!(!late.status.success() && said.contains("already finished"), "{said}");
 }
 
-/// The CLI `rrocker-cli ARGS` as one shell line (for script(1)).
-fn cli_line(daemon: &Daemon, args: &[&str]) -> String {
-    let mut command = daemon.cli("client1");
-    command.args(args);
-    let mut line = format!("exec '{}'", command.get_program().to_string_lossy());
-    for arg in command.get_args() {
-        line.push_str(&format!(" '{}'", arg.to_string_lossy()));
-    }
-    line
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_terminal_ctrl_p_ctrl_q_detaches_and_the_task_goes_on() {
     use std::io::{BufRead, Write};
@@ -253,7 +245,7 @@ async fn on_a_terminal_ctrl_p_ctrl_q_detaches_and_the_task_goes_on() {
     let mut client = daemon.client("client1").await;
     let id = start(&mut client, StartRequest { stdin: true, ..shell(script) }).await;
     // The CLI on a pseudo-terminal (script(1)); flow control off, so that Ctrl-Q is a byte.
-    let line = format!("stty -ixon -echo; {}", cli_line(&daemon, &["attach", &id]));
+    let line = format!("stty -ixon -echo; exec {}", daemon.cli_line("client1", &["attach", &id]));
     let mut terminal = std::process::Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .stdin(Stdio::piped())

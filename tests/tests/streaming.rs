@@ -57,7 +57,9 @@ async fn drain(
             }
             Event::Output(_) => {}
             Event::Status(status) => return status.state(),
-            Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
+            other @ (Event::Started(_) | Event::ExecEnded(_)) => {
+                panic!("a Stream sends output and a status only: {other:?}")
+            }
         }
     }
     panic!("no final status");
@@ -214,7 +216,9 @@ async fn a_reader_slower_than_its_task_gets_256_mib_byte_exact_from_the_spill() 
             Event::Output(output) if output.fd() == Fd::Stdout => stdout.extend(&output.data),
             Event::Output(output) => stderr.extend(&output.data),
             Event::Status(status) => break status.state(),
-            Event::Started(started) => panic!("a Stream says nothing started: {started:?}"),
+            other @ (Event::Started(_) | Event::ExecEnded(_)) => {
+                panic!("a Stream sends output and a status only: {other:?}")
+            }
         }
     };
     assert_eq!(state, TaskState::Completed);

@@ -135,6 +135,9 @@ pub enum EngineError {
     /// Sending a signal failed.
     #[error("cannot signal the task: {0}")]
     Signal(io::Error),
+    /// A spawn was to join a task that has ended.
+    #[error("the task to join has ended")]
+    NotRunning,
 }
 
 impl EngineError {

@@ -156,6 +156,41 @@ pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> 
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// `pidfd_send_signal(pidfd, signal, info)` with a siginfo of code `SI_QUEUE` carrying
+/// `value`, as sigqueue(3) sends (queued: a real-time signal sent twice arrives twice).
+pub(crate) fn pidfd_queue_signal(pidfd: &OwnedFd, signal: i32, value: i32) -> io::Result<()> {
+    /// The leading fields of the kernel's siginfo for SI_QUEUE (padded to its 128 bytes):
+    /// signo, errno, code, a hole, then pid, uid and the value.
+    #[repr(C)]
+    struct QueuedInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        hole: i32,
+        pid: i32,
+        uid: u32,
+        value: u64,
+        rest: [u64; 12],
+    }
+    let info = QueuedInfo {
+        signo: signal,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        hole: 0,
+        // The kernel sets the pid the receiver sees (0 from an ancestor PID namespace).
+        pid: 0,
+        uid: 0,
+        value: u64::from(value.cast_unsigned()),
+        rest: [0; 12],
+    };
+    // SAFETY: the fd is a live pidfd owned by the caller; the kernel copies the 128-byte
+    // siginfo from `info`, which has its layout and outlives the call.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, &raw const info, 0)
+    };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// Registers a pidfd with the current tokio reactor, to await its readability (exit).
 pub(crate) fn watch_pidfd(pidfd: Rc<OwnedFd>) -> io::Result<AsyncFd<Rc<OwnedFd>>> {
     // SAFETY: the Rc keeps the pidfd open, and nothing replaces it, for the AsyncFd's life.

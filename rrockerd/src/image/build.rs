@@ -20,7 +20,7 @@ use crate::io_context::{IoContext, IoError};
 
 /// Name of the default image in the images directory; the suffix changes whenever what the
 /// builder puts in it changes, so an image built by an older daemon is never reused.
-pub const DEFAULT_IMAGE: &str = "default-v1";
+pub const DEFAULT_IMAGE: &str = "default-v2";
 
 /// Commands the default image carries when the host has them.
 pub const DEFAULT_TOOLS: &[&str] = &[
@@ -73,6 +73,8 @@ pub const DEFAULT_TOOLS: &[&str] = &[
     "readlink",
     "nproc",
     "whoami",
+    "tty",
+    "stty",
 ];
 
 /// Where host commands are looked up.

@@ -16,6 +16,7 @@ use rrocker_uring::{Handed, IdMap, Isolation, Namespaces, Placement, Program, Sp
 
 use rrocker_init::filters::FILTERS_FD;
 use rrocker_init::plan::{IMAGE_FD, InitPlan, TASK_DIR_FD};
+use rrocker_init::terminal::WindowSize;
 
 use crate::image::registry::Images;
 use crate::io_context::{IoContext, IoError};
@@ -89,6 +90,8 @@ pub struct TaskCommand<'a> {
     pub env: Vec<Vec<u8>>,
     /// The working directory inside the task; empty for `/`.
     pub workdir: &'a [u8],
+    /// Its pseudo-terminal's first size, if it runs on one.
+    pub terminal: Option<WindowSize>,
 }
 
 /// The slot of [`SpawnSpec::init_fds`] that init finds as `fd`.
@@ -140,8 +143,48 @@ impl Isolator {
         task_dir: &Path,
         command: TaskCommand<'_>,
     ) -> Result<SpawnSpec, RequestError> {
-        let TaskCommand { image, argv, env, workdir } = command;
-        let image = self.images.get(image, lease.slice, lease.id_map)?;
+        let image = self.images.get(command.image, lease.slice, lease.id_map)?;
+        let mut spec = self.init_spec(&image, hostname.as_bytes(), false, command)?;
+        spec.init_fds[init_fd_slot(TASK_DIR_FD)] = Some(Handed::Dir(task_dir.to_owned()));
+        spec.init_fds[init_fd_slot(IMAGE_FD)] = Some(Handed::Dir(image));
+        spec.isolation = Some(Isolation {
+            namespaces: TASK_NAMESPACES,
+            id_map: Some(lease.id_map),
+            oom_score_adj: self.oom_score_adj,
+        });
+        Ok(spec)
+    }
+
+    /// Builds the engine's spawn spec for a further command of the running task whose init
+    /// is `task_pid`, for [`rrocker_uring::Engine::spawn_in`]: the program, resolved in the
+    /// task's root as it is now (its own files too), under `rrocker init` as `rrocker-exec`,
+    /// which takes the task's restrictions and filters and starts it.
+    pub fn exec_spec(
+        &self,
+        task_pid: u32,
+        command: TaskCommand<'_>,
+    ) -> Result<SpawnSpec, RequestError> {
+        let root = PathBuf::from(format!("/proc/{task_pid}/root"));
+        let mut spec = self.init_spec(&root, b"-", true, command)?;
+        // No namespace of its own: it joins the task's.
+        spec.isolation = Some(Isolation {
+            namespaces: Namespaces::NONE,
+            id_map: None,
+            oom_score_adj: self.oom_score_adj,
+        });
+        Ok(spec)
+    }
+
+    /// The spec of `command` under init: its program looked up in `root`, init's plan, its
+    /// environment, the seccomp filters handed over.
+    fn init_spec(
+        &self,
+        root: &Path,
+        hostname: &[u8],
+        joined: bool,
+        command: TaskCommand<'_>,
+    ) -> Result<SpawnSpec, RequestError> {
+        let TaskCommand { image: _, argv, env, workdir, terminal } = command;
         let env = if env.is_empty() { default_env() } else { env };
         let workdir = if workdir.is_empty() { b"/".to_vec() } else { workdir.to_vec() };
         let search_path = env
@@ -149,30 +192,26 @@ impl Isolator {
             .find_map(|entry| entry.strip_prefix(b"PATH="))
             .unwrap_or(DEFAULT_PATH.as_bytes())
             .to_vec();
-        let program = task_root::resolve_program(&image, &argv[0], &search_path, &path(&workdir))
+        let program = task_root::resolve_program(root, &argv[0], &search_path, &path(&workdir))
             .ok_or_else(|| RequestError::BinaryNotFound {
-            program: String::from_utf8_lossy(&argv[0]).into_owned(),
-        })?;
+                program: String::from_utf8_lossy(&argv[0]).into_owned(),
+            })?;
         let plan = InitPlan {
-            hostname: hostname.as_bytes().to_vec(),
+            joined,
+            hostname: hostname.to_vec(),
             workdir,
+            terminal,
             program: program.into_os_string().into_vec(),
             argv,
         };
         let mut init_fds = [None, None, None];
         init_fds[init_fd_slot(FILTERS_FD)] = self.filters.memfd.clone().map(Handed::File);
-        init_fds[init_fd_slot(TASK_DIR_FD)] = Some(Handed::Dir(task_dir.to_owned()));
-        init_fds[init_fd_slot(IMAGE_FD)] = Some(Handed::Dir(image.clone()));
         Ok(SpawnSpec {
             program: Program::File(Arc::clone(&self.init)),
             argv: plan.to_argv(),
             env,
             workdir: PathBuf::from("/"),
-            isolation: Some(Isolation {
-                namespaces: TASK_NAMESPACES,
-                id_map: Some(lease.id_map),
-                oom_score_adj: self.oom_score_adj,
-            }),
+            isolation: None,
             placement: Placement::default(),
             init_fds,
             stdin: false,
@@ -201,7 +240,7 @@ mod tests {
     fn spec(image: &str, argv: Vec<Vec<u8>>) -> Result<SpawnSpec, RequestError> {
         let isolator = isolator();
         let lease = isolator.lease("client1").expect("a slice");
-        let command = TaskCommand { image, argv, env: vec![], workdir: b"" };
+        let command = TaskCommand { image, argv, env: vec![], workdir: b"", terminal: None };
         isolator.spawn_spec(&lease, "host", Path::new("/t"), command)
     }
 

@@ -5,7 +5,10 @@
 use rrocker_proto::v1 as proto;
 
 use crate::request_error::RequestError;
-use crate::spec::{CpuLimit, DEFAULT_CPU_PERIOD, IoLimit, Limits, TaskSpec, Usage, figure, limit};
+use crate::spec::{
+    CpuLimit, DEFAULT_CPU_PERIOD, ExecSpec, IoLimit, Limits, TaskSpec, Usage, WindowSize, figure,
+    limit,
+};
 
 /// Most bytes argv and env may hold together (the kernel's usual ARG_MAX is 2 MiB).
 pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
@@ -16,46 +19,80 @@ impl TryFrom<proto::StartRequest> for TaskSpec {
     type Error = RequestError;
 
     fn try_from(request: proto::StartRequest) -> Result<Self, RequestError> {
-        check_command(&request)?;
-        let proto::StartRequest { argv, env, workdir, limits, image, stdin } = request;
+        check_command(&request.argv, &request.env, &request.workdir)?;
+        let proto::StartRequest { argv, env, workdir, limits, image, stdin, tty, tty_size } =
+            request;
         let limits = Limits::try_from(limits.unwrap_or_default())?;
-        Ok(Self { argv, env, workdir, limits, image, stdin })
+        let terminal = match tty {
+            true => Some(window_size(tty_size.unwrap_or_default())?),
+            false => None,
+        };
+        Ok(Self { argv, env, workdir, limits, image, stdin, terminal })
+    }
+}
+
+impl TryFrom<proto::ExecRequest> for ExecSpec {
+    type Error = RequestError;
+
+    fn try_from(request: proto::ExecRequest) -> Result<Self, RequestError> {
+        let proto::ExecRequest { task_id: _, argv, env, workdir, tty, tty_size } = request;
+        check_command(&argv, &env, &workdir)?;
+        let terminal = match tty {
+            true => Some(window_size(tty_size.unwrap_or_default())?),
+            false => None,
+        };
+        Ok(Self { argv, env, workdir, terminal })
+    }
+}
+
+/// A terminal's size as asked: 24 by 80 when none is given (both zero).
+pub fn window_size(size: proto::TerminalSize) -> Result<WindowSize, RequestError> {
+    if (size.rows, size.cols) == (0, 0) {
+        return Ok(WindowSize { rows: 24, cols: 80 });
+    }
+    let cells = |figure: u32| u16::try_from(figure).ok().filter(|figure| *figure > 0);
+    match (cells(size.rows), cells(size.cols)) {
+        (Some(rows), Some(cols)) => Ok(WindowSize { rows, cols }),
+        _ => Err(RequestError::InvalidArgument(format!(
+            "Invalid terminal size {}x{}: rows and cols must be 1 to 65535",
+            size.rows, size.cols
+        ))),
     }
 }
 
 /// Checks argv, env and workdir: sizes, NUL bytes, `KEY=VALUE`, an absolute path.
-fn check_command(request: &proto::StartRequest) -> Result<(), RequestError> {
+fn check_command(argv: &[Vec<u8>], env: &[Vec<u8>], workdir: &[u8]) -> Result<(), RequestError> {
     let invalid = |message: String| Err(RequestError::InvalidArgument(message));
-    match request.argv.first() {
+    match argv.first() {
         None => return invalid("argv must not be empty".into()),
         Some(program) if program.is_empty() => return invalid("argv[0] must not be empty".into()),
         _ => {}
     }
     let too_large = |message: String| Err(RequestError::ResourceExhausted(message));
-    if request.argv.len() > MAX_ENTRIES || request.env.len() > MAX_ENTRIES {
+    if argv.len() > MAX_ENTRIES || env.len() > MAX_ENTRIES {
         return too_large(format!("argv and env may have at most {MAX_ENTRIES} entries each"));
     }
-    let total: usize = request.argv.iter().chain(&request.env).map(|item| item.len() + 1).sum();
+    let total: usize = argv.iter().chain(env).map(|item| item.len() + 1).sum();
     if total > MAX_COMMAND_BYTES {
         return too_large(format!("argv and env together exceed {MAX_COMMAND_BYTES} bytes"));
     }
-    for (index, arg) in request.argv.iter().enumerate() {
+    for (index, arg) in argv.iter().enumerate() {
         if arg.contains(&0) {
             return invalid(format!("argv[{index}] contains a NUL byte"));
         }
     }
-    for (index, entry) in request.env.iter().enumerate() {
+    for (index, entry) in env.iter().enumerate() {
         match entry.iter().position(|&byte| byte == b'=') {
             _ if entry.contains(&0) => return invalid(format!("env[{index}] contains a NUL byte")),
             Some(0) | None => return invalid(format!("env[{index}] is not of the form KEY=VALUE")),
             Some(_) => {}
         }
     }
-    if !request.workdir.is_empty() {
-        if request.workdir[0] != b'/' {
+    if !workdir.is_empty() {
+        if workdir[0] != b'/' {
             return invalid("workdir must be an absolute path".into());
         }
-        if request.workdir.contains(&0) {
+        if workdir.contains(&0) {
             return invalid("workdir contains a NUL byte".into());
         }
     }

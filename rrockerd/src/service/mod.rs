@@ -8,8 +8,9 @@ mod framed_stream;
 
 pub use framed_stream::FramedStream;
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,11 +21,12 @@ use rrocker_proto::v1::{
     RemoveResponse, SignalRequest, SignalResponse, StartRequest, StartResponse, StopRequest,
     StopResponse, StreamRequest, StreamResponse, interact_request, stream_response::Event,
 };
-use rrocker_uring::{Chunk, OutputFd, View};
+use rrocker_uring::{Chunk, ExitStatus, LogReader, OutputFd, View};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::authz::{Access, Caller};
+use crate::exec::Exec;
 use crate::listener::Peer;
 use crate::open_caps::{Held, OpenCap};
 use crate::request_error::RequestError;
@@ -63,35 +65,77 @@ impl Service {
     async fn output_stream(&self, task: Arc<Task>, view: View, held: Held) -> OutputStream {
         let follow = view.follow;
         let reader = task.output(view).await;
+        let end = async move {
+            if follow {
+                let progress = task.finished().await;
+                Event::Status(status(&Snapshot::as_kept(task, progress)))
+            } else {
+                Event::Status(status(&task::snapshot(task).await))
+            }
+        };
+        self.stream_then(reader, held, end)
+    }
+
+    /// What `reader` reads, then the event `end` gives; `held` (and the metrics' count) is
+    /// let go when the stream is dropped.
+    fn stream_then(
+        &self,
+        reader: LogReader,
+        held: Held,
+        end: impl Future<Output = Event> + Send + 'static,
+    ) -> OutputStream {
         let open = (self.registry.metrics().stream_opened(), held);
-        let events =
-            futures_util::stream::unfold(Some((reader, task, open)), move |state| async move {
-                let (mut reader, task, open) = state?;
-                let event = match reader.next().await {
-                    Some(chunk) => {
-                        open.0.streamed(chunk.data.len());
-                        return Some((Ok(output_event(chunk)), Some((reader, task, open))));
-                    }
-                    None if follow => {
-                        let progress = task.finished().await;
-                        Event::Status(status(&Snapshot::as_kept(task, progress)))
-                    }
-                    None => Event::Status(status(&task::snapshot(task).await)),
-                };
-                Some((Ok(StreamResponse { event: Some(event) }), None))
-            });
+        let end: Pin<Box<dyn Future<Output = Event> + Send>> = Box::pin(end);
+        let events = futures_util::stream::unfold(Some((reader, end, open)), |state| async move {
+            let (mut reader, end, open) = state?;
+            if let Some(chunk) = reader.next().await {
+                open.0.streamed(chunk.data.len());
+                return Some((Ok(output_event(chunk)), Some((reader, end, open))));
+            }
+            Some((Ok(StreamResponse { event: Some(end.await) }), None))
+        });
         Box::pin(events)
     }
 }
 
+/// What an Interact call drives: a task (started or attached to), or a command run in one.
+#[derive(Debug, Clone)]
+enum Driven {
+    Task(Arc<Task>),
+    Exec(Arc<Exec>),
+}
+
+impl Driven {
+    /// Resolves once what is driven has ended.
+    async fn finished(&self) {
+        match self {
+            Self::Task(task) => drop(task.finished().await),
+            Self::Exec(exec) => drop(exec.finished().await),
+        }
+    }
+
+    /// Takes back a stdin a client leaves open.
+    fn give_back_stdin(&self, stdin: mpsc::Sender<Bytes>) {
+        match self {
+            Self::Task(task) => task.give_back_stdin(stdin),
+            // Nobody attaches to an exec: kept open for the command all the same.
+            Self::Exec(exec) => {
+                *exec.stdin.lock().unwrap_or_else(PoisonError::into_inner) = Some(stdin)
+            }
+        }
+    }
+}
+
 /// Follows an Interact client's messages: its stdin pieces go to the task's stdin, in order,
-/// until the end of input; a detach gives the stdin back to the task, open, and ends the
-/// call (`detach`); the client's end (it went away, or broke the protocol) or the task's
-/// closes the stdin and ends this. A send waits while the engine's queue is full, and meanwhile nothing
-/// more is read from the client: HTTP/2 flow control slows it.
+/// until the end of input; resizes go to its terminal; a detach gives the stdin back to the
+/// task, open, and ends the call (`detach`); the client's end (it went away, or broke the
+/// protocol) or the task's closes the stdin and ends this. A send waits while the engine's
+/// queue is full, and meanwhile nothing more is read from the client: HTTP/2 flow control
+/// slows it.
 async fn follow_client(
     mut requests: Streaming<InteractRequest>,
-    task: Arc<Task>,
+    registry: Arc<TaskRegistry>,
+    driven: Driven,
     mut stdin: Option<mpsc::Sender<Bytes>>,
     detach: tokio::sync::oneshot::Sender<()>,
 ) {
@@ -100,7 +144,7 @@ async fn follow_client(
         // Not past the task's end: a client that keeps its side open holds nothing of it.
         let message = tokio::select! {
             message = requests.message() => message,
-            _ = task.finished() => return,
+            () = driven.finished() => return,
         };
         let Ok(Some(InteractRequest { event: Some(event) })) = message else { return };
         match event {
@@ -112,14 +156,23 @@ async fn follow_client(
                 }
             }
             Sent::StdinEnd(_) => stdin = None,
+            // A size out of range cannot be answered on this call: it is not set.
+            Sent::Resize(size) => {
+                if let Ok(size) = convert::window_size(size) {
+                    match &driven {
+                        Driven::Task(task) => registry.resize(task, size).await,
+                        Driven::Exec(exec) => registry.resize_exec(exec, size).await,
+                    }
+                }
+            }
             Sent::Detach(_) => {
                 if let Some(open) = stdin.take() {
-                    task.give_back_stdin(open);
+                    driven.give_back_stdin(open);
                 }
                 let _ = detach.send(());
                 return;
             }
-            Sent::Start(_) | Sent::Attach(_) => return,
+            Sent::Start(_) | Sent::Attach(_) | Sent::Exec(_) => return,
         }
     }
 }
@@ -211,8 +264,9 @@ impl TaskService for Service {
     ) -> Result<Response<OutputStream>, Status> {
         let caller = caller(&request)?;
         let mut requests = request.into_inner();
-        let (task, stdin, view, held) = match requests.message().await? {
-            Some(InteractRequest { event: Some(interact_request::Event::Start(start)) }) => {
+        let first = requests.message().await?.and_then(|message| message.event);
+        let (started, driven, stdin, output) = match first {
+            Some(interact_request::Event::Start(start)) => {
                 let spec = crate::spec::TaskSpec {
                     stdin: true,
                     ..crate::spec::TaskSpec::try_from(start)?
@@ -221,31 +275,47 @@ impl TaskService for Service {
                 let held = self.hold_stream(&caller)?;
                 let task = self.registry.start(&caller, spec).await?;
                 let stdin = task.take_stdin();
-                (task, stdin, View { only: None, tail_lines: None, follow: true }, held)
+                let view = View { only: None, tail_lines: None, follow: true };
+                let output = self.output_stream(Arc::clone(&task), view, held).await;
+                (started(&task, None, stdin.is_some()), Driven::Task(task), stdin, output)
             }
-            Some(InteractRequest { event: Some(interact_request::Event::Attach(attach)) }) => {
+            Some(interact_request::Event::Attach(attach)) => {
                 let task = self.registry.find(&caller, &attach.task_id)?;
                 let held = self.hold_stream(&caller)?;
                 let stdin = task.attach(attach.stdin)?;
                 // From now on, unless a tail is asked, as docker attach.
                 let tail_lines = attach.tail_lines.or(Some(0));
                 let view = View { only: only_fd(attach.fd()), tail_lines, follow: true };
-                (task, stdin, view, held)
+                let output = self.output_stream(Arc::clone(&task), view, held).await;
+                (started(&task, None, stdin.is_some()), Driven::Task(task), stdin, output)
+            }
+            Some(interact_request::Event::Exec(request)) => {
+                let task_id = request.task_id.clone();
+                let spec = crate::spec::ExecSpec::try_from(request)?;
+                // The task first: another's task answers NOT_FOUND, as everywhere.
+                self.registry.find(&caller, &task_id)?;
+                let held = self.hold_stream(&caller)?;
+                let (task, exec) = self.registry.exec(&caller, &task_id, spec).await?;
+                let stdin = exec.take_stdin();
+                let Some(reader) = exec.output().await else {
+                    return Err(RequestError::AlreadyFinished { id: task_id }.into());
+                };
+                let ended = Arc::clone(&exec);
+                let end = async move {
+                    ended.finished().await;
+                    Event::ExecEnded(exec_status(&ended))
+                };
+                let output = self.stream_then(reader, held, end);
+                (started(&task, Some(&exec), stdin.is_some()), Driven::Exec(exec), stdin, output)
             }
             _ => {
-                let wrong = "the first message of an Interact call must be start or attach";
+                let wrong = "the first message of an Interact call must be start, attach or exec";
                 return Err(RequestError::InvalidArgument(wrong.into()).into());
             }
         };
-        let started = StreamResponse {
-            event: Some(Event::Started(proto::TaskStarted {
-                task_id: task.id.to_string(),
-                stdin: stdin.is_some(),
-            })),
-        };
-        let output = self.output_stream(Arc::clone(&task), view, held).await;
+        let started = StreamResponse { event: Some(Event::Started(started)) };
         let (detach, detached) = tokio::sync::oneshot::channel();
-        tokio::spawn(follow_client(requests, task, stdin, detach));
+        tokio::spawn(follow_client(requests, Arc::clone(&self.registry), driven, stdin, detach));
         // Only a detach ends the output early: a client's end of messages does not.
         let output = output.take_until(async {
             if detached.await.is_err() {
@@ -273,6 +343,36 @@ impl TaskService for Service {
 }
 
 /// The descriptor whose output a request selects; `None`: both.
+/// The first message of an Interact call: the task (and the exec) it drives.
+fn started(task: &Task, exec: Option<&Exec>, stdin: bool) -> proto::TaskStarted {
+    proto::TaskStarted {
+        task_id: task.id.to_string(),
+        stdin,
+        tty: exec.map_or(task.has_terminal, |exec| exec.has_terminal),
+        exec_id: exec.map_or(0, |exec| exec.number),
+    }
+}
+
+/// An exec's status on the wire.
+fn exec_status(exec: &Exec) -> proto::ExecStatus {
+    let progress = exec.progress();
+    let (state, exit_code, signal) = match progress.ended {
+        None => (proto::TaskState::Running, None, None),
+        Some(Some(ExitStatus::Exited(code))) => (proto::TaskState::Completed, Some(code), None),
+        Some(Some(ExitStatus::Signaled(signal))) => (proto::TaskState::Killed, None, Some(signal)),
+        Some(None) => (proto::TaskState::Killed, None, None),
+    };
+    proto::ExecStatus {
+        exec_id: exec.number,
+        argv: exec.argv.clone(),
+        state: state.into(),
+        exit_code,
+        signal,
+        pid: if progress.ended.is_some() { 0 } else { exec.pid },
+        tty: exec.has_terminal,
+    }
+}
+
 fn only_fd(fd: proto::Fd) -> Option<OutputFd> {
     match fd {
         proto::Fd::Unspecified => None,
@@ -298,6 +398,8 @@ fn status(snapshot: &Snapshot) -> proto::TaskStatus {
         argv: task.argv.clone(),
         image: task.image.clone(),
         seccomp: task.seccomp.clone(),
+        tty: task.has_terminal,
+        execs: task.execs().iter().map(|exec| exec_status(exec)).collect(),
         defaulted_limits: [
             (task.defaulted.memory, "memory"),
             (task.defaulted.pids, "pids"),

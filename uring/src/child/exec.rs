@@ -10,6 +10,16 @@ use super::plan::{ChildPlan, ExecTarget, FIRST_HANDED_FD, HANDED_FDS, HANDED_FDS
 use super::spec::Namespaces;
 use crate::sys::{Cloned, clone3_with_pidfd};
 
+/// The namespaces a child joins a running task in: all of a task's (its PID namespace is
+/// that of the child's own children).
+const JOINED: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWCGROUP;
+
 /// Clones a child that runs `plan` (see [`exec_child`]) and returns its pid and pidfd.
 pub(crate) fn spawn_child(plan: &ChildPlan<'_>) -> io::Result<(u32, OwnedFd)> {
     // SAFETY: the child only runs `exec_child`, which is async-signal-safe and uses the plan,
@@ -70,6 +80,13 @@ unsafe fn exec_child(plan: &ChildPlan<'_>) -> ! {
                 fail(error_pipe, ChildStep::OomScore);
             }
             libc::close(file);
+        }
+        // After the steps that need the daemon's /proc and mounts, before those that take
+        // the task's ids (in its user namespace).
+        if let Some(pidfd) = plan.join
+            && libc::setns(pidfd.as_raw_fd(), JOINED) == -1
+        {
+            fail(error_pipe, ChildStep::Join);
         }
         // Raw syscalls: glibc's set*id wrappers would signal the parent's threads.
         if plan.drop_groups
@@ -181,6 +198,8 @@ pub enum ChildStep {
     HandedDir = 8,
     /// Setting its OOM score.
     OomScore = 9,
+    /// Joining a running task's namespaces.
+    Join = 10,
 }
 
 impl ChildStep {
@@ -196,6 +215,7 @@ impl ChildStep {
             Self::Identity => "take the task's identity",
             Self::HandedDir => "open a directory for init",
             Self::OomScore => "set the OOM score",
+            Self::Join => "join the task's namespaces",
         }
     }
 
@@ -210,6 +230,7 @@ impl ChildStep {
             Self::Identity,
             Self::HandedDir,
             Self::OomScore,
+            Self::Join,
         ]
         .into_iter()
         .find(|step| *step as u8 == byte)

@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -43,6 +43,7 @@ pub(crate) fn clone_child(
     pipe_size: usize,
     netns: Option<&NetnsPool>,
     spawner: Option<&Spawner>,
+    joins: Option<BorrowedFd<'_>>,
 ) -> Result<Cloning, EngineError> {
     let program_path;
     let target = match &spec.program {
@@ -96,10 +97,11 @@ pub(crate) fn clone_child(
     if let Some((sync_read, sync_write)) = &sync {
         plan.sync = Some((sync_read.as_fd(), sync_write.as_fd()));
     }
-    if id_map.is_some() {
+    if id_map.is_some() || joins.is_some() {
         plan.become_root = true;
         plan.drop_groups = rustix::process::geteuid().is_root();
     }
+    plan.join = joins;
     plan.handed[0] = go.as_ref().map(|(read_end, _)| HandedFd::Fd(read_end.as_fd()));
     let dirs: Vec<Option<CString>> = spec
         .init_fds
@@ -127,7 +129,8 @@ pub(crate) fn clone_child(
         plan.namespaces = plan.namespaces.without(Namespaces::NETWORK);
     }
     let spawned = match spawner {
-        Some(spawner) => {
+        // The wire to the spawner carries no pidfd to join: cloned here (a rare spawn).
+        Some(spawner) if joins.is_none() => {
             let network = pool.map(NetnsPool::take).transpose().map_err(EngineError::Clone)?;
             match spawner.spawn(&plan, network.as_ref().map(AsFd::as_fd)) {
                 Err(error) if Spawner::clone_here_instead(&error) => {
@@ -136,7 +139,7 @@ pub(crate) fn clone_child(
                 spawned => spawned,
             }
         }
-        None => spawn_here(&plan, pool, None),
+        _ => spawn_here(&plan, pool, None),
     };
     let (pid, pidfd) = spawned.map_err(EngineError::Clone)?;
     if let Some((_, sync_write)) = &sync {

@@ -71,6 +71,10 @@ pub(crate) struct ChildPlan<'a> {
     pub cgroup: Option<BorrowedFd<'a>>,
     /// What to write to the child's `/proc/self/oom_score_adj` before it changes identity.
     pub oom_score_adj: Option<&'a CStr>,
+    /// A running process (its pidfd) whose namespaces the child joins first, all at once
+    /// (setns): a further command of a running task. The child then takes uid/gid 0 there
+    /// (`become_root`).
+    pub join: Option<BorrowedFd<'a>>,
     /// The process the child must be a child of (else its parent died before it ran).
     pub parent_pid: libc::pid_t,
 }
@@ -113,6 +117,7 @@ impl<'a> ChildPlan<'a> {
             handed: [None; HANDED_FDS],
             oom_score_adj: None,
             cgroup: None,
+            join: None,
             parent_pid: libc::pid_t::try_from(std::process::id()).expect("a pid fits pid_t"),
         }
     }

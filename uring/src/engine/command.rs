@@ -44,6 +44,17 @@ pub struct Spawned {
 pub const STDIN_QUEUE: usize = 4;
 
 pub(super) enum Command {
-    Spawn { spec: Box<SpawnSpec>, reply: oneshot::Sender<Result<Spawned, EngineError>> },
-    Signal { key: TaskKey, signal: i32, reply: oneshot::Sender<Result<(), EngineError>> },
+    Spawn {
+        spec: Box<SpawnSpec>,
+        /// A running task whose namespaces the child joins.
+        joins: Option<TaskKey>,
+        reply: oneshot::Sender<Result<Spawned, EngineError>>,
+    },
+    Signal {
+        key: TaskKey,
+        signal: i32,
+        /// A value to queue the signal with (SI_QUEUE), if any.
+        value: Option<i32>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
 }

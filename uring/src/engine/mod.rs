@@ -97,14 +97,37 @@ impl Engine {
     /// Starts `spec` and returns once the command has been exec'd.
     pub async fn spawn(&self, spec: SpawnSpec) -> Result<Spawned, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Spawn { spec: Box::new(spec), reply })?;
+        self.send(Command::Spawn { spec: Box::new(spec), joins: None, reply })?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Starts `spec` inside the running task `task`: its child joins all of the task's
+    /// namespaces (setns through the task's pidfd) and takes uid 0 there before it execs.
+    /// [`EngineError::NotRunning`] if the task has ended.
+    pub async fn spawn_in(&self, task: TaskKey, spec: SpawnSpec) -> Result<Spawned, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Spawn { spec: Box::new(spec), joins: Some(task), reply })?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Sends `signal` to the task's process. A task that already exited is not an error.
     pub async fn signal(&self, key: TaskKey, signal: i32) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Signal { key, signal, reply })?;
+        self.send(Command::Signal { key, signal, value: None, reply })?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Queues `signal` with `value` for the task's process (sigqueue's SI_QUEUE): how a
+    /// task's init is told things without a further channel. A task that already exited is
+    /// not an error.
+    pub async fn queue_signal(
+        &self,
+        key: TaskKey,
+        signal: i32,
+        value: i32,
+    ) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Signal { key, signal, value: Some(value), reply })?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
 

@@ -2,7 +2,7 @@
 //! pumps and its reaper) and keeps the live tasks' pidfds in a slab for signals.
 
 use std::cell::RefCell;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -46,28 +46,52 @@ pub(super) async fn run(
     let mut serial = 0u64;
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Spawn { spec, reply } => {
+            Command::Spawn { spec, joins, reply } => {
                 #[cfg(debug_assertions)]
                 assert!(!config.panic_at_spawn, "the test fault panic_at_spawn");
+                let joins = match joins.map(|key| live_pidfd(&tasks, key)) {
+                    Some(None) => {
+                        let _ = reply.send(Err(EngineError::NotRunning));
+                        continue;
+                    }
+                    Some(Some(pidfd)) => Some(pidfd),
+                    None => None,
+                };
                 serial += 1;
                 let context =
                     (Rc::clone(&tasks), Rc::clone(&config), netns.clone(), Arc::clone(&budget));
-                let task = start_task(context, *spec, serial, reply);
+                let task = start_task(context, *spec, joins, serial, reply);
                 tokio_uring::spawn(task);
             }
-            Command::Signal { key, signal, reply } => {
-                let _ = reply.send(signal_task(&tasks, key, signal));
+            Command::Signal { key, signal, value, reply } => {
+                let _ = reply.send(signal_task(&tasks, key, signal, value));
             }
         }
     }
 }
 
-fn signal_task(tasks: &Tasks, key: TaskKey, signal: i32) -> Result<(), EngineError> {
+/// The pidfd of the live task `key`, if it is still live.
+fn live_pidfd(tasks: &Tasks, key: TaskKey) -> Option<Rc<OwnedFd>> {
+    let tasks = tasks.borrow();
+    let entry = tasks.get(key.index).filter(|entry| entry.serial == key.serial)?;
+    Some(Rc::clone(&entry.pidfd))
+}
+
+fn signal_task(
+    tasks: &Tasks,
+    key: TaskKey,
+    signal: i32,
+    value: Option<i32>,
+) -> Result<(), EngineError> {
     let tasks = tasks.borrow();
     let Some(entry) = tasks.get(key.index).filter(|entry| entry.serial == key.serial) else {
         return Ok(());
     };
-    match sys::pidfd_send_signal(&entry.pidfd, signal) {
+    let sent = match value {
+        Some(value) => sys::pidfd_queue_signal(&entry.pidfd, signal, value),
+        None => sys::pidfd_send_signal(&entry.pidfd, signal),
+    };
+    match sent {
         Err(error) if error.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         result => result.map_err(EngineError::Signal),
     }
@@ -80,17 +104,20 @@ type Context = (Tasks, Rc<EngineConfig>, Option<Rc<NetnsPool>>, Arc<OutputBudget
 async fn start_task(
     (tasks, config, netns, budget): Context,
     mut spec: SpawnSpec,
+    joins: Option<Rc<OwnedFd>>,
     serial: u64,
     reply: oneshot::Sender<Result<Spawned, EngineError>>,
 ) {
     let spawner = config.spawner.as_deref();
-    let child = match launch::clone_child(&spec, config.pipe_size, netns.as_deref(), spawner) {
-        Ok(child) => child,
-        Err(error) => {
-            let _ = reply.send(Err(error));
-            return;
-        }
-    };
+    let joined = joins.as_deref().map(AsFd::as_fd);
+    let child =
+        match launch::clone_child(&spec, config.pipe_size, netns.as_deref(), spawner, joined) {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
     let pidfd = Rc::new(child.pidfd);
     // The child is in its v2 cgroup: the directory fd is not needed for the task's life.
     spec.placement.clone_into = None;
