@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tonic::transport::Channel;
 
 use crate::CliError;
-use crate::interact::{Events, Step};
+use crate::interact::{Events, Followed};
 use crate::output::Terminal;
 use crate::run::exit_code;
 
@@ -32,16 +32,14 @@ pub async fn attach(channel: Channel, id: String, stdin: bool) -> Result<u8, Cli
     }
     loop {
         tokio::select! {
-            size = resizes.next() => events.resize(size).await,
-            step = events.step(&mut terminal) => match step? {
-                Step::Going => {}
-                Step::Detached => {
-                    terminal.note(&format!("Detached from task {id}; it goes on\n"))?;
-                    return Ok(0);
-                }
-                Step::Ended(status) => {
+            step = events.follow(&mut terminal, &mut resizes) => match step? {
+                Followed::Ended(status) => {
                     terminal.note_end(&status)?;
                     return Ok(exit_code(&status));
+                }
+                Followed::Detached => {
+                    terminal.note(&format!("Detached from task {id}; it goes on\n"))?;
+                    return Ok(0);
                 }
             },
             _ = interrupts.recv() => {

@@ -8,7 +8,7 @@ use rrocker_proto::v1::ExecRequest;
 use tonic::transport::Channel;
 
 use crate::CliError;
-use crate::interact::{Events, Step};
+use crate::interact::{Events, Followed};
 use crate::output::Terminal;
 use crate::run::exit_code;
 
@@ -19,20 +19,14 @@ pub async fn exec(channel: Channel, request: ExecRequest, stdin: bool) -> Result
     let (started, mut events) = Events::exec(client, request).await?;
     let mut terminal = Terminal::new()?;
     let mut resizes = events.connect_local(&started, stdin, &mut terminal)?;
-    loop {
-        tokio::select! {
-            size = resizes.next() => events.resize(size).await,
-            step = events.step(&mut terminal) => match step? {
-                Step::Going => {}
-                Step::Detached => {
-                    terminal.note("Detached from the command; it goes on\n")?;
-                    return Ok(0);
-                }
-                Step::Ended(status) => {
-                    terminal.note_end(&status)?;
-                    return Ok(exit_code(&status));
-                }
-            },
+    match events.follow(&mut terminal, &mut resizes).await? {
+        Followed::Ended(status) => {
+            terminal.note_end(&status)?;
+            Ok(exit_code(&status))
+        }
+        Followed::Detached => {
+            terminal.note("Detached from the command; it goes on\n")?;
+            Ok(0)
         }
     }
 }

@@ -24,12 +24,21 @@ use crate::stream_body::OutputStream;
 
 /// What the next message of a task's output was.
 #[derive(Debug)]
-pub enum Step {
+enum Step {
     /// Output: more follows.
     Going,
     /// The task's final status: the end.
     Ended(Box<TaskStatus>),
     /// The end of a call the user detached from.
+    Detached,
+}
+
+/// How a followed call ended.
+#[derive(Debug)]
+pub enum Followed {
+    /// With the task's (or exec's) final status.
+    Ended(Box<TaskStatus>),
+    /// The user detached.
     Detached,
 }
 
@@ -120,8 +129,27 @@ impl Events {
         matches!(self, Self::Interact { detached, .. } if detached.load(Ordering::SeqCst))
     }
 
+    /// Writes the output to `terminal` and passes the local terminal's `resizes` on, until
+    /// the task's end or a detach.
+    pub async fn follow(
+        &mut self,
+        terminal: &mut Terminal,
+        resizes: &mut Resizes,
+    ) -> Result<Followed, CliError> {
+        loop {
+            tokio::select! {
+                size = resizes.next() => self.resize(size).await,
+                step = self.step(terminal) => match step? {
+                    Step::Going => {}
+                    Step::Ended(status) => return Ok(Followed::Ended(status)),
+                    Step::Detached => return Ok(Followed::Detached),
+                },
+            }
+        }
+    }
+
     /// Writes the next message of the output to `terminal`; what it was.
-    pub async fn step(&mut self, terminal: &mut Terminal) -> Result<Step, CliError> {
+    async fn step(&mut self, terminal: &mut Terminal) -> Result<Step, CliError> {
         match self.message().await.map_err(CliError::Status)? {
             None if self.detached() => Ok(Step::Detached),
             None => Err(CliError::Status(ended_early())),
@@ -133,8 +161,9 @@ impl Events {
 
     /// Connects the local side to `started`, this call's task: passes the CLI's stdin on
     /// when the call writes the task's and `stdin` is asked, with the local terminal raw
-    /// (held by `terminal`) when the task has one too; the local terminal's resizes are for
-    /// a task with a terminal to follow.
+    /// (held by `terminal`) when the task has one too, and else ends the task's input at
+    /// once (as docker's, a command run without -i reads nothing); the local terminal's
+    /// resizes are for a task with a terminal to follow.
     pub fn connect_local(
         &self,
         started: &TaskStarted,
@@ -146,6 +175,12 @@ impl Events {
                 terminal.hold_raw(RawMode::enter()?);
             }
             self.pass_stdin();
+        } else if started.stdin
+            && let Self::Interact { requests, .. } = self
+        {
+            let end =
+                InteractRequest { event: Some(interact_request::Event::StdinEnd(StdinEnd {})) };
+            let _ = requests.try_send(end);
         }
         Ok(Resizes::watch(started.tty)?)
     }

@@ -12,7 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tonic::transport::Channel;
 
 use crate::CliError;
-use crate::interact::{Events, Step};
+use crate::interact::{Events, Followed};
 use crate::output::Terminal;
 use crate::raw_terminal::Resizes;
 use crate::stream_body::OutputStream;
@@ -75,14 +75,12 @@ pub async fn run(channel: Channel, request: StartRequest, how: Run) -> Result<u8
     let mut interrupted = false;
     loop {
         tokio::select! {
-            size = resizes.next() => events.resize(size).await,
-            step = events.step(&mut terminal) => match step? {
-                Step::Going => {}
-                Step::Detached => {
+            step = events.follow(&mut terminal, &mut resizes) => match step? {
+                Followed::Detached => {
                     terminal.note(&format!("Detached from task {id}; it goes on (rrocker-cli attach {id})\n"))?;
                     return Ok(0);
                 }
-                Step::Ended(status) => {
+                Followed::Ended(status) => {
                     terminal.note_end(&status)?;
                     if how.remove {
                         let removed = client.remove(RemoveRequest { task_id: id.clone() }).await;

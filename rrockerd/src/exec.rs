@@ -48,6 +48,12 @@ impl Exec {
         self.stdin.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
+    /// Takes back a stdin its call leaves open (a detach): nobody attaches to an exec, but
+    /// its command does not see the end of its input either.
+    pub fn give_back_stdin(&self, stdin: Sender<Bytes>) {
+        *self.stdin.lock().unwrap_or_else(PoisonError::into_inner) = Some(stdin);
+    }
+
     /// A reader of all its output, if it is still kept.
     pub async fn output(&self) -> Option<LogReader> {
         let output = self.output.lock().unwrap_or_else(PoisonError::into_inner).clone()?;

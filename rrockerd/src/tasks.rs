@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use rrocker_uring::{Engine, EngineError};
+use tokio::sync::mpsc::Sender;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -99,14 +101,38 @@ impl TaskRegistry {
 
     /// Starts a task for `caller`; returns once its command runs.
     pub async fn start(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, RequestError> {
-        let started = self.launch(caller, spec).await;
+        Ok(self.start_with(caller, spec, false).await?.0)
+    }
+
+    /// Starts a task with a stdin pipe whose writer is the caller's from the start (an
+    /// Interact start): no attach can take it first.
+    pub async fn start_writing_stdin(
+        &self,
+        caller: &Caller,
+        spec: TaskSpec,
+    ) -> Result<(Arc<Task>, Option<Sender<Bytes>>), RequestError> {
+        self.start_with(caller, TaskSpec { stdin: true, ..spec }, true).await
+    }
+
+    async fn start_with(
+        &self,
+        caller: &Caller,
+        spec: TaskSpec,
+        caller_writes: bool,
+    ) -> Result<(Arc<Task>, Option<Sender<Bytes>>), RequestError> {
+        let started = self.launch(caller, spec, caller_writes).await;
         if started.is_err() {
             self.metrics.start_failed();
         }
         started
     }
 
-    async fn launch(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, RequestError> {
+    async fn launch(
+        &self,
+        caller: &Caller,
+        spec: TaskSpec,
+        caller_writes: bool,
+    ) -> Result<(Arc<Task>, Option<Sender<Bytes>>), RequestError> {
         let began = Instant::now();
         let _starting = self.start_gate.read().await;
         if self.closing.load(Ordering::SeqCst) {
@@ -170,7 +196,9 @@ impl TaskRegistry {
             }
             Ok::<_, RequestError>((lease, spec, task_dir, cgroup))
         })?;
-        let spawned = self.engine.spawn(spec).await.map_err(RequestError::from_spawn)?;
+        let mut spawned = self.engine.spawn(spec).await.map_err(RequestError::from_spawn)?;
+        let has_stdin = spawned.stdin.is_some();
+        let callers_stdin = if caller_writes { spawned.stdin.take() } else { None };
         let task = Arc::new(Task {
             id,
             owner: caller.identity.clone(),
@@ -193,7 +221,7 @@ impl TaskRegistry {
             stop_cause: Mutex::new(None),
             stop_lock: tokio::sync::Mutex::new(()),
             sent_signals: AtomicU64::new(0),
-            has_stdin: spawned.stdin.is_some(),
+            has_stdin,
             has_terminal: terminal.is_some(),
             stdin: Mutex::new(spawned.stdin),
             execs: Mutex::new(Vec::new()),
@@ -258,7 +286,7 @@ impl TaskRegistry {
             tracing::info!("task released");
         };
         tokio::spawn(tracing::Instrument::instrument(watch, span));
-        Ok(task)
+        Ok((task, callers_stdin))
     }
 
     /// The task `id` if `caller` may see it; a missing, malformed or foreign id is NotFound.

@@ -77,11 +77,23 @@ async fn exec_sees_the_tasks_processes_and_files_and_exits_with_its_code() {
         .expect("write");
     let piped = piped.wait_with_output().expect("exec -i");
     assert_eq!(String::from_utf8_lossy(&piped.stdout), "3\n", "end of input reaches the exec");
+    // Without -i the command reads nothing, whatever the CLI's stdin holds open.
+    let mut unread = daemon
+        .cli("client1")
+        .args(["exec", &id, "/bin/cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    let held_open = unread.stdin.take();
+    let unread = unread.wait_with_output().expect("exec");
+    drop(held_open);
+    assert!(unread.status.success() && unread.stdout.is_empty(), "{unread:?}");
 
     let status = client.query(QueryRequest { task_id: id.clone() }).await.expect("query");
     let execs = status.into_inner().execs;
     let codes: Vec<_> = execs.iter().map(|exec| (exec.exec_id, exec.exit_code)).collect();
-    assert_eq!(codes, [(1, Some(0)), (2, Some(0)), (3, Some(7)), (4, Some(0))]);
+    assert_eq!(codes, [(1, Some(0)), (2, Some(0)), (3, Some(7)), (4, Some(0)), (5, Some(0))]);
     assert!(execs.iter().all(|exec| exec.state() == TaskState::Completed && exec.pid == 0));
 }
 

@@ -10,7 +10,7 @@ pub use framed_stream::FramedStream;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -119,9 +119,7 @@ impl Driven {
         match self {
             Self::Task(task) => task.give_back_stdin(stdin),
             // Nobody attaches to an exec: kept open for the command all the same.
-            Self::Exec(exec) => {
-                *exec.stdin.lock().unwrap_or_else(PoisonError::into_inner) = Some(stdin)
-            }
+            Self::Exec(exec) => exec.give_back_stdin(stdin),
         }
     }
 }
@@ -267,14 +265,10 @@ impl TaskService for Service {
         let first = requests.message().await?.and_then(|message| message.event);
         let (started, driven, stdin, output) = match first {
             Some(interact_request::Event::Start(start)) => {
-                let spec = crate::spec::TaskSpec {
-                    stdin: true,
-                    ..crate::spec::TaskSpec::try_from(start)?
-                };
+                let spec = crate::spec::TaskSpec::try_from(start)?;
                 // Before the task exists: a start over the cap on streams changes nothing.
                 let held = self.hold_stream(&caller)?;
-                let task = self.registry.start(&caller, spec).await?;
-                let stdin = task.take_stdin();
+                let (task, stdin) = self.registry.start_writing_stdin(&caller, spec).await?;
                 let view = View { only: None, tail_lines: None, follow: true };
                 let output = self.output_stream(Arc::clone(&task), view, held).await;
                 (started(&task, None, stdin.is_some()), Driven::Task(task), stdin, output)
@@ -291,9 +285,9 @@ impl TaskService for Service {
             }
             Some(interact_request::Event::Exec(request)) => {
                 let task_id = request.task_id.clone();
-                let spec = crate::spec::ExecSpec::try_from(request)?;
-                // The task first: another's task answers NOT_FOUND, as everywhere.
+                // The task first: another's task answers NOT_FOUND whatever the request.
                 self.registry.find(&caller, &task_id)?;
+                let spec = crate::spec::ExecSpec::try_from(request)?;
                 let held = self.hold_stream(&caller)?;
                 let (task, exec) = self.registry.exec(&caller, &task_id, spec).await?;
                 let stdin = exec.take_stdin();
