@@ -33,10 +33,10 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
+use rrocker_init::control::Control;
 use rrocker_init::plan::InitPlan;
 use rrocker_init::report;
 use rrocker_init::step::InitStep;
-use rrocker_init::terminal::{self, WindowSize};
 
 use relay::Relay;
 use setup::{EINVAL, StepError, c_string, einval, step};
@@ -174,9 +174,13 @@ fn supervise(
                     }
                 }
             }
-            number if terminal::is_resize(number, signal.code) => {
-                if let Some(relay) = &relay {
-                    relay.resize(WindowSize::from_value(signal.value));
+            number if let Some(control) = Control::decode(number, signal.code, signal.value) => {
+                match (control, &relay) {
+                    (Control::Resize(size), Some(relay)) => relay.resize(size),
+                    (Control::Resize(_), None) => {}
+                    (Control::Forward(forwarded), _) => {
+                        let _ = sys::send_signal(command, forwarded);
+                    }
                 }
             }
             number => {

@@ -1,14 +1,5 @@
 //! A task's terminal, when it has one: its window size, as init's argv gives the first one
-//! and as the daemon sends later ones. A resize travels as a queued real-time signal to
-//! init ([`RESIZE_SIGNAL`], `SI_QUEUE`, the size in its value): no further channel into the
-//! task is needed, and queued signals are not merged, so the last size sent is the one set.
-//! init tells a resize from a user's Signal of the same number by its code (see
-//! [`is_resize`]).
-
-/// The signal a resize is sent as: SIGRTMAX.
-pub const RESIZE_SIGNAL: i32 = 64;
-/// `SI_QUEUE`: the code of a signal sent with sigqueue or pidfd_send_signal and a siginfo.
-pub const SI_QUEUE: i32 = -1;
+//! and as the daemon sends later ones (see [`crate::control`]).
 
 /// A terminal's size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +38,6 @@ impl WindowSize {
     }
 }
 
-/// Whether a signal init received is a resize: [`RESIZE_SIGNAL`], queued. A user's Signal
-/// comes as plain `kill` (`SI_USER`) and is passed on. A process inside the task could queue
-/// one too, and so resize its own terminal, which it may do anyway (TIOCSWINSZ).
-pub fn is_resize(signal: i32, code: i32) -> bool {
-    signal == RESIZE_SIGNAL && code == SI_QUEUE
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,12 +50,5 @@ mod tests {
         }
         assert_eq!(WindowSize::from_arg(b"24"), None);
         assert_eq!(WindowSize::from_arg(b"24x-1"), None);
-    }
-
-    #[test]
-    fn only_a_queued_signal_is_a_resize() {
-        assert!(is_resize(RESIZE_SIGNAL, SI_QUEUE));
-        assert!(!is_resize(RESIZE_SIGNAL, 0), "a user's kill");
-        assert!(!is_resize(28, SI_QUEUE));
     }
 }

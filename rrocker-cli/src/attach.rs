@@ -4,8 +4,7 @@
 //! code; Ctrl-P Ctrl-Q detaches, leaving the task running and its stdin open for the next
 //! attach; Ctrl-C is passed on to the task as SIGINT.
 
-use rrocker_proto::v1::{AttachRequest, SignalRequest};
-use tokio::signal::unix::{SignalKind, signal};
+use rrocker_proto::v1::AttachRequest;
 use tonic::transport::Channel;
 
 use crate::CliError;
@@ -17,8 +16,6 @@ use crate::run::exit_code;
 /// the exit code the CLI ends with.
 pub async fn attach(channel: Channel, id: String, stdin: bool) -> Result<u8, CliError> {
     let client = &mut crate::task_client(channel);
-    let mut interrupts = signal(SignalKind::interrupt())
-        .map_err(|error| CliError::Usage(format!("Cannot handle signals: {error}")))?;
     let request = AttachRequest { task_id: id, stdin, ..AttachRequest::default() };
     let (started, mut events) = Events::attach(client, request).await?;
     let mut terminal = Terminal::new()?;
@@ -30,24 +27,14 @@ pub async fn attach(channel: Channel, id: String, stdin: bool) -> Result<u8, Cli
         // The task's terminal takes this client's size, as docker attach does.
         events.resize(size).await;
     }
-    loop {
-        tokio::select! {
-            step = events.follow(&mut terminal, &mut resizes) => match step? {
-                Followed::Ended(status) => {
-                    terminal.note_end(&status)?;
-                    return Ok(exit_code(&status));
-                }
-                Followed::Detached => {
-                    terminal.note(&format!("Detached from task {id}; it goes on\n"))?;
-                    return Ok(0);
-                }
-            },
-            _ = interrupts.recv() => {
-                let request = SignalRequest { task_id: id.clone(), signal: "INT".into() };
-                if let Err(status) = client.signal(request).await {
-                    terminal.note(&format!("{}\n", status.message()))?;
-                }
-            }
+    match events.follow_passing_interrupts(&mut terminal, &mut resizes).await? {
+        Followed::Ended(status) => {
+            terminal.note_end(&status)?;
+            Ok(exit_code(&status))
+        }
+        Followed::Detached => {
+            terminal.note(&format!("Detached from task {id}; it goes on\n"))?;
+            Ok(0)
         }
     }
 }

@@ -148,6 +148,32 @@ impl Events {
         }
     }
 
+    /// [`Self::follow`], passing each Ctrl-C (SIGINT of the CLI) on to the command as SIGINT,
+    /// as docker's sig-proxy does (on a raw terminal, Ctrl-C is a key instead).
+    pub async fn follow_passing_interrupts(
+        &mut self,
+        terminal: &mut Terminal,
+        resizes: &mut Resizes,
+    ) -> Result<Followed, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupts = signal(SignalKind::interrupt())
+            .map_err(|error| CliError::Usage(format!("Cannot handle signals: {error}")))?;
+        loop {
+            tokio::select! {
+                followed = self.follow(terminal, resizes) => return followed,
+                _ = interrupts.recv() => self.signal("INT").await,
+            }
+        }
+    }
+
+    /// Sends the command of this Interact call a signal.
+    async fn signal(&self, named: &str) {
+        if let Self::Interact { requests, .. } = self {
+            let signal = interact_request::Event::Signal(named.to_owned());
+            let _ = requests.send(InteractRequest { event: Some(signal) }).await;
+        }
+    }
+
     /// Writes the next message of the output to `terminal`; what it was.
     async fn step(&mut self, terminal: &mut Terminal) -> Result<Step, CliError> {
         match self.message().await.map_err(CliError::Status)? {

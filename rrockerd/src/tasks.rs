@@ -30,7 +30,7 @@ use crate::spec::{ExecSpec, Limits, TaskSpec, WindowSize};
 use crate::state::{StopCause, TaskState};
 use crate::task_root::{self, TaskDir};
 use crate::validate;
-use rrocker_init::terminal::RESIZE_SIGNAL;
+use rrocker_init::control::Control;
 
 pub use crate::task::{Progress, Task};
 
@@ -424,10 +424,26 @@ impl TaskRegistry {
 
     /// Tells the init of `key` (which has a terminal) its new size.
     async fn resize_terminal(&self, key: rrocker_uring::TaskKey, size: WindowSize) {
-        let value = size.to_value();
-        if let Err(error) = self.engine.queue_signal(key, RESIZE_SIGNAL, value).await {
+        let (signal, value) = Control::Resize(size).encode();
+        if let Err(error) = self.engine.queue_signal(key, signal, value).await {
             tracing::warn!(%error, "cannot resize a terminal");
         }
+    }
+
+    /// Sends the signal `named` (see [`validate::signal`]) to a running exec's command, by
+    /// way of its init (which passes SIGKILL on too). Returns the signal's number.
+    pub async fn signal_exec(&self, exec: &Exec, named: &str) -> Result<i32, RequestError> {
+        let signal = validate::signal(named)?;
+        if exec.progress().ended.is_some() {
+            return Err(RequestError::InvalidArgument(format!(
+                "Exec {} has already ended",
+                exec.number
+            )));
+        }
+        tracing::info!(exec = exec.number, signal, "signal sent to an exec");
+        let (queued, value) = Control::Forward(signal).encode();
+        self.engine.queue_signal(exec.key, queued, value).await?;
+        Ok(signal)
     }
 
     /// Forgets a finished task and its output, once everything it held on the host is gone

@@ -5,8 +5,8 @@
 
 use rrocker_proto::v1::stream_response::Event;
 use rrocker_proto::v1::{
-    ExecRequest, InteractRequest, QueryRequest, StopRequest, StreamResponse, TaskState,
-    interact_request,
+    ExecRequest, InteractRequest, QueryRequest, RemoveRequest, StopRequest, StreamResponse,
+    TaskState, interact_request,
 };
 use rrocker_tests::{Client, Daemon, shell, start, stream_all, wait_for_output};
 use tonic::Code;
@@ -18,29 +18,64 @@ async fn sleeper(client: &mut Client) -> String {
     id
 }
 
-/// Opens an Interact call that runs `argv` in task `id`: its responses after the first, and
-/// that first (the TaskStarted), or the call's error.
-async fn exec(
-    client: &mut Client,
-    id: &str,
-    argv: &[&str],
-) -> Result<(tonic::Streaming<StreamResponse>, rrocker_proto::v1::TaskStarted), tonic::Status> {
+/// An Interact call running a command in a task: its responses after the first, the
+/// sender of its further messages (its side stays open while this lives), and its first
+/// response (the TaskStarted).
+#[derive(Debug)]
+struct ExecCall {
+    events: tonic::Streaming<StreamResponse>,
+    requests: tokio::sync::mpsc::Sender<InteractRequest>,
+    started: rrocker_proto::v1::TaskStarted,
+}
+
+/// Opens an Interact call that runs `argv` in task `id`, or gets the call's error.
+async fn exec(client: &mut Client, id: &str, argv: &[&str]) -> Result<ExecCall, tonic::Status> {
     let request = ExecRequest {
         task_id: id.to_owned(),
         argv: argv.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
         ..Default::default()
     };
+    let (requests, mut queued) = tokio::sync::mpsc::channel(4);
     let first = InteractRequest { event: Some(interact_request::Event::Exec(request)) };
-    // The call's side stays open (pending) so that its stdin is not ended.
-    let outgoing = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
-    let mut responses = client.interact(outgoing).await?.into_inner();
-    match responses.message().await?.and_then(|message| message.event) {
-        Some(Event::Started(started)) => Ok((responses, started)),
+    requests.send(first).await.expect("queued");
+    let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
+    let mut events = client.interact(outgoing).await?.into_inner();
+    match events.message().await?.and_then(|message| message.event) {
+        Some(Event::Started(started)) => Ok(ExecCall { events, requests, started }),
         other => panic!("an exec starts with TaskStarted: {other:?}"),
     }
 }
 
-use futures_util::StreamExt;
+impl ExecCall {
+    /// Reads output until `marker` has come.
+    async fn wait_for(&mut self, marker: &str) {
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains(marker) {
+            match self.events.message().await.expect("message").and_then(|m| m.event) {
+                Some(Event::Output(output)) => seen.extend_from_slice(&output.data),
+                other => panic!("{marker:?} never came: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a message.
+    async fn send(&self, event: interact_request::Event) {
+        self.requests.send(InteractRequest { event: Some(event) }).await.expect("queued");
+    }
+
+    /// Reads the rest of the call: its output, and how the exec ended.
+    async fn end(mut self) -> (Vec<u8>, rrocker_proto::v1::ExecStatus) {
+        let mut output = Vec::new();
+        while let Some(message) = self.events.message().await.expect("message") {
+            match message.event {
+                Some(Event::Output(piece)) => output.extend_from_slice(&piece.data),
+                Some(Event::ExecEnded(ended)) => return (output, ended),
+                other => panic!("an exec's call sends output, then its end: {other:?}"),
+            }
+        }
+        panic!("the exec's call ended without its end");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_sees_the_tasks_processes_and_files_and_exits_with_its_code() {
@@ -102,8 +137,8 @@ async fn an_exec_runs_in_the_tasks_cgroup_and_dies_when_the_task_is_stopped() {
     let daemon = Daemon::start();
     let mut client = daemon.client("client1").await;
     let id = sleeper(&mut client).await;
-    let (mut events, started) = exec(&mut client, &id, &["/bin/sleep", "600"]).await.expect("exec");
-    assert_eq!((started.task_id.as_str(), started.exec_id), (id.as_str(), 1));
+    let call = exec(&mut client, &id, &["/bin/sleep", "600"]).await.expect("exec");
+    assert_eq!((call.started.task_id.as_str(), call.started.exec_id), (id.as_str(), 1));
     let status = client.query(QueryRequest { task_id: id.clone() }).await.expect("query");
     let pid = status.into_inner().execs[0].pid;
     assert_ne!(pid, 0);
@@ -113,20 +148,14 @@ async fn an_exec_runs_in_the_tasks_cgroup_and_dies_when_the_task_is_stopped() {
 
     let stop = StopRequest { task_id: id.clone(), grace_ms: Some(0), ..Default::default() };
     client.stop(stop).await.expect("stop");
-    let mut last = None;
-    while let Some(message) = events.message().await.expect("message") {
-        last = message.event;
-    }
-    match last {
-        Some(Event::ExecEnded(ended)) => {
-            assert_eq!((ended.state(), ended.signal), (TaskState::Killed, Some(9)));
-        }
-        other => panic!("the exec's call ends with its end: {other:?}"),
-    }
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the exec is gone");
+    let (_, ended) = call.end().await;
+    assert_eq!((ended.state(), ended.signal), (TaskState::Killed, Some(9)));
     // Its task's output is its own: nothing of the exec's.
     let streamed = stream_all(&mut client, &id).await;
     assert_eq!(streamed.stdout, b"ready\n");
+    // rm answers once the task has released everything, its execs' processes too.
+    client.remove(RemoveRequest { task_id: id }).await.expect("rm");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the exec is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,4 +188,34 @@ async fn exec_refuses_anothers_task_a_missing_binary_and_a_finished_task_in_one_
     assert_eq!(finished.code(), Code::FailedPrecondition, "{}", finished.message());
     let status = owner.query(QueryRequest { task_id: id }).await.expect("query").into_inner();
     assert!(status.execs.is_empty(), "no refused exec is listed: {:?}", status.execs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_on_the_call_reach_the_exec_and_kill_ends_it_and_its_command() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let id = sleeper(&mut client).await;
+    let trap = "trap 'echo got INT; exit 5' INT; echo armed; while :; do sleep 1; done";
+    let mut call = exec(&mut client, &id, &["/bin/sh", "-c", trap]).await.expect("exec");
+    call.wait_for("armed").await;
+    call.send(interact_request::Event::Signal("INT".into())).await;
+    let (output, ended) = call.end().await;
+    assert_eq!(String::from_utf8_lossy(&output), "got INT\n");
+    assert_eq!(ended.exit_code, Some(5), "{ended:?}");
+
+    // SIGKILL reaches the command itself (its init passes it on), not only the exec's init.
+    let mut call = exec(&mut client, &id, &["/bin/sh", "-c", "echo armed; exec sleep 600"])
+        .await
+        .expect("exec");
+    call.wait_for("armed").await;
+    call.send(interact_request::Event::Signal("KILL".into())).await;
+    let (_, ended) = call.end().await;
+    assert_eq!((ended.state(), ended.signal), (TaskState::Killed, Some(9)), "{ended:?}");
+    let ps = ["exec", &id, "/bin/ps", "-e", "-o", "args="];
+    let listed = daemon.cli("client1").args(ps).output().expect("ps");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let sleeps = listed.lines().filter(|line| line.trim() == "sleep 600").count();
+    assert_eq!(sleeps, 1, "only the task's own sleep is left: {listed}");
+    let status = client.query(QueryRequest { task_id: id }).await.expect("query").into_inner();
+    assert_eq!(status.state(), TaskState::Running, "the task goes on: {status:?}");
 }

@@ -125,14 +125,14 @@ impl Driven {
 }
 
 /// Follows an Interact client's messages: its stdin pieces go to the task's stdin, in order,
-/// until the end of input; resizes go to its terminal; a detach gives the stdin back to the
+/// until the end of input; resizes go to its terminal, signals to its command; a detach gives the stdin back to the
 /// task, open, and ends the call (`detach`); the client's end (it went away, or broke the
 /// protocol) or the task's closes the stdin and ends this. A send waits while the engine's
 /// queue is full, and meanwhile nothing more is read from the client: HTTP/2 flow control
 /// slows it.
 async fn follow_client(
     mut requests: Streaming<InteractRequest>,
-    registry: Arc<TaskRegistry>,
+    (registry, caller): (Arc<TaskRegistry>, Caller),
     driven: Driven,
     mut stdin: Option<mpsc::Sender<Bytes>>,
     detach: tokio::sync::oneshot::Sender<()>,
@@ -169,6 +169,17 @@ async fn follow_client(
                 }
                 let _ = detach.send(());
                 return;
+            }
+            Sent::Signal(named) => {
+                let sent = match &driven {
+                    Driven::Task(task) => {
+                        registry.signal(&caller, &task.id.to_string(), &named).await
+                    }
+                    Driven::Exec(exec) => registry.signal_exec(exec, &named).await,
+                };
+                if let Err(error) = sent {
+                    tracing::info!(%error, "a signal on an Interact call was not sent");
+                }
             }
             Sent::Start(_) | Sent::Attach(_) | Sent::Exec(_) => return,
         }
@@ -309,7 +320,8 @@ impl TaskService for Service {
         };
         let started = StreamResponse { event: Some(Event::Started(started)) };
         let (detach, detached) = tokio::sync::oneshot::channel();
-        tokio::spawn(follow_client(requests, Arc::clone(&self.registry), driven, stdin, detach));
+        let context = (Arc::clone(&self.registry), caller);
+        tokio::spawn(follow_client(requests, context, driven, stdin, detach));
         // Only a detach ends the output early: a client's end of messages does not.
         let output = output.take_until(async {
             if detached.await.is_err() {
