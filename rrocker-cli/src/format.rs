@@ -36,6 +36,7 @@ fn reason_name(reason: KillReason) -> Option<&'static str> {
         KillReason::OutOfMemory => Some("out of memory"),
         KillReason::Shutdown => Some("daemon shutdown"),
         KillReason::Signalled => Some("signalled"),
+        KillReason::TimedOut => Some("timed out"),
     }
 }
 

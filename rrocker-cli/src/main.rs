@@ -13,7 +13,7 @@ use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
     ExecRequest, Fd, QueryRequest, RemoveRequest, SignalRequest, StartRequest, StopRequest,
-    StreamRequest,
+    StreamRequest, WaitRequest,
 };
 
 type Client = TaskServiceClient<tonic::transport::Channel>;
@@ -126,6 +126,15 @@ Examples:
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
+    },
+    /// Wait for tasks to end; print each one's exit code.
+    #[command(
+        after_help = "The codes are printed in the order of the ids, once every task has ended (at once\nfor those that have); a task a signal ended prints 128 + its number. The exit code is\nthe first task's.\n\nExamples:\n  rrocker-cli wait ID\n  A=$(rrocker-cli start /bin/true); B=$(rrocker-cli start /bin/false)\n  rrocker-cli wait $A $B    # 0, then 1; exits 0"
+    )]
+    Wait {
+        /// The tasks' ids, or unique prefixes of them.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Send a signal to tasks' commands (SIGKILL, the default, ends every process at once).
     #[command(
@@ -249,6 +258,10 @@ struct TaskArgs {
     /// detaches); `start -i` and `run -d -i` leave it for `attach`.
     #[arg(long, short = 'i')]
     interactive: bool,
+    /// Stop the task once it has run this long (30s, 5m, 2h): SIGTERM, the daemon's grace
+    /// period, SIGKILL; it then ends Killed, reason timed out.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
     /// Give the command a terminal of its own (its output is one stream, as a terminal
     /// shows it); with -i, the local terminal is put in raw mode and its keys (Ctrl-C too)
     /// go to the task's, and its size is followed.
@@ -274,6 +287,9 @@ impl TaskArgs {
             stdin: self.interactive,
             tty: self.tty,
             tty_size: self.tty.then(rrocker_cli::raw_terminal::size).flatten(),
+            timeout_ms: self
+                .timeout
+                .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1)),
         })
     }
 }
@@ -453,6 +469,25 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 tty_size: tty.then(rrocker_cli::raw_terminal::size).flatten(),
             };
             return rrocker_cli::exec::exec(channel, request, interactive).await;
+        }
+        Command::Wait { ids: texts } => {
+            drop(stdout);
+            let first = std::sync::Mutex::new(None);
+            let wait = |mut client: Client, id: String| {
+                let (first, head) = (&first, texts[0].as_str());
+                async move {
+                    let status = client.wait(WaitRequest { task_id: id.clone() }).await?;
+                    let code = rrocker_cli::run::exit_code(&status.into_inner());
+                    if id.starts_with(head) {
+                        *first.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(code);
+                    }
+                    Ok(code.to_string())
+                }
+            };
+            let failed = ids::for_each(&connect().await?, &options.addr, &texts, wait).await?;
+            let first = *first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Ok(if failed == 0 { first.unwrap_or(0) } else { failed });
         }
         Command::Kill { ids, signal } => {
             drop(stdout);

@@ -172,6 +172,11 @@ pub struct Config {
     /// Grace period between SIGTERM and SIGKILL when a stop request gives none, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_MS))]
     pub stop_grace_ms: u64,
+    /// The longest any task may run (30s, 2h, 1d): a task is stopped (SIGTERM, the grace
+    /// period, SIGKILL; reason timed out) once it has, and a start asking a longer timeout
+    /// is refused. None by default.
+    #[arg(long, env = "RROCKERD_MAX_TASK_DURATION", value_parser = humantime::parse_duration)]
+    pub max_task_duration: Option<Duration>,
     /// Something to do instead of running the daemon.
     #[command(subcommand)]
     pub command: Option<DaemonCommand>,

@@ -221,7 +221,12 @@ async fn build(
         isolator,
         cgroups,
         quota,
-        tasks::Settings { tasks_dir, default_grace: config.stop_grace(), policy },
+        tasks::Settings {
+            tasks_dir,
+            default_grace: config.stop_grace(),
+            max_duration: config.max_task_duration,
+            policy,
+        },
         metrics,
     )))
 }

@@ -42,6 +42,8 @@ pub struct TaskSpec {
     pub stdin: bool,
     /// Its pseudo-terminal's first size, if it runs on one.
     pub terminal: Option<WindowSize>,
+    /// Its deadline from its start, if it asks for one.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A further command to run in a running task, with its request's shape checked.

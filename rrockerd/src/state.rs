@@ -17,6 +17,8 @@ pub enum KillReason {
     OutOfMemory,
     /// A user sent it the signal that ended it.
     Signalled,
+    /// Its deadline passed.
+    TimedOut,
 }
 
 /// The signals users sent a task (Signal requests), one bit each.
@@ -46,6 +48,8 @@ pub enum StopCause {
     User,
     /// The daemon's shutdown.
     Shutdown,
+    /// Its deadline.
+    Deadline,
 }
 
 /// Where a task is in its life.
@@ -108,6 +112,7 @@ impl TaskState {
         let reason = stop.map(|cause| match cause {
             StopCause::User => KillReason::Stopped,
             StopCause::Shutdown => KillReason::Shutdown,
+            StopCause::Deadline => KillReason::TimedOut,
         });
         match (exit, reason) {
             (ExitStatus::Exited(exit_code), None) => Self::Completed { exit_code },

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -41,6 +41,8 @@ pub struct Settings {
     pub tasks_dir: PathBuf,
     /// The grace period of a stop that gives none.
     pub default_grace: Duration,
+    /// The longest any task may run (`--max-task-duration`): its deadline if it asks none.
+    pub max_duration: Option<Duration>,
     /// Default and maximum limits.
     pub policy: Policy,
 }
@@ -55,6 +57,7 @@ pub struct TaskRegistry {
     tasks_dir: PathBuf,
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
+    max_duration: Option<Duration>,
     policy: Policy,
     closing: AtomicBool,
     /// Held (shared) by every start from its check of `closing` until its task is listed, so
@@ -75,7 +78,7 @@ impl TaskRegistry {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let Settings { tasks_dir, default_grace, policy } = settings;
+        let Settings { tasks_dir, default_grace, max_duration, policy } = settings;
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
         let start_gate = tokio::sync::RwLock::new(());
@@ -87,6 +90,7 @@ impl TaskRegistry {
             tasks_dir,
             tasks,
             default_grace,
+            max_duration,
             policy,
             closing,
             start_gate,
@@ -100,14 +104,18 @@ impl TaskRegistry {
     }
 
     /// Starts a task for `caller`; returns once its command runs.
-    pub async fn start(&self, caller: &Caller, spec: TaskSpec) -> Result<Arc<Task>, RequestError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        caller: &Caller,
+        spec: TaskSpec,
+    ) -> Result<Arc<Task>, RequestError> {
         Ok(self.start_with(caller, spec, false).await?.0)
     }
 
     /// Starts a task with a stdin pipe whose writer is the caller's from the start (an
     /// Interact start): no attach can take it first.
     pub async fn start_writing_stdin(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         spec: TaskSpec,
     ) -> Result<(Arc<Task>, Option<Sender<Bytes>>), RequestError> {
@@ -115,7 +123,7 @@ impl TaskRegistry {
     }
 
     async fn start_with(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         spec: TaskSpec,
         caller_writes: bool,
@@ -128,7 +136,7 @@ impl TaskRegistry {
     }
 
     async fn launch(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         spec: TaskSpec,
         caller_writes: bool,
@@ -138,7 +146,9 @@ impl TaskRegistry {
         if self.closing.load(Ordering::SeqCst) {
             return Err(RequestError::ShuttingDown);
         }
-        let TaskSpec { argv, env, workdir, limits: requested, image, stdin, terminal } = spec;
+        let TaskSpec { argv, env, workdir, limits: requested, image, stdin, terminal, timeout } =
+            spec;
+        let deadline = self.deadline(timeout)?;
         validate::limits(&requested, host_cpus())?;
         let (limits, defaulted) = self.policy.apply(&requested)?;
         for rule in &limits.io {
@@ -285,8 +295,27 @@ impl TaskRegistry {
             watched.progress.send_modify(|progress| progress.released = true);
             tracing::info!("task released");
         };
+        if let Some(deadline) = deadline {
+            tokio::spawn(enforce_deadline(Arc::downgrade(self), Arc::clone(&task), deadline));
+        }
         tokio::spawn(tracing::Instrument::instrument(watch, span));
         Ok((task, callers_stdin))
+    }
+
+    /// The deadline of a task that asks for `timeout`: it, or the daemon's longest, which it
+    /// may not exceed.
+    fn deadline(&self, timeout: Option<Duration>) -> Result<Option<Duration>, RequestError> {
+        match (timeout, self.max_duration) {
+            (Some(asked), Some(most)) if asked > most => {
+                Err(RequestError::InvalidArgument(format!(
+                    "Timeout {} exceeds this daemon's --max-task-duration {}",
+                    humantime::format_duration(asked),
+                    humantime::format_duration(most)
+                )))
+            }
+            (None, most) => Ok(most),
+            (asked, _) => Ok(asked),
+        }
     }
 
     /// The task `id` if `caller` may see it; a missing, malformed or foreign id is NotFound.
@@ -519,6 +548,20 @@ impl TaskRegistry {
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Task>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Stops `task` as a Stop with the daemon's grace period would, once `after` has passed
+/// since its start, unless it has ended by then (or the daemon is gone).
+async fn enforce_deadline(registry: Weak<TaskRegistry>, task: Arc<Task>, after: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(after) => {}
+        _ = task.finished() => return,
+    }
+    let Some(registry) = registry.upgrade() else { return };
+    tracing::info!(task = %task.id, "its deadline passed; stopping it");
+    let grace = registry.default_grace;
+    // A task that ended meanwhile, or another stop that came first, is fine.
+    let _ = registry.stop_task(&task, grace, StopCause::Deadline, None).await;
 }
 
 /// How long `rm` waits for an ended task to release what it holds (normally milliseconds; a

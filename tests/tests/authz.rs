@@ -3,7 +3,7 @@
 
 use rrocker_proto::v1::{
     ExecRequest, InteractRequest, ListRequest, QueryRequest, RemoveRequest, SignalRequest,
-    StopRequest, StreamRequest, TaskState, interact_request,
+    StopRequest, StreamRequest, TaskState, WaitRequest, interact_request,
 };
 use rrocker_tests::{Client, Daemon, shell, start, wait_for_output};
 use tonic::{Code, Status};
@@ -151,6 +151,8 @@ enum Rpc {
     Interact,
     /// Interact with a first `exec` message: a command run in the task.
     Exec,
+    /// Of an ended task, so that it answers at once.
+    Wait,
 }
 
 /// What a call got.
@@ -169,7 +171,7 @@ use Outcome::{Answered, Denied, Refused};
 /// Every RPC × every caller, on a task of client1's. Another client's task id answers
 /// NOT_FOUND, exactly like a missing one; an unknown organisation is PERMISSION_DENIED on
 /// every call; no certificate never reaches the service.
-const MATRIX: [(Rpc, [Outcome; 5]); 9] = [
+const MATRIX: [(Rpc, [Outcome; 5]); 10] = [
     // Columns: Owner, OtherClient, Admin, UnknownOrganization, NoCertificate.
     (Rpc::Start, [Answered, Answered, Answered, DENIED, Refused]),
     (Rpc::List, [Answered, Answered, Answered, DENIED, Refused]),
@@ -181,6 +183,7 @@ const MATRIX: [(Rpc, [Outcome; 5]); 9] = [
     // It starts a task of the caller's own, as Start does.
     (Rpc::Interact, [Answered, Answered, Answered, DENIED, Refused]),
     (Rpc::Exec, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
+    (Rpc::Wait, [Answered, NOT_FOUND, Answered, DENIED, Refused]),
 ];
 const NOT_FOUND: Outcome = Denied(Code::NotFound);
 const DENIED: Outcome = Denied(Code::PermissionDenied);
@@ -243,6 +246,7 @@ async fn call(client: &mut Client, rpc: Rpc, id: &str) -> (Outcome, String) {
                 Err(status) => Err(status),
             }
         }
+        Rpc::Wait => client.wait(WaitRequest { task_id }).await.map(|reply| format!("{reply:?}")),
         // SIGCONT: the task runs on, to be stopped after.
         Rpc::Signal => client
             .signal(SignalRequest { task_id, signal: "CONT".into() })
@@ -269,10 +273,12 @@ async fn every_rpc_by_every_caller_gets_exactly_its_code_and_nothing_of_others()
 
     for (rpc, expected) in MATRIX {
         for (caller, expected) in CALLERS.into_iter().zip(expected) {
-            // A fresh task per cell: Stop and Remove change it. Remove needs an ended task.
+            // A fresh task per cell: Stop and Remove change it. Remove needs an ended task, and
+            // Wait answers at once for one.
             let id = start(&mut owner, shell(&script)).await;
             wait_for_output(&mut owner, &id, SECRET_OUTPUT).await;
-            if rpc == Rpc::Remove {
+            let ended_first = [Rpc::Remove, Rpc::Wait].contains(&rpc);
+            if ended_first {
                 owner
                     .stop(StopRequest {
                         task_id: id.clone(),
@@ -311,7 +317,8 @@ async fn every_rpc_by_every_caller_gets_exactly_its_code_and_nothing_of_others()
                 let (_, missing) = call(&mut other, rpc, MISSING).await;
                 assert_eq!(seen.replace(&id, "<id>"), missing.replace(MISSING, "<id>"));
             }
-            if rpc != Rpc::Remove && !(rpc == Rpc::Stop && outcome == Answered) {
+            let stopped = rpc == Rpc::Stop && outcome == Answered;
+            if !(ended_first || stopped) {
                 owner
                     .stop(StopRequest { task_id: id, grace_ms: Some(0), ..Default::default() })
                     .await

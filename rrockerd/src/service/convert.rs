@@ -20,14 +20,31 @@ impl TryFrom<proto::StartRequest> for TaskSpec {
 
     fn try_from(request: proto::StartRequest) -> Result<Self, RequestError> {
         check_command(&request.argv, &request.env, &request.workdir)?;
-        let proto::StartRequest { argv, env, workdir, limits, image, stdin, tty, tty_size } =
-            request;
+        let proto::StartRequest {
+            argv,
+            env,
+            workdir,
+            limits,
+            image,
+            stdin,
+            tty,
+            tty_size,
+            timeout_ms,
+        } = request;
+        let timeout = match timeout_ms {
+            Some(0) => {
+                return Err(RequestError::InvalidArgument(
+                    "timeout_ms must be at least 1 (absent for none)".into(),
+                ));
+            }
+            ms => ms.map(std::time::Duration::from_millis),
+        };
         let limits = Limits::try_from(limits.unwrap_or_default())?;
         let terminal = match tty {
             true => Some(window_size(tty_size.unwrap_or_default())?),
             false => None,
         };
-        Ok(Self { argv, env, workdir, limits, image, stdin, terminal })
+        Ok(Self { argv, env, workdir, limits, image, stdin, terminal, timeout })
     }
 }
 

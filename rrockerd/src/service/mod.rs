@@ -331,6 +331,18 @@ impl TaskService for Service {
         Ok(Response::new(Box::pin(futures_util::stream::once(async { Ok(started) }).chain(output))))
     }
 
+    async fn wait(
+        &self,
+        request: Request<proto::WaitRequest>,
+    ) -> Result<Response<proto::TaskStatus>, Status> {
+        let caller = caller(&request)?;
+        let task = self.registry.find(&caller, &request.get_ref().task_id)?;
+        // Let go when the task ends or the client goes away (the call is dropped).
+        let _held = self.hold_stream(&caller)?;
+        let progress = task.finished().await;
+        Ok(Response::new(status(&Snapshot::as_kept(task, progress))))
+    }
+
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let caller = caller(&request)?;
         let snapshots = task::snapshots(self.registry.list(&caller)).await;
@@ -440,6 +452,7 @@ fn status(snapshot: &Snapshot) -> proto::TaskStatus {
                 KillReason::Stopped => proto::KillReason::Stopped,
                 KillReason::Shutdown => proto::KillReason::Shutdown,
                 KillReason::Signalled => proto::KillReason::Signalled,
+                KillReason::TimedOut => proto::KillReason::TimedOut,
                 KillReason::OutOfMemory => proto::KillReason::OutOfMemory,
             });
             status.signal = *signal;
