@@ -177,6 +177,14 @@ pub struct Config {
     /// is refused. None by default.
     #[arg(long, env = "RROCKERD_MAX_TASK_DURATION", value_parser = humantime::parse_duration)]
     pub max_task_duration: Option<Duration>,
+    /// How long a finished task (its status and output) is kept before it is removed, as by
+    /// `rm` (30m, 24h, 7d).
+    #[arg(long, env = "RROCKERD_RETAIN_FINISHED", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retain_finished: Duration,
+    /// The most finished tasks kept: past it, the oldest are removed, each time from the
+    /// identity that keeps the most.
+    #[arg(long, env = "RROCKERD_MAX_FINISHED_TASKS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=1 << 24))]
+    pub max_finished_tasks: u64,
     /// Something to do instead of running the daemon.
     #[command(subcommand)]
     pub command: Option<DaemonCommand>,

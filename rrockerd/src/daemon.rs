@@ -225,6 +225,10 @@ async fn build(
             tasks_dir,
             default_grace: config.stop_grace(),
             max_duration: config.max_task_duration,
+            retention: crate::retention::Retention {
+                keep_for: config.retain_finished,
+                most: usize::try_from(config.max_finished_tasks).unwrap_or(usize::MAX),
+            },
             policy,
         },
         metrics,

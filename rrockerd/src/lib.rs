@@ -27,6 +27,7 @@ pub mod open_caps;
 pub mod policy;
 pub mod quota;
 pub mod request_error;
+pub mod retention;
 pub mod service;
 pub mod spec;
 pub mod startup_error;

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Figures, Policy};
 use crate::quota::Quota;
 use crate::request_error::RequestError;
+use crate::retention::{self, Expirations, Finished, Retention};
 use crate::spec::{ExecSpec, Limits, TaskSpec, WindowSize};
 use crate::state::{StopCause, TaskState};
 use crate::task_root::{self, TaskDir};
@@ -43,6 +44,8 @@ pub struct Settings {
     pub default_grace: Duration,
     /// The longest any task may run (`--max-task-duration`): its deadline if it asks none.
     pub max_duration: Option<Duration>,
+    /// How long finished tasks are kept, and how many at most.
+    pub retention: Retention,
     /// Default and maximum limits.
     pub policy: Policy,
 }
@@ -58,6 +61,11 @@ pub struct TaskRegistry {
     tasks: Mutex<HashMap<Uuid, Arc<Task>>>,
     default_grace: Duration,
     max_duration: Option<Duration>,
+    retention: Retention,
+    /// Finished tasks waiting for their retention time to pass.
+    expirations: Arc<Expirations>,
+    /// Whether the task that forgets them runs.
+    expiring: AtomicBool,
     policy: Policy,
     closing: AtomicBool,
     /// Held (shared) by every start from its check of `closing` until its task is listed, so
@@ -78,7 +86,7 @@ impl TaskRegistry {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let Settings { tasks_dir, default_grace, max_duration, policy } = settings;
+        let Settings { tasks_dir, default_grace, max_duration, retention, policy } = settings;
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
         let start_gate = tokio::sync::RwLock::new(());
@@ -91,6 +99,9 @@ impl TaskRegistry {
             tasks,
             default_grace,
             max_duration,
+            retention,
+            expirations: Arc::default(),
+            expiring: AtomicBool::new(false),
             policy,
             closing,
             start_gate,
@@ -244,6 +255,7 @@ impl TaskRegistry {
         span.in_scope(|| tracing::info!(owner = %task.owner, pid = task.pid, "task started"));
         let watched = Arc::clone(&task);
         let metrics = Arc::clone(&self.metrics);
+        let registry = Arc::downgrade(self);
         let (exit, gone) = (spawned.exit, spawned.gone);
         let watch = async move {
             let exit = exit.await;
@@ -294,6 +306,9 @@ impl TaskRegistry {
             .await;
             watched.progress.send_modify(|progress| progress.released = true);
             tracing::info!("task released");
+            if let Some(registry) = registry.upgrade() {
+                registry.kept_finished(watched.id);
+            }
         };
         if let Some(deadline) = deadline {
             tokio::spawn(enforce_deadline(Arc::downgrade(self), Arc::clone(&task), deadline));
@@ -491,6 +506,43 @@ impl TaskRegistry {
         Ok(())
     }
 
+    /// Keeps the task `id`, which has just been released, as long as retention allows:
+    /// forgets the finished tasks now past `--max-finished-tasks`, and `id` itself once its
+    /// `--retain-finished` time has passed.
+    fn kept_finished(self: &Arc<Self>, id: Uuid) {
+        let over = {
+            let tasks = self.lock();
+            let finished: Vec<Finished<'_>> = tasks
+                .values()
+                .map(|task| (task, task.progress()))
+                .filter(|(_, progress)| progress.released)
+                .map(|(task, progress)| Finished {
+                    id: task.id,
+                    owner: &task.owner,
+                    ended: progress.finished_at,
+                })
+                .collect();
+            retention::over_the_cap(&finished, self.retention.most)
+        };
+        for forgotten in over {
+            self.forget(forgotten, "over --max-finished-tasks");
+        }
+        let alive = self.lock().len();
+        self.expirations.compact(alive, |id| self.lock().contains_key(id));
+        let expires = tokio::time::Instant::now() + self.retention.keep_for;
+        self.expirations.add(id, expires);
+        if !self.expiring.swap(true, Ordering::SeqCst) {
+            tokio::spawn(expire(Arc::downgrade(self)));
+        }
+    }
+
+    /// Forgets the finished task `id`, if it is still kept, saying `why`.
+    fn forget(&self, id: Uuid, why: &str) {
+        let Some(task) = self.lock().remove(&id) else { return };
+        self.metrics.removed(&task.progress().state);
+        tracing::info!(task = %id, "removed: {why}");
+    }
+
     /// Refuses new tasks, stops every running one (SIGTERM, SIGKILL after `grace`) and waits
     /// until every task has released what it held on the host.
     pub async fn shutdown(&self, grace: Duration) {
@@ -547,6 +599,19 @@ impl TaskRegistry {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Task>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Forgets each finished task once its retention time has passed, for as long as the
+/// registry lives.
+async fn expire(registry: Weak<TaskRegistry>) {
+    loop {
+        let Some(strong) = registry.upgrade() else { return };
+        let expirations = Arc::clone(&strong.expirations);
+        drop(strong);
+        let id = expirations.next().await;
+        let Some(strong) = registry.upgrade() else { return };
+        strong.forget(id, "its --retain-finished time passed");
     }
 }
 

@@ -1,0 +1,94 @@
+//! Retention: finished tasks are forgotten past `--max-finished-tasks` (oldest first, from
+//! the identity that keeps the most) and once `--retain-finished` has passed since their
+//! end, so that a daemon running task after task keeps its memory and fds flat.
+
+use std::time::Instant;
+
+use rrocker_proto::v1::{ListRequest, QueryRequest, WaitRequest};
+use rrocker_tests::{Client, Daemon, eventually, shell, start, status_kib};
+use tonic::Code;
+
+/// Runs `count` short tasks (each printing a line), eight at a time, each to its end.
+async fn run_many(daemon: &Daemon, identity: &str, count: usize) {
+    let client = daemon.client(identity).await;
+    let lanes = (0..8).map(|lane| {
+        let mut client: Client = client.clone();
+        async move {
+            for _ in (lane..count).step_by(8) {
+                let id = start(&mut client, shell("echo done")).await;
+                client.wait(WaitRequest { task_id: id }).await.expect("wait");
+            }
+        }
+    });
+    futures_util::future::join_all(lanes).await;
+}
+
+/// How many finished tasks `client` lists.
+async fn listed(client: &mut Client) -> usize {
+    client.list(ListRequest {}).await.expect("list").into_inner().tasks.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_finished_tasks_the_oldest_go_and_the_daemon_stays_flat() {
+    let daemon = Daemon::start_with(&["--max-finished-tasks", "100"]);
+    let mut admin = daemon.client("admin1").await;
+    // Warm up past the cap (the allocator's arenas, the pools and buffers grow to their
+    // working size), then measure over as many again, twice: flat means the second round
+    // adds about nothing.
+    run_many(&daemon, "client1", 1500).await;
+    let rss_warm = status_kib(daemon.pid(), "VmRSS").expect("rss");
+    let fds_before = daemon.open_fds_at_rest().await;
+    let began = Instant::now();
+    run_many(&daemon, "client1", 1500).await;
+    let rss_first = status_kib(daemon.pid(), "VmRSS").expect("rss");
+    run_many(&daemon, "client1", 1500).await;
+    let took = began.elapsed();
+    let rss_second = status_kib(daemon.pid(), "VmRSS").expect("rss");
+    // The last task's release (and so its retention pass) follows its end by a moment.
+    let mut kept = 0;
+    for _ in 0..1000 {
+        kept = listed(&mut admin).await;
+        if kept == 100 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(kept, 100, "the cap holds");
+    let fds_after = daemon.open_fds_at_rest().await;
+    eprintln!(
+        "4,500 tasks ({took:?} for the last 3,000): daemon RSS {rss_warm} KiB warm, {rss_first} after 1,500 more, {rss_second} after 1,500 more; fds {fds_before} -> {fds_after}"
+    );
+    assert!(rss_second < rss_first + 2 * 1024, "RSS {rss_warm} -> {rss_first} -> {rss_second} KiB");
+    assert!(fds_after <= fds_before, "no fd (spill file, pipe) is kept for forgotten tasks");
+
+    // Another identity's few tasks are not pushed out by client1's many.
+    let mut other = daemon.client("client2").await;
+    let theirs = start(&mut other, shell("echo mine")).await;
+    other.wait(WaitRequest { task_id: theirs.clone() }).await.expect("wait");
+    run_many(&daemon, "client1", 50).await;
+    let kept = other.query(QueryRequest { task_id: theirs }).await.expect("client2's task");
+    assert_eq!(kept.into_inner().exit_code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_is_forgotten_once_its_retention_time_has_passed() {
+    let daemon = Daemon::start_with(&["--retain-finished", "2s"]);
+    let mut client = daemon.client("client1").await;
+    let id = start(&mut client, shell("true")).await;
+    client.wait(WaitRequest { task_id: id.clone() }).await.expect("wait");
+    let ended = Instant::now();
+    let kept = client.query(QueryRequest { task_id: id.clone() }).await;
+    assert!(kept.is_ok(), "kept at first: {kept:?}");
+    let mut gone = None;
+    let query = QueryRequest { task_id: id.clone() };
+    while gone.is_none() {
+        match client.query(query.clone()).await {
+            Err(status) => gone = Some(status),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let gone = gone.expect("gone");
+    assert_eq!(gone.code(), Code::NotFound);
+    assert!(ended.elapsed().as_secs_f64() >= 1.9, "forgotten after {:?}", ended.elapsed());
+    assert!(ended.elapsed().as_secs_f64() < 30.0, "forgotten after {:?}", ended.elapsed());
+}
