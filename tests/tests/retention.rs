@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use rrocker_proto::v1::{ListRequest, QueryRequest, WaitRequest};
-use rrocker_tests::{Client, Daemon, eventually, shell, start, status_kib};
+use rrocker_tests::{Client, Daemon, shell, start, status_kib};
 use tonic::Code;
 
 /// Runs `count` short tasks (each printing a line), eight at a time, each to its end.
@@ -81,7 +81,9 @@ async fn a_finished_task_is_forgotten_once_its_retention_time_has_passed() {
     assert!(kept.is_ok(), "kept at first: {kept:?}");
     let mut gone = None;
     let query = QueryRequest { task_id: id.clone() };
+    // Asked every 50 ms (the daemon gives no event for it yet), for 30 s at most.
     while gone.is_none() {
+        assert!(ended.elapsed().as_secs() < 30, "still kept after 30 s");
         match client.query(query.clone()).await {
             Err(status) => gone = Some(status),
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
