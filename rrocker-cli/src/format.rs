@@ -1,7 +1,9 @@
 //! How statuses are shown: the seed's `Task state:` / `Exit code:` lines, the list table and
 //! the JSON form. Pure: strings in, strings out.
 
-use rrocker_proto::v1::{ExecStatus, KillReason, Limits, TaskState, TaskStatus, Usage};
+use rrocker_proto::v1::{
+    ExecStatus, KillReason, Limits, TaskEvent, TaskEventKind, TaskState, TaskStatus, Usage,
+};
 use serde_json::{Value, json};
 
 /// The seed's status lines: `Task state: X`, then `Exit code: N` when there is one.
@@ -357,6 +359,51 @@ pub fn age(ms: u64) -> String {
 pub fn timestamp(unix_ms: u64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A task event as one line: its time (RFC 3339, milliseconds), the task, what happened.
+pub fn event_line(event: &TaskEvent) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at_ms);
+    let time = humantime::format_rfc3339_millis(time);
+    let what = match event.kind() {
+        TaskEventKind::Created => "created".to_owned(),
+        TaskEventKind::Started => "started".to_owned(),
+        TaskEventKind::Ended => {
+            let ended = event.ended.clone().unwrap_or_default();
+            let mut words = vec![format!("ended {}", state_name(ended.state()).to_lowercase())];
+            words.extend(ended.exit_code.map(|code| format!("exit code {code}")));
+            words.extend(ended.signal.map(signal_name));
+            words.extend(reason_name(ended.reason()).map(|reason| format!("({reason})")));
+            words.join(" ")
+        }
+        TaskEventKind::Removed => format!("removed ({})", event.why),
+        TaskEventKind::Unspecified => "?".to_owned(),
+    };
+    format!("{time} task {} {what} owner={}", event.task_id, event.owner)
+}
+
+/// A task event as a JSON object.
+pub fn event_json(event: &TaskEvent) -> Value {
+    let kind = match event.kind() {
+        TaskEventKind::Created => "created",
+        TaskEventKind::Started => "started",
+        TaskEventKind::Ended => "ended",
+        TaskEventKind::Removed => "removed",
+        TaskEventKind::Unspecified => "unspecified",
+    };
+    let ended = event.ended.as_ref().filter(|_| event.kind() == TaskEventKind::Ended);
+    json!({
+        "seq": event.seq,
+        "time": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at_ms)).to_string(),
+        "task_id": event.task_id,
+        "owner": event.owner,
+        "event": kind,
+        "state": ended.map(|ended| state_name(ended.state()).to_lowercase()),
+        "exit_code": ended.and_then(|ended| ended.exit_code),
+        "signal": ended.and_then(|ended| ended.signal).map(signal_name),
+        "reason": ended.and_then(|ended| reason_name(ended.reason())),
+        "why": (!event.why.is_empty()).then_some(&event.why),
+    })
 }
 
 /// A time span to the millisecond, e.g. `3.205s` or `1h 2m 3.5s`.

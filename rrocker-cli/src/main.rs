@@ -13,7 +13,7 @@ use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
 use rrocker_proto::v1::{
     ExecRequest, Fd, QueryRequest, RemoveRequest, SignalRequest, StartRequest, StopRequest,
-    StreamRequest, WaitRequest,
+    StreamRequest, WaitRequest, WatchRequest,
 };
 
 type Client = TaskServiceClient<tonic::transport::Channel>;
@@ -126,6 +126,18 @@ Examples:
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
+    },
+    /// Follow what happens to tasks (yours; an admin's: all): created, started, ended, removed.
+    #[command(
+        after_help = "One line per event, as it happens, until interrupted; with --since, the daemon's kept\nevents since then come first. Each task's events are in order.\n\nExamples:\n  rrocker-cli events\n  rrocker-cli events --since 10m\n  rrocker-cli events -o json | jq -c 'select(.event == \"ended\")'"
+    )]
+    Events {
+        /// Replay the kept events since this long ago (30s, 10m, 2h) first.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Output format: a line of text, or a JSON object, per event.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
     },
     /// Wait for tasks to end; print each one's exit code.
     #[command(
@@ -469,6 +481,26 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 tty_size: tty.then(rrocker_cli::raw_terminal::size).flatten(),
             };
             return rrocker_cli::exec::exec(channel, request, interactive).await;
+        }
+        Command::Events { since, output } => {
+            let since_ms = since.map(|ago| {
+                let at = std::time::SystemTime::now() - ago;
+                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                u64::try_from(since.as_millis()).unwrap_or(0)
+            });
+            let mut events = connect()
+                .await?
+                .watch(WatchRequest { since_ms })
+                .await
+                .map_err(status)?
+                .into_inner();
+            while let Some(event) = events.message().await.map_err(status)? {
+                match output {
+                    OutputFormat::Text => writeln!(stdout, "{}", format::event_line(&event))?,
+                    OutputFormat::Json => writeln!(stdout, "{}", format::event_json(&event))?,
+                }
+                stdout.flush()?;
+            }
         }
         Command::Wait { ids: texts } => {
             drop(stdout);

@@ -185,6 +185,11 @@ pub struct Config {
     /// identity that keeps the most.
     #[arg(long, env = "RROCKERD_MAX_FINISHED_TASKS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=1 << 24))]
     pub max_finished_tasks: u64,
+    /// How many task events (created, started, ended, removed) the daemon keeps for
+    /// watchers that replay them (`events --since`); a watcher that falls this far behind
+    /// is ended.
+    #[arg(long, env = "RROCKERD_EVENT_HISTORY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub event_history: u64,
     /// Something to do instead of running the daemon.
     #[command(subcommand)]
     pub command: Option<DaemonCommand>,

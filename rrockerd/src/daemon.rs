@@ -229,6 +229,7 @@ async fn build(
                 keep_for: config.retain_finished,
                 most: usize::try_from(config.max_finished_tasks).unwrap_or(usize::MAX),
             },
+            event_history: usize::try_from(config.event_history).unwrap_or(usize::MAX),
             policy,
         },
         metrics,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod config_file;
 mod daemon;
 pub mod dirs;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod io_context;

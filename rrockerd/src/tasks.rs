@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::authz::Caller;
 use crate::cgroup::Cgroups;
+use crate::events::{EventKind, EventLog};
 use crate::exec::{Exec, ExecProgress};
 use crate::isolator::{Isolator, TaskCommand};
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub max_duration: Option<Duration>,
     /// How long finished tasks are kept, and how many at most.
     pub retention: Retention,
+    /// How many events are kept for replay (`--event-history`).
+    pub event_history: usize,
     /// Default and maximum limits.
     pub policy: Policy,
 }
@@ -64,6 +67,8 @@ pub struct TaskRegistry {
     retention: Retention,
     /// Finished tasks waiting for their retention time to pass.
     expirations: Arc<Expirations>,
+    /// What happened to tasks, for watchers.
+    events: EventLog,
     /// Whether the task that forgets them runs.
     expiring: AtomicBool,
     policy: Policy,
@@ -86,7 +91,8 @@ impl TaskRegistry {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let Settings { tasks_dir, default_grace, max_duration, retention, policy } = settings;
+        let Settings { tasks_dir, default_grace, max_duration, retention, event_history, policy } =
+            settings;
         let tasks = Mutex::default();
         let closing = AtomicBool::new(false);
         let start_gate = tokio::sync::RwLock::new(());
@@ -101,6 +107,7 @@ impl TaskRegistry {
             max_duration,
             retention,
             expirations: Arc::default(),
+            events: EventLog::new(event_history),
             expiring: AtomicBool::new(false),
             policy,
             closing,
@@ -249,7 +256,13 @@ impl TaskRegistry {
         });
         // Counted before its watcher can count its end.
         self.metrics.started(began.elapsed());
-        self.lock().insert(task.id, Arc::clone(&task));
+        {
+            // Published as the task is listed: no watcher sees its end before its start.
+            let mut tasks = self.lock();
+            tasks.insert(task.id, Arc::clone(&task));
+            self.events.publish(task.id, &task.owner, EventKind::Created);
+            self.events.publish(task.id, &task.owner, EventKind::Started);
+        }
         // Every event of the task's life is logged in its span.
         let span = tracing::info_span!("task", id = %task.id);
         span.in_scope(|| tracing::info!(owner = %task.owner, pid = task.pid, "task started"));
@@ -281,7 +294,11 @@ impl TaskRegistry {
             let ended = Progress { state, finished_at, final_usage, released: false };
             // Given back first, so that whoever sees the end can start the next one.
             drop(slot);
+            let ended_kind = EventKind::Ended(ended.state.clone());
             watched.progress.send_replace(ended);
+            if let Some(registry) = registry.upgrade() {
+                registry.events.publish(watched.id, &watched.owner, ended_kind);
+            }
             // Every process of the task is gone with its init, but the parents of its execs,
             // outside its PID namespace, which follow their commands (and are killed with
             // the cgroup, if need be): then drop its cgroup and its files.
@@ -500,9 +517,7 @@ impl TaskRegistry {
         if tokio::time::timeout(RELEASE_WAIT, task.released()).await.is_err() {
             return Err(RequestError::StillReleasing { id: task.id.to_string() });
         }
-        if self.lock().remove(&task.id).is_some() {
-            self.metrics.removed(&task.progress().state);
-        }
+        self.forget(task.id, "rm");
         Ok(())
     }
 
@@ -537,10 +552,17 @@ impl TaskRegistry {
     }
 
     /// Forgets the finished task `id`, if it is still kept, saying `why`.
-    fn forget(&self, id: Uuid, why: &str) {
+    fn forget(&self, id: Uuid, why: &'static str) {
         let Some(task) = self.lock().remove(&id) else { return };
+        self.events.publish(id, &task.owner, EventKind::Removed(why));
         self.metrics.removed(&task.progress().state);
         tracing::info!(task = %id, "removed: {why}");
+    }
+
+    /// The kept events since `since` that `caller` may see, and a receiver of later ones
+    /// (to be filtered the same way, with [`Caller::may_access`]).
+    pub fn watch(&self, since: Option<SystemTime>) -> crate::events::Subscription {
+        self.events.subscribe(since)
     }
 
     /// Refuses new tasks, stops every running one (SIGTERM, SIGKILL after `grace`) and waits

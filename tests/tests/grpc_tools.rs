@@ -91,7 +91,10 @@ async fn reflection_lists_the_services_and_describes_the_task_service() {
     let methods: Vec<_> = file.service[0].method.iter().map(|method| method.name()).collect();
     assert_eq!(
         methods,
-        ["Start", "Stop", "Query", "Stream", "List", "Remove", "Signal", "Wait", "Interact"]
+        [
+            "Start", "Stop", "Query", "Stream", "List", "Remove", "Signal", "Wait", "Watch",
+            "Interact"
+        ]
     );
 }
 

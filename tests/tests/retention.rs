@@ -74,6 +74,8 @@ async fn past_max_finished_tasks_the_oldest_go_and_the_daemon_stays_flat() {
 async fn a_finished_task_is_forgotten_once_its_retention_time_has_passed() {
     let daemon = Daemon::start_with(&["--retain-finished", "2s"]);
     let mut client = daemon.client("client1").await;
+    let watch = rrocker_proto::v1::WatchRequest { since_ms: None };
+    let mut events = client.watch(watch).await.expect("watch").into_inner();
     let id = start(&mut client, shell("true")).await;
     client.wait(WaitRequest { task_id: id.clone() }).await.expect("wait");
     let ended = Instant::now();
@@ -93,4 +95,15 @@ async fn a_finished_task_is_forgotten_once_its_retention_time_has_passed() {
     assert_eq!(gone.code(), Code::NotFound);
     assert!(ended.elapsed().as_secs_f64() >= 1.9, "forgotten after {:?}", ended.elapsed());
     assert!(ended.elapsed().as_secs_f64() < 30.0, "forgotten after {:?}", ended.elapsed());
+    // And an event said why.
+    loop {
+        let event = events.message().await.expect("event").expect("the watch goes on");
+        if event.kind() == rrocker_proto::v1::TaskEventKind::Removed {
+            assert_eq!(
+                (event.task_id.as_str(), event.why.as_str()),
+                (id.as_str(), "its --retain-finished time passed")
+            );
+            break;
+        }
+    }
 }

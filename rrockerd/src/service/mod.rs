@@ -11,7 +11,7 @@ pub use framed_stream::FramedStream;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -343,6 +343,48 @@ impl TaskService for Service {
         Ok(Response::new(status(&Snapshot::as_kept(task, progress))))
     }
 
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::TaskEvent, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = caller(&request)?;
+        let held = self.hold_stream(&caller)?;
+        let since = request.get_ref().since_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let (replayed, live) = self.registry.watch(since);
+        let visible = move |event: &crate::events::TaskEvent| caller.may_access(&event.owner);
+        let replayed: Vec<_> = replayed.into_iter().filter(|event| visible(event)).collect();
+        let live = futures_util::stream::unfold((live, held), move |(mut live, held)| {
+            let visible = visible.clone();
+            async move {
+                loop {
+                    match live.recv().await {
+                        Ok(event) if visible(&event) => {
+                            return Some((Ok(event_message(&event)), (live, held)));
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                            let behind = RequestError::ResourceExhausted(format!(
+                                "This watcher fell {missed} events behind (the daemon keeps --event-history of them); watch again with --since"
+                            ));
+                            return Some((Err(behind.into()), (live, held)));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        // Ends after the error a lagging watcher gets.
+        let live = live.scan(false, |ended, item| {
+            let was_ended = std::mem::replace(ended, item.is_err());
+            std::future::ready((!was_ended).then_some(item))
+        });
+        let replayed =
+            futures_util::stream::iter(replayed.into_iter().map(|event| Ok(event_message(&event))));
+        Ok(Response::new(Box::pin(replayed.chain(live))))
+    }
+
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let caller = caller(&request)?;
         let snapshots = task::snapshots(self.registry.list(&caller)).await;
@@ -369,6 +411,35 @@ fn started(task: &Task, exec: Option<&Exec>, stdin: bool) -> proto::TaskStarted 
         tty: exec.map_or(task.has_terminal, |exec| exec.has_terminal),
         exec_id: exec.map_or(0, |exec| exec.number),
     }
+}
+
+/// An event on the wire.
+fn event_message(event: &crate::events::TaskEvent) -> proto::TaskEvent {
+    use crate::events::EventKind;
+    let mut message = proto::TaskEvent {
+        seq: event.seq,
+        at_ms: unix_ms(event.at),
+        task_id: event.task_id.to_string(),
+        owner: event.owner.clone(),
+        ..proto::TaskEvent::default()
+    };
+    let kind = match &event.kind {
+        EventKind::Created => proto::TaskEventKind::Created,
+        EventKind::Started => proto::TaskEventKind::Started,
+        EventKind::Ended(state) => {
+            let mut ended =
+                proto::TaskStatus { task_id: message.task_id.clone(), ..Default::default() };
+            set_state(&mut ended, state);
+            message.ended = Some(ended);
+            proto::TaskEventKind::Ended
+        }
+        EventKind::Removed(why) => {
+            message.why = (*why).to_owned();
+            proto::TaskEventKind::Removed
+        }
+    };
+    message.set_kind(kind);
+    message
 }
 
 /// An exec's status on the wire.
@@ -439,7 +510,14 @@ fn status(snapshot: &Snapshot) -> proto::TaskStatus {
         usage: usage.map(proto::Usage::from),
         ..proto::TaskStatus::default()
     };
-    match &progress.state {
+    set_state(&mut status, &progress.state);
+    status
+}
+
+/// The fields of a status that tell its state: the state, and the exit code, signal, reason
+/// or error that go with it.
+fn set_state(status: &mut proto::TaskStatus, state: &TaskState) {
+    match state {
         TaskState::Running => status.set_state(proto::TaskState::Running),
         TaskState::Completed { exit_code } => {
             status.set_state(proto::TaskState::Completed);
@@ -463,7 +541,6 @@ fn status(snapshot: &Snapshot) -> proto::TaskStatus {
             status.error = error.clone();
         }
     }
-    status
 }
 
 /// Why a task's output is held, for people: the spill's error, with what frees room.
