@@ -128,6 +128,8 @@ fn usage_json(usage: &Usage) -> Value {
         "io_read_bytes": usage.io_read_bytes,
         "io_write_bytes": usage.io_write_bytes,
         "oom_kills": usage.oom_kills,
+        "memory_current_bytes": usage.memory_current_bytes,
+        "pids_current": usage.pids_current,
     })
 }
 

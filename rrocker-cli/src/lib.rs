@@ -15,6 +15,7 @@ pub mod output;
 pub mod ps;
 pub mod raw_terminal;
 pub mod run;
+pub mod stats;
 pub mod stream_body;
 
 use std::path::PathBuf;

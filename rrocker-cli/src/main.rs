@@ -139,6 +139,17 @@ Examples:
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Show running tasks' use, live: CPU %, memory, pids, block I/O.
+    #[command(
+        after_help = "CPU % is of one CPU (a task busy on two shows 200%), from the change of its CPU time\nover a second; memory is what its cgroup holds now, against its limit. On a terminal\nthe table is redrawn every second until Ctrl-C.\n\nExamples:\n  rrocker-cli stats\n  rrocker-cli stats --no-stream ID\n  rrocker-cli --identity admin1 stats    # everyone's tasks"
+    )]
+    Stats {
+        /// The tasks' ids, or unique prefixes of them [default: every running task].
+        ids: Vec<String>,
+        /// Print one table and exit.
+        #[arg(long)]
+        no_stream: bool,
+    },
     /// Wait for tasks to end; print each one's exit code.
     #[command(
         after_help = "The codes are printed in the order of the ids, once every task has ended (at once\nfor those that have); a task a signal ended prints 128 + its number. The exit code is\nthe first task's.\n\nExamples:\n  rrocker-cli wait ID\n  A=$(rrocker-cli start /bin/true); B=$(rrocker-cli start /bin/false)\n  rrocker-cli wait $A $B    # 0, then 1; exits 0"
@@ -501,6 +512,15 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 }
                 stdout.flush()?;
             }
+        }
+        Command::Stats { ids: texts, no_stream } => {
+            drop(stdout);
+            let mut client = connect().await?;
+            let mut ids = Vec::with_capacity(texts.len());
+            for text in &texts {
+                ids.push(ids::resolve(&mut client, text).await?);
+            }
+            return rrocker_cli::stats::stats(&mut client, &ids, !no_stream).await;
         }
         Command::Wait { ids: texts } => {
             drop(stdout);

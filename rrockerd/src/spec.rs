@@ -141,4 +141,8 @@ pub struct Usage {
     pub io_write_bytes: u64,
     /// Its processes the OOM killer killed.
     pub oom_kills: u64,
+    /// Memory in use now, in bytes.
+    pub memory_current_bytes: u64,
+    /// Processes and threads now.
+    pub pids_current: u64,
 }

@@ -28,7 +28,7 @@ use crate::policy::{Figures, Policy};
 use crate::quota::Quota;
 use crate::request_error::RequestError;
 use crate::retention::{self, Expirations, Finished, Retention};
-use crate::spec::{ExecSpec, Limits, TaskSpec, WindowSize};
+use crate::spec::{ExecSpec, Limits, TaskSpec, Usage, WindowSize};
 use crate::state::{StopCause, TaskState};
 use crate::task_root::{self, TaskDir};
 use crate::validate;
@@ -276,7 +276,9 @@ impl TaskRegistry {
             // be tearing its namespaces down.
             let counted = Arc::clone(&watched);
             let final_usage = tokio::task::spawn_blocking(move || {
-                counted.cgroup.as_ref().map(|cgroup| cgroup.usage())
+                // What it uses now is nothing, from its end on.
+                let ended = |usage| Usage { memory_current_bytes: 0, pids_current: 0, ..usage };
+                counted.cgroup.as_ref().map(|cgroup| ended(cgroup.usage()))
             })
             .await
             .ok()

@@ -264,6 +264,8 @@ impl TaskCgroup for V1Task {
             io_read_bytes,
             io_write_bytes,
             oom_kills: keyed("memory", "memory.oom_control", "oom_kill").unwrap_or(0),
+            memory_current_bytes: number("memory", "memory.usage_in_bytes").unwrap_or(0),
+            pids_current: number("pids", "pids.current").unwrap_or(0),
         }
     }
 
@@ -373,6 +375,8 @@ mod tests {
         )
         .expect("w");
         fs::write(dir("pids").join("pids.peak"), "9\n").expect("w");
+        fs::write(dir("pids").join("pids.current"), "3\n").expect("w");
+        fs::write(dir("memory").join("memory.usage_in_bytes"), "1048576\n").expect("w");
         fs::write(dir("blkio").join("blkio.throttle.io_service_bytes_recursive"), "254:0 Read 4096\n254:0 Write 8192\n254:0 Sync 0\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 12288\nTotal 12288\n").expect("w");
         assert_eq!(
             task.usage(),
@@ -385,6 +389,8 @@ mod tests {
                 io_read_bytes: 4096,
                 io_write_bytes: 8192,
                 oom_kills: 2,
+                memory_current_bytes: 1 << 20,
+                pids_current: 3,
             }
         );
     }

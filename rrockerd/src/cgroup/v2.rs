@@ -191,6 +191,8 @@ impl TaskCgroup for V2Task {
             io_read_bytes,
             io_write_bytes,
             oom_kills: keyed("memory.events", "oom_kill"),
+            memory_current_bytes: number("memory.current"),
+            pids_current: number("pids.current"),
         }
     }
 
@@ -327,6 +329,8 @@ mod tests {
         fs::write(dir.join("cpu.stat"), "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\nnr_periods 9\nnr_throttled 4\nthrottled_usec 800\n").expect("w");
         fs::write(dir.join("memory.peak"), "1048576\n").expect("w");
         fs::write(dir.join("pids.peak"), "7\n").expect("w");
+        fs::write(dir.join("pids.current"), "2\n").expect("w");
+        fs::write(dir.join("memory.current"), "524288\n").expect("w");
         fs::write(dir.join("io.stat"), "254:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n8:0 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n").expect("w");
         fs::write(
             dir.join("memory.events"),
@@ -345,6 +349,8 @@ mod tests {
                 io_read_bytes: 101,
                 io_write_bytes: 202,
                 oom_kills: 1,
+                memory_current_bytes: 1 << 19,
+                pids_current: 2,
             }
         );
     }

@@ -186,6 +186,8 @@ impl From<Usage> for proto::Usage {
             io_read_bytes,
             io_write_bytes,
             oom_kills,
+            memory_current_bytes,
+            pids_current,
         } = usage;
         Self {
             cpu_time_us,
@@ -196,6 +198,8 @@ impl From<Usage> for proto::Usage {
             io_read_bytes,
             io_write_bytes,
             oom_kills,
+            memory_current_bytes,
+            pids_current,
         }
     }
 }
