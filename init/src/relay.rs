@@ -77,8 +77,11 @@ impl Relay {
             // A negative fd is ignored by poll.
             _ => -1,
         };
+        // An fd is left out once nothing is wanted of it: poll reports a hung-up one
+        // whatever it is asked, which would spin this loop.
+        let master = if master_events == 0 { -1 } else { self.master.as_raw_fd() };
         [
-            PollFd { fd: self.master.as_raw_fd(), events: master_events, revents: 0 },
+            PollFd { fd: master, events: master_events, revents: 0 },
             PollFd { fd: input, events: POLLIN, revents: 0 },
         ]
     }

@@ -84,3 +84,16 @@ async fn a_terminals_output_is_one_stream_and_a_bad_size_starts_nothing() {
     let stderr = String::from_utf8_lossy(&piped.stderr);
     assert!(stderr.starts_with("The input device is not a TTY") && stderr.lines().count() == 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_lets_go_of_its_terminal_leaves_init_idle() {
+    let daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    // The pty's slave has no holder for a second: init must wait, not spin on the hang-up.
+    let script = "exec </dev/null >/dev/null 2>&1; sleep 1";
+    let id = start(&mut client, StartRequest { tty: true, ..shell(script) }).await;
+    let status = stream_all(&mut client, &id).await.status.expect("status");
+    assert_eq!(status.exit_code, Some(0));
+    let cpu_us = status.usage.expect("usage").cpu_time_us;
+    assert!(cpu_us < 300_000, "the task used {cpu_us} us of CPU in a second of sleep");
+}
