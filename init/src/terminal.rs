@@ -1,5 +1,5 @@
 //! A task's terminal, when it has one: its window size, as init's argv gives the first one
-//! and as the daemon sends later ones (see [`crate::control`]).
+//! and as the daemon sends later ones (queued signals, which the control module decodes).
 
 /// A terminal's size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -411,16 +411,11 @@ impl TaskRegistry {
         Ok(signal)
     }
 
-    /// Runs `spec` in the running task `id` (see [`Exec`]): resolved in the task's root as it
-    /// is now, started in its namespaces and cgroups under its restrictions, with a stdin
-    /// pipe for the caller. FAILED_PRECONDITION if the task has ended.
-    pub async fn exec(
-        &self,
-        caller: &Caller,
-        id: &str,
-        spec: ExecSpec,
-    ) -> Result<(Arc<Task>, Arc<Exec>), RequestError> {
-        let task = self.find(caller, id)?;
+    /// Runs `spec` in the running `task` (see [`Exec`]; found by the caller, who may see it):
+    /// resolved in the task's root as it is now, started in its namespaces and cgroups under
+    /// its restrictions, with a stdin pipe for the caller. FAILED_PRECONDITION if the task
+    /// has ended.
+    pub async fn exec(&self, task: &Task, spec: ExecSpec) -> Result<Arc<Exec>, RequestError> {
         let finished = || RequestError::AlreadyFinished { id: task.id.to_string() };
         if task.progress().state.is_final() {
             return Err(finished());
@@ -467,7 +462,7 @@ impl TaskRegistry {
             watched.output.lock().unwrap_or_else(PoisonError::into_inner).take();
             watched.progress.send_modify(|progress| progress.released = true);
         });
-        Ok((task, exec))
+        Ok(exec)
     }
 
     /// Sets a running task's terminal to `size` (its command gets SIGWINCH); nothing for a
@@ -544,8 +539,10 @@ impl TaskRegistry {
         for forgotten in over {
             self.forget(forgotten, "over --max-finished-tasks");
         }
-        let alive = self.lock().len();
-        self.expirations.compact(alive, |id| self.lock().contains_key(id));
+        {
+            let tasks = self.lock();
+            self.expirations.compact(tasks.len(), |id| tasks.contains_key(id));
+        }
         let expires = tokio::time::Instant::now() + self.retention.keep_for;
         self.expirations.add(id, expires);
         if !self.expiring.swap(true, Ordering::SeqCst) {

@@ -186,6 +186,26 @@ pub async fn final_status_of(
     }
 }
 
+/// Opens an Interact call whose first message is `first`: its responses, and the sender of
+/// its further messages (the call's side stays open while the sender lives).
+pub async fn interact(
+    client: &mut Client,
+    first: rrocker_proto::v1::interact_request::Event,
+) -> Result<
+    (
+        tonic::Streaming<rrocker_proto::v1::StreamResponse>,
+        tokio::sync::mpsc::Sender<rrocker_proto::v1::InteractRequest>,
+    ),
+    tonic::Status,
+> {
+    use rrocker_proto::v1::InteractRequest;
+    let (requests, mut queued) = tokio::sync::mpsc::channel(4);
+    requests.try_send(InteractRequest { event: Some(first) }).expect("an empty queue");
+    let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
+    let responses = client.interact(outgoing).await?.into_inner();
+    Ok((responses, requests))
+}
+
 /// Hex sha256 of some bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

@@ -35,11 +35,8 @@ async fn exec(client: &mut Client, id: &str, argv: &[&str]) -> Result<ExecCall, 
         argv: argv.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
         ..Default::default()
     };
-    let (requests, mut queued) = tokio::sync::mpsc::channel(4);
-    let first = InteractRequest { event: Some(interact_request::Event::Exec(request)) };
-    requests.send(first).await.expect("queued");
-    let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
-    let mut events = client.interact(outgoing).await?.into_inner();
+    let (mut events, requests) =
+        rrocker_tests::interact(client, interact_request::Event::Exec(request)).await?;
     match events.message().await?.and_then(|message| message.event) {
         Some(Event::Started(started)) => Ok(ExecCall { events, requests, started }),
         other => panic!("an exec starts with TaskStarted: {other:?}"),

@@ -135,12 +135,9 @@ async fn attached(
     id: &str,
     stdin: bool,
 ) -> (tonic::Streaming<StreamResponse>, tokio::sync::mpsc::Sender<InteractRequest>, bool) {
-    let (requests, mut queued) = tokio::sync::mpsc::channel(4);
     let attach = AttachRequest { task_id: id.to_owned(), stdin, ..AttachRequest::default() };
-    let first = InteractRequest { event: Some(interact_request::Event::Attach(attach)) };
-    requests.send(first).await.expect("queued");
-    let outgoing = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
-    let mut events = client.interact(outgoing).await.expect("attach").into_inner();
+    let first = interact_request::Event::Attach(attach);
+    let (mut events, requests) = rrocker_tests::interact(client, first).await.expect("attach");
     match events.message().await.expect("message") {
         Some(StreamResponse { event: Some(Event::Started(started)) }) => {
             assert_eq!(started.task_id, id);

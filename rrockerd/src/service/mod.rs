@@ -295,15 +295,14 @@ impl TaskService for Service {
                 (started(&task, None, stdin.is_some()), Driven::Task(task), stdin, output)
             }
             Some(interact_request::Event::Exec(request)) => {
-                let task_id = request.task_id.clone();
                 // The task first: another's task answers NOT_FOUND whatever the request.
-                self.registry.find(&caller, &task_id)?;
+                let task = self.registry.find(&caller, &request.task_id)?;
                 let spec = crate::spec::ExecSpec::try_from(request)?;
                 let held = self.hold_stream(&caller)?;
-                let (task, exec) = self.registry.exec(&caller, &task_id, spec).await?;
+                let exec = self.registry.exec(&task, spec).await?;
                 let stdin = exec.take_stdin();
                 let Some(reader) = exec.output().await else {
-                    return Err(RequestError::AlreadyFinished { id: task_id }.into());
+                    return Err(RequestError::AlreadyFinished { id: task.id.to_string() }.into());
                 };
                 let ended = Arc::clone(&exec);
                 let end = async move {

@@ -83,13 +83,10 @@ fn signal_task(
     signal: i32,
     value: Option<i32>,
 ) -> Result<(), EngineError> {
-    let tasks = tasks.borrow();
-    let Some(entry) = tasks.get(key.index).filter(|entry| entry.serial == key.serial) else {
-        return Ok(());
-    };
+    let Some(pidfd) = live_pidfd(tasks, key) else { return Ok(()) };
     let sent = match value {
-        Some(value) => sys::pidfd_queue_signal(&entry.pidfd, signal, value),
-        None => sys::pidfd_send_signal(&entry.pidfd, signal),
+        Some(value) => sys::pidfd_queue_signal(&pidfd, signal, value),
+        None => sys::pidfd_send_signal(&pidfd, signal),
     };
     match sent {
         Err(error) if error.raw_os_error() == Some(libc::ESRCH) => Ok(()),
