@@ -2,7 +2,8 @@
 //! the one error type whose messages are the one-line sentences the CLI prints
 //! ([`CliError`]), the pure formatting of statuses ([`format`]), limits ([`limits`]) and id
 //! prefixes ([`ids`]), and the commands that do more than one call: [`run`], [`ps`] and
-//! streaming to the terminal ([`output`], reading the stream with [`stream_body`]). Tests use the same connection code as the CLI.
+//! streaming to the terminal ([`output`], reading the stream with [`stream_body`], times
+//! of output with [`timestamps`]). Tests use the same connection code as the CLI.
 
 pub mod attach;
 pub mod connect;
@@ -17,6 +18,7 @@ pub mod raw_terminal;
 pub mod run;
 pub mod stats;
 pub mod stream_body;
+pub mod timestamps;
 
 use std::path::PathBuf;
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use rrocker_cli::output::Shown;
 use rrocker_cli::run::RUN_FAILED;
 use rrocker_cli::{CliError, ConnectOptions, format, ids, limits, ps};
 use rrocker_proto::v1::task_service_client::TaskServiceClient;
@@ -129,12 +130,13 @@ Examples:
     },
     /// Follow what happens to tasks (yours; an admin's: all): created, started, ended, removed.
     #[command(
-        after_help = "One line per event, as it happens, until interrupted; with --since, the daemon's kept\nevents since then come first. Each task's events are in order.\n\nExamples:\n  rrocker-cli events\n  rrocker-cli events --since 10m\n  rrocker-cli events -o json | jq -c 'select(.event == \"ended\")'"
+        after_help = "One line per event, as it happens, until interrupted; with --since, the daemon's kept\nevents since then come first. Each task's events are in order.\n\nExamples:\n  rrocker-cli events\n  rrocker-cli events --since 10m\n  rrocker-cli events --since 2026-12-02T09:00:00Z\n  rrocker-cli events -o json | jq -c 'select(.event == \"ended\")'"
     )]
     Events {
-        /// Replay the kept events since this long ago (30s, 10m, 2h) first.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
+        /// Replay the kept events since then first: a duration ago (30s, 10m, 2h), an
+        /// RFC 3339 time in UTC or Unix seconds.
+        #[arg(long, value_name = "TIME", value_parser = rrocker_cli::timestamps::parse_time)]
+        since: Option<std::time::SystemTime>,
         /// Output format: a line of text, or a JSON object, per event.
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -187,7 +189,7 @@ Examples:
     },
     /// Print a task's output from the start, follow it until the task ends, then its state.
     #[command(
-        after_help = "Examples:\n  rrocker-cli stream ID\n  rrocker-cli stream ID | sha256sum    # stdout only; stderr and the state go to stderr\n  rrocker-cli stream --tail 20 --stderr ID    # the last 20 lines of stderr, then follow\n  rrocker-cli stream --no-follow ID    # what it printed so far"
+        after_help = "Examples:\n  rrocker-cli stream ID\n  rrocker-cli stream ID | sha256sum    # stdout only; stderr and the state go to stderr\n  rrocker-cli stream --tail 20 --stderr ID    # the last 20 lines of stderr, then follow\n  rrocker-cli stream --no-follow ID    # what it printed so far\n  rrocker-cli stream -t --since 5m ID    # each line after its time, from 5 minutes ago"
     )]
     Stream {
         /// The task's id, or a unique prefix of it.
@@ -200,10 +202,12 @@ Examples:
         /// Print what the task printed so far and its current state, then return.
         #[arg(long)]
         no_follow: bool,
+        #[command(flatten)]
+        times: Times,
     },
     /// Print a task's output so far, docker's way (-f follows it); no state lines.
     #[command(
-        after_help = "Examples:\n  rrocker-cli logs ID\n  rrocker-cli logs -f --tail 100 ID    # the last 100 lines, then follow\n  rrocker-cli logs --stderr ID"
+        after_help = "Examples:\n  rrocker-cli logs ID\n  rrocker-cli logs -f --tail 100 ID    # the last 100 lines, then follow\n  rrocker-cli logs --stderr ID\n  rrocker-cli logs -t ID    # 2026-12-02T10:00:00.123456789Z hello\n  rrocker-cli logs --since 10m --until 5m ID    # what it printed between 10 and 5 minutes ago\n  rrocker-cli logs --since 2026-12-02T10:00:00Z ID"
     )]
     Logs {
         /// The task's id, or a unique prefix of it.
@@ -216,6 +220,8 @@ Examples:
         /// Start at the last N lines printed so far.
         #[arg(long, short = 'n', value_name = "N")]
         tail: Option<u64>,
+        #[command(flatten)]
+        times: Times,
     },
     /// List running tasks (-a: every task), across every daemon RROCKER_ADDR lists.
     #[command(
@@ -400,16 +406,47 @@ impl Descriptor {
     }
 }
 
+/// `-t`, `--since`, `--until` (`stream`, `logs`): output's times.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct Times {
+    /// Print each line after the time rrockerd read it (RFC 3339, UTC, nanoseconds).
+    #[arg(long, short = 't')]
+    timestamps: bool,
+    /// Only output printed since then: a duration ago (30s, 10m, 2h), an RFC 3339 time in
+    /// UTC (as -t prints) or Unix seconds.
+    #[arg(long, value_name = "TIME", value_parser = rrocker_cli::timestamps::parse_time)]
+    since: Option<std::time::SystemTime>,
+    /// Only output printed until then (the same forms; a stream that follows ends then).
+    #[arg(long, value_name = "TIME", value_parser = rrocker_cli::timestamps::parse_time)]
+    until: Option<std::time::SystemTime>,
+}
+
+impl Times {
+    /// `--since` and `--until` in nanoseconds since the Unix epoch; refused if the first is
+    /// after the second.
+    fn range(self) -> Result<(Option<u64>, Option<u64>), CliError> {
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since > until
+        {
+            return Err(CliError::Usage(
+                "--since is after --until: no output is printed in between".into(),
+            ));
+        }
+        let ns = rrocker_cli::timestamps::unix_ns;
+        Ok((self.since.map(ns), self.until.map(ns)))
+    }
+}
+
 /// Resolves `request`'s task id (a prefix, maybe) and streams the task to the terminal.
 async fn stream(
     options: &ConnectOptions,
     mut request: StreamRequest,
-    with_state: bool,
+    shown: Shown,
 ) -> Result<(), CliError> {
     let channel = rrocker_cli::connect_channel(options).await?;
     let mut client = rrocker_cli::task_client(channel.clone());
     request.task_id = ids::resolve(&mut client, &request.task_id).await?;
-    rrocker_cli::output::stream(channel, request, with_state).await
+    rrocker_cli::output::stream(channel, request, shown).await
 }
 
 /// The daemons `--addr` names: one, or for `ps` a comma-separated list.
@@ -494,11 +531,7 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
             return rrocker_cli::exec::exec(channel, request, interactive).await;
         }
         Command::Events { since, output } => {
-            let since_ms = since.map(|ago| {
-                let at = std::time::SystemTime::now() - ago;
-                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                u64::try_from(since.as_millis()).unwrap_or(0)
-            });
+            let since_ms = since.map(|at| rrocker_cli::timestamps::unix_ns(at) / 1_000_000);
             let mut events = connect()
                 .await?
                 .watch(WatchRequest { since_ms })
@@ -562,17 +595,24 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
                 OutputFormat::Json => writeln!(stdout, "{:#}", format::status_json(&task))?,
             }
         }
-        Command::Stream { id, descriptor, tail, no_follow } => {
+        Command::Stream { id, descriptor, tail, no_follow, times } => {
             drop(stdout);
+            let (since_ns, until_ns) = times.range()?;
             let fd = descriptor.fd().into();
-            let request = StreamRequest { task_id: id, fd, tail_lines: tail, no_follow };
-            stream(options, request, true).await?;
+            let request =
+                StreamRequest { task_id: id, fd, tail_lines: tail, no_follow, since_ns, until_ns };
+            let shown = Shown { with_state: true, timestamps: times.timestamps };
+            stream(options, request, shown).await?;
         }
-        Command::Logs { id, descriptor, tail, follow } => {
+        Command::Logs { id, descriptor, tail, follow, times } => {
             drop(stdout);
+            let (since_ns, until_ns) = times.range()?;
             let fd = descriptor.fd().into();
-            let request = StreamRequest { task_id: id, fd, tail_lines: tail, no_follow: !follow };
-            stream(options, request, false).await?;
+            let no_follow = !follow;
+            let request =
+                StreamRequest { task_id: id, fd, tail_lines: tail, no_follow, since_ns, until_ns };
+            let shown = Shown { with_state: false, timestamps: times.timestamps };
+            stream(options, request, shown).await?;
         }
         Command::Rm { ids, force } => {
             drop(stdout);

@@ -1,6 +1,6 @@
 //! Writing a task's output stream where the CLI's own output goes: the task's stdout bytes to
-//! fd 1 and its stderr bytes to fd 2, unchanged and unbuffered, until the stream's final
-//! status. Shared by `stream` and `run`.
+//! fd 1 and its stderr bytes to fd 2, unchanged (or each line after its time, with `-t`) and
+//! unbuffered, until the stream's final status. Shared by `stream`, `logs` and `run`.
 
 use std::fs::File;
 use std::io::Write;
@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use crate::CliError;
 use crate::raw_terminal::RawMode;
 use crate::stream_body::OutputStream;
+use crate::timestamps::LineStamps;
 
 /// Where a stream's output goes.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct Terminal {
     /// The local terminal in raw mode while a task's terminal is driven; cooked again before
     /// any note.
     raw: Option<RawMode>,
+    /// Each line after the time it was read, if asked.
+    stamps: Option<LineStamps>,
 }
 
 impl Terminal {
@@ -33,7 +36,13 @@ impl Terminal {
             stdout: unbuffered(std::io::stdout().as_fd())?,
             stderr: unbuffered(std::io::stderr().as_fd())?,
             raw: None,
+            stamps: None,
         })
+    }
+
+    /// Writes each line of output after the time rrockerd read it (`logs -t`).
+    pub fn stamp_lines(&mut self) {
+        self.stamps = Some(LineStamps::default());
     }
 
     /// Keeps the local terminal in raw mode (`raw`) until the first note, or the end.
@@ -44,10 +53,16 @@ impl Terminal {
     /// Writes one message of a stream; returns the status that ends it, once it comes.
     pub fn write(&mut self, message: StreamResponse) -> Result<Option<TaskStatus>, CliError> {
         match message.event {
-            Some(Event::Output(output)) if output.fd() == Fd::Stderr => {
-                self.stderr.write_all(&output.data)?;
+            Some(Event::Output(output)) => {
+                let stderr = output.fd() == Fd::Stderr;
+                let file = if stderr { &mut self.stderr } else { &mut self.stdout };
+                match &mut self.stamps {
+                    Some(stamps) => {
+                        file.write_all(&stamps.stamp(stderr, output.at_ns, &output.data))?
+                    }
+                    None => file.write_all(&output.data)?,
+                }
             }
-            Some(Event::Output(output)) => self.stdout.write_all(&output.data)?,
             Some(Event::Status(status)) => return Ok(Some(status)),
             // An exec's end, told as a task's would be.
             Some(Event::ExecEnded(exec)) => {
@@ -81,15 +96,28 @@ impl Terminal {
     }
 }
 
+/// How `stream` writes a task's output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shown {
+    /// The final state lines after the output, on stderr.
+    pub with_state: bool,
+    /// Each line after the time it was read.
+    pub timestamps: bool,
+}
+
 /// Streams `request` to the terminal: the task's stdout bytes to stdout and stderr bytes to
-/// stderr, unchanged, then (`with_state`) the final state lines on stderr.
+/// stderr, unchanged or stamped, then the final state lines on stderr if `shown` says so.
 pub async fn stream(
     channel: Channel,
     request: StreamRequest,
-    with_state: bool,
+    shown: Shown,
 ) -> Result<(), CliError> {
     let mut events = OutputStream::open(channel, request).await.map_err(CliError::Status)?;
     let mut terminal = Terminal::new()?;
+    if shown.timestamps {
+        terminal.stamp_lines();
+    }
+    let with_state = shown.with_state;
     while let Some(message) = events.message().await.map_err(CliError::Status)? {
         match terminal.write(message)? {
             Some(status) if with_state => {

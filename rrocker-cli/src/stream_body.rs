@@ -22,8 +22,9 @@ use tonic::transport::Channel;
 /// The path of the Stream method.
 const PATH: &str = "/rrocker.v1.TaskService/Stream";
 /// The longest message header this reader parses in place: the StreamResponse's key and
-/// length, the Output's fd field, the data's key and length (each varint at most 5 bytes).
-const MAX_HEAD: usize = 1 + 5 + 1 + 5 + 1 + 5;
+/// length, the Output's fd and time fields, the data's key and length (each varint at most
+/// 5 bytes, the time's 10).
+const MAX_HEAD: usize = 1 + 5 + 1 + 5 + 1 + 10 + 1 + 5;
 /// The longest message taken whole (a final status is a few hundred bytes).
 const MAX_WHOLE: usize = 16 << 20;
 
@@ -107,8 +108,9 @@ enum State {
     /// At a message's start.
     #[default]
     Between,
-    /// Inside an output chunk's data: `left` bytes of descriptor `fd` to come.
-    Data { fd: i32, left: usize },
+    /// Inside an output chunk's data: `left` bytes of descriptor `fd`, read at `at_ns`, to
+    /// come.
+    Data { fd: i32, at_ns: u64, left: usize },
     /// Gathering a message of `length` bytes to decode whole.
     Whole { length: usize },
 }
@@ -134,7 +136,7 @@ impl Messages {
     fn next(&mut self) -> Result<Option<StreamResponse>, Status> {
         loop {
             match self.state {
-                State::Data { fd, left } => {
+                State::Data { fd, at_ns, left } => {
                     let Some(front) = self.input.front_mut() else { return Ok(None) };
                     let piece = front.split_to(left.min(front.len()));
                     if front.is_empty() {
@@ -142,8 +144,9 @@ impl Messages {
                     }
                     self.buffered -= piece.len();
                     let left = left - piece.len();
-                    self.state = if left == 0 { State::Between } else { State::Data { fd, left } };
-                    let output = Output { fd, data: piece };
+                    self.state =
+                        if left == 0 { State::Between } else { State::Data { fd, at_ns, left } };
+                    let output = Output { fd, data: piece, at_ns };
                     return Ok(Some(StreamResponse { event: Some(Event::Output(output)) }));
                 }
                 State::Whole { length } => {
@@ -166,9 +169,9 @@ impl Messages {
                         return Err(Status::internal("the daemon sent a compressed message"));
                     }
                     match output_head(&head[PREFIX..], length) {
-                        Some((fd, head_len, data_len)) => {
+                        Some(OutputHead { fd, at_ns, head_len, data_len }) => {
                             self.take(PREFIX + head_len);
-                            self.state = State::Data { fd, left: data_len };
+                            self.state = State::Data { fd, at_ns, left: data_len };
                             if data_len == 0 {
                                 self.state = State::Between;
                             }
@@ -236,23 +239,35 @@ impl Messages {
     }
 }
 
-/// If `head` starts a `length`-byte StreamResponse that holds one Output with its fd first and
-/// its data last, as the daemon writes it: the fd, the bytes of everything before the data,
-/// and the data's length.
-fn output_head(mut head: &[u8], length: usize) -> Option<(i32, usize, usize)> {
+/// An output message's head, as the daemon writes it.
+#[derive(Debug, PartialEq, Eq)]
+struct OutputHead {
+    fd: i32,
+    at_ns: u64,
+    /// Bytes of everything before the data.
+    head_len: usize,
+    data_len: usize,
+}
+
+/// If `head` starts a `length`-byte StreamResponse that holds one Output with its fd first,
+/// then its time, and its data last, as the daemon writes it (fd and time may be absent,
+/// at their defaults): that head.
+fn output_head(mut head: &[u8], length: usize) -> Option<OutputHead> {
     let total = head.len();
     let inner = usize::try_from(field(0x0a, &mut head)?).ok()?;
     let outer_head = total - head.len();
     let inner_start = head.len();
     let fd =
         if head.first() == Some(&0x08) { i32::try_from(field(0x08, &mut head)?).ok()? } else { 0 };
+    let at_ns = if head.first() == Some(&0x18) { field(0x18, &mut head)? } else { 0 };
     let data_len = usize::try_from(field(0x12, &mut head)?).ok()?;
     let inner_head = inner_start - head.len();
-    (outer_head + inner == length && inner_head + data_len == inner).then_some((
+    (outer_head + inner == length && inner_head + data_len == inner).then_some(OutputHead {
         fd,
-        total - head.len(),
+        at_ns,
+        head_len: total - head.len(),
         data_len,
-    ))
+    })
 }
 
 /// The varint after a key byte `key` at `head`'s start, moving `head` past both.
@@ -277,7 +292,7 @@ mod tests {
     }
 
     fn output(fd: Fd, data: &[u8]) -> StreamResponse {
-        let output = Output { fd: fd.into(), data: Bytes::copy_from_slice(data) };
+        let output = Output { fd: fd.into(), data: Bytes::copy_from_slice(data), at_ns: 0 };
         StreamResponse { event: Some(Event::Output(output)) }
     }
 
@@ -343,6 +358,43 @@ mod tests {
             let (outputs, others) = decode(&wire, step);
             assert_eq!(outputs, [(i32::from(Fd::Stderr), b"abc".to_vec())], "step {step}");
             assert!(others.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_daemons_order_with_a_time_is_read_in_place_and_prosts_whole() {
+        let at_ns: u64 = 1_764_669_600_123_456_789;
+        let mut time = vec![0x18];
+        prost::encoding::encode_varint(at_ns, &mut time);
+        // The daemon's order: fd, time, data (framed_stream's output_head).
+        let mut inner = vec![0x08, 2];
+        inner.extend_from_slice(&time);
+        inner.extend_from_slice(&[0x12, 3]);
+        inner.extend_from_slice(b"abc");
+        let mut message = vec![0x0a, u8::try_from(inner.len()).expect("short")];
+        message.extend_from_slice(&inner);
+        let mut wire = vec![0];
+        wire.extend_from_slice(&u32::try_from(message.len()).expect("short").to_be_bytes());
+        wire.extend_from_slice(&message);
+        let head = output_head(&wire[PREFIX..], message.len()).expect("the daemon's shape");
+        assert_eq!((head.fd, head.at_ns, head.data_len), (2, at_ns, 3));
+        // prost's order (fd, data, time) is decoded whole, to the same.
+        let output = Output { fd: 2, data: Bytes::from_static(b"abc"), at_ns };
+        let prosts = framed(&StreamResponse { event: Some(Event::Output(output.clone())) });
+        for wire in [wire, prosts] {
+            for step in [1, 4, wire.len()] {
+                let mut messages = Messages::default();
+                let mut got = Vec::new();
+                for piece in wire.chunks(step) {
+                    messages.push(Bytes::copy_from_slice(piece));
+                    while let Some(message) = messages.next().expect("valid") {
+                        let Some(Event::Output(piece)) = message.event else { panic!("output") };
+                        assert_eq!((piece.fd, piece.at_ns), (2, at_ns), "step {step}");
+                        got.extend_from_slice(&piece.data);
+                    }
+                }
+                assert_eq!(got, b"abc", "step {step}");
+            }
         }
     }
 

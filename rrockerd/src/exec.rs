@@ -57,7 +57,7 @@ impl Exec {
     /// A reader of all its output, if it is still kept.
     pub async fn output(&self) -> Option<LogReader> {
         let output = self.output.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
-        Some(output.reader_with(View { only: None, tail_lines: None, follow: true }).await)
+        Some(output.reader_with(View::default()).await)
     }
 
     /// Waits until its command has ended; how.

@@ -277,6 +277,16 @@ impl Daemon {
         counts
     }
 
+    /// The spill files the daemon holds open (unlinked files in `<state-dir>/spill`).
+    pub fn spill_files(&self) -> usize {
+        let spill = self.state_dir().join("spill");
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("fds");
+        entries
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.starts_with(&spill))
+            .count()
+    }
+
     /// [`Self::open_fds`] once the network namespace pool is full again and its maker idle
     /// (the maker opens sysctl files and sockets while it makes one): the engine's and the
     /// maker's own namespaces, four ready and one in the maker's hand. Root daemons only.

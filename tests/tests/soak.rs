@@ -109,6 +109,7 @@ async fn round(daemon: &Daemon, clients: &mut [Client], who: usize, kind: u64, g
                 fd: fd.into(),
                 tail_lines: Some(lines),
                 no_follow: true,
+                ..StreamRequest::default()
             };
             let errors = rrocker_tests::stream_view(client, view(Fd::Stderr, 2)).await;
             assert_eq!((errors.stdout, errors.stderr), (Vec::new(), b"err199\nerr200\n".to_vec()));

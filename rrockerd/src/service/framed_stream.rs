@@ -177,21 +177,26 @@ impl Frames {
 
 /// Writes into `head` the gRPC prefix and protobuf header of a `StreamResponse` holding
 /// `output`, all but its data, and returns the data: `head` and the data, sent one after the
-/// other, are exactly that message as prost encodes it.
+/// other, are that message with its fields in the order fd, at_ns, data (prost would put
+/// at_ns last; any order is valid protobuf, and this one keeps the data last, uncopied).
 fn output_head(output: rrocker_proto::v1::Output, head: &mut BytesMut) -> Bytes {
-    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int32};
-    // proto3 leaves out fields at their defaults: fd 0, no data.
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, int32, uint64};
+    // proto3 leaves out fields at their defaults: fd 0, time 0, no data.
     let fd_len = if output.fd == 0 { 0 } else { int32::encoded_len(1, &output.fd) };
+    let at_len = if output.at_ns == 0 { 0 } else { uint64::encoded_len(3, &output.at_ns) };
     let data_len = output.data.len();
     let data_field_len =
         if data_len == 0 { 0 } else { prost::encoding::bytes::encoded_len(2, &output.data) };
-    let inner = fd_len + data_field_len;
+    let inner = fd_len + at_len + data_field_len;
     let outer = 1 + encoded_len_varint(inner as u64) + inner;
     head.put_slice(&frame::prefix(outer));
     encode_key(1, WireType::LengthDelimited, head);
     encode_varint(inner as u64, head);
     if output.fd != 0 {
         int32::encode(1, &output.fd, head);
+    }
+    if output.at_ns != 0 {
+        uint64::encode(3, &output.at_ns, head);
     }
     if data_len != 0 {
         encode_key(2, WireType::LengthDelimited, head);
@@ -247,16 +252,23 @@ mod tests {
     }
 
     #[test]
-    fn an_output_head_and_its_data_are_the_message_prost_encodes() {
-        for (fd, length) in [(Fd::Stdout, 0), (Fd::Stderr, 1), (Fd::Stdout, 127), (Fd::Stdout, 128)]
-            .into_iter()
-            .chain([(Fd::Stderr, 16_383), (Fd::Stdout, 65_536), (Fd::Unspecified, 300)])
+    fn an_output_head_and_its_data_are_the_message_as_prost_decodes_it() {
+        for (fd, length, at_ns) in
+            [(Fd::Stdout, 0, 0), (Fd::Stderr, 1, 1), (Fd::Stdout, 127, 1_764_633_600_000_000_000)]
+                .into_iter()
+                .chain([(Fd::Stdout, 128, u64::MAX), (Fd::Stderr, 16_383, 5)])
+                .chain([(Fd::Stdout, 65_536, 1 << 60), (Fd::Unspecified, 300, 0)])
         {
-            let output = Output { fd: fd.into(), data: Bytes::from(vec![7u8; length]) };
-            let whole = encoded(&StreamResponse { event: Some(Event::Output(output.clone())) });
+            let output = Output { fd: fd.into(), data: Bytes::from(vec![7u8; length]), at_ns };
+            let message = StreamResponse { event: Some(Event::Output(output.clone())) };
+            let whole = encoded(&message);
             let mut head = BytesMut::new();
             let data = output_head(output, &mut head);
-            assert_eq!([&head[..], &data[..]].concat(), whole, "{fd:?} {length}");
+            let ours = [&head[..], &data[..]].concat();
+            assert_eq!(ours.len(), whole.len(), "{fd:?} {length} {at_ns}");
+            assert_eq!(ours[..PREFIX], whole[..PREFIX], "the same gRPC prefix");
+            let decoded = StreamResponse::decode(&ours[PREFIX..]).expect("valid protobuf");
+            assert_eq!(decoded, message, "{fd:?} {length} {at_ns}");
         }
     }
 
@@ -266,6 +278,7 @@ mod tests {
             event: Some(Event::Output(Output {
                 fd: Fd::Stdout.into(),
                 data: Bytes::from(vec![1u8; length]),
+                ..Output::default()
             })),
         };
         let messages = vec![
@@ -288,7 +301,11 @@ mod tests {
     #[test]
     fn an_error_from_the_handler_ends_the_body_with_its_status_after_what_came_before() {
         let before = StreamResponse {
-            event: Some(Event::Output(Output { fd: Fd::Stderr.into(), data: Bytes::from("x\n") })),
+            event: Some(Event::Output(Output {
+                fd: Fd::Stderr.into(),
+                data: Bytes::from("x\n"),
+                at_ns: 7,
+            })),
         };
         let expected = encoded(&before);
         let events: OutputStream = Box::pin(futures_util::stream::iter([

@@ -60,10 +60,11 @@ impl Service {
         })
     }
 
-    /// The task's output as `view` selects it, then its final (or, not following, current)
-    /// status; `held` (and the metrics' count) is let go when the stream is dropped.
+    /// The task's output as `view` selects it, then its final (or, not following or
+    /// following until a time, current) status; `held` (and the metrics' count) is let go
+    /// when the stream is dropped.
     async fn output_stream(&self, task: Arc<Task>, view: View, held: Held) -> OutputStream {
-        let follow = view.follow;
+        let follow = view.follow && view.until_ns.is_none();
         let reader = task.output(view).await;
         let end = async move {
             if follow {
@@ -261,7 +262,14 @@ impl TaskService for Service {
         let held = self.hold_stream(&caller)?;
         let only = only_fd(request.get_ref().fd());
         let follow = !request.get_ref().no_follow;
-        let view = View { only, tail_lines: request.get_ref().tail_lines, follow };
+        let StreamRequest { tail_lines, since_ns, until_ns, .. } = *request.get_ref();
+        if let (Some(since), Some(until)) = (since_ns, until_ns)
+            && since > until
+        {
+            let why = format!("Since ({since} ns) is after until ({until} ns): no output is both");
+            return Err(RequestError::InvalidArgument(why).into());
+        }
+        let view = View { only, tail_lines, follow, since_ns, until_ns };
         Ok(Response::new(self.output_stream(task, view, held).await))
     }
 
@@ -280,8 +288,7 @@ impl TaskService for Service {
                 // Before the task exists: a start over the cap on streams changes nothing.
                 let held = self.hold_stream(&caller)?;
                 let (task, stdin) = self.registry.start_writing_stdin(&caller, spec).await?;
-                let view = View { only: None, tail_lines: None, follow: true };
-                let output = self.output_stream(Arc::clone(&task), view, held).await;
+                let output = self.output_stream(Arc::clone(&task), View::default(), held).await;
                 (started(&task, None, stdin.is_some()), Driven::Task(task), stdin, output)
             }
             Some(interact_request::Event::Attach(attach)) => {
@@ -290,7 +297,7 @@ impl TaskService for Service {
                 let stdin = task.attach(attach.stdin)?;
                 // From now on, unless a tail is asked, as docker attach.
                 let tail_lines = attach.tail_lines.or(Some(0));
-                let view = View { only: only_fd(attach.fd()), tail_lines, follow: true };
+                let view = View { only: only_fd(attach.fd()), tail_lines, ..View::default() };
                 let output = self.output_stream(Arc::clone(&task), view, held).await;
                 (started(&task, None, stdin.is_some()), Driven::Task(task), stdin, output)
             }
@@ -474,7 +481,8 @@ fn output_event(chunk: Chunk) -> StreamResponse {
         OutputFd::Stdout => proto::Fd::Stdout,
         OutputFd::Stderr => proto::Fd::Stderr,
     };
-    StreamResponse { event: Some(Event::Output(proto::Output { fd: fd.into(), data: chunk.data })) }
+    let output = proto::Output { fd: fd.into(), data: chunk.data, at_ns: chunk.at_ns };
+    StreamResponse { event: Some(Event::Output(output)) }
 }
 
 /// The wire form of a task at some point of its life.

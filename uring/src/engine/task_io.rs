@@ -87,7 +87,9 @@ pub(super) async fn pump(
     use tokio_uring::buf::BoundedBuf;
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(pipe));
     let mut chunker = LineChunker::new(config.chunk_limit.min(MAX_CHUNK));
-    let mut emit = |data| log.append(Chunk { fd, data });
+    // Every chunk cut from a read is stamped with that read's time.
+    let emit_read_at = |at_ns| move |data| log.append(Chunk { fd, data, at_ns });
+    let mut read_at_ns = 0;
     let asked = config.read_size.min(buffers::SIZE);
     let mut buffer = buffers::take();
     loop {
@@ -97,6 +99,7 @@ pub(super) async fn pump(
         match result {
             Ok(0) => break,
             Ok(read) => {
+                read_at_ns = crate::chunk::now_ns();
                 // A partial line is held back only if more bytes are already in the pipe
                 // (FIONREAD is an ioctl, not a read); otherwise it goes out now.
                 let more_waiting = read == asked && sys::bytes_waiting(&file) > 0;
@@ -108,7 +111,7 @@ pub(super) async fn pump(
                 } else {
                     Bytes::copy_from_slice(&buffer[..read])
                 };
-                chunker.push(data, more_waiting, &mut emit);
+                chunker.push(data, more_waiting, &mut emit_read_at(read_at_ns));
                 if log.over_budget() {
                     spill.make_room(log).await;
                 }
@@ -120,7 +123,7 @@ pub(super) async fn pump(
             }
         }
     }
-    chunker.finish(&mut emit);
+    chunker.finish(&mut emit_read_at(read_at_ns));
     crate::stats::submitted();
     let _ = file.close().await;
 }

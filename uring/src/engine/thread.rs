@@ -208,6 +208,7 @@ async fn start_task(
         }
     };
     tokio::join!(reaper, output_read, input);
+    spill.close().await;
     tasks.borrow_mut().remove(index);
     let _ = gone_tx.send(());
 }

@@ -32,9 +32,23 @@ pub(super) struct Stored {
     pub(super) file_len: u64,
     /// Bytes of output appended so far (in memory and in the file).
     pub(super) total: u64,
-    /// (chunk number, file offset) of some records' starts, at least
-    /// `format::CHECKPOINT_EVERY` apart, the first at (0, 0).
-    pub(super) checkpoints: Vec<(usize, u64)>,
+    /// Some records' starts, at least `format::CHECKPOINT_EVERY` apart, the first at the
+    /// file's start: the spill's index, by chunk number and by time.
+    pub(super) checkpoints: Vec<Checkpoint>,
+    /// The time of the newest chunk (0 before the first).
+    pub(super) last_at_ns: u64,
+}
+
+/// A record's start in the spill file, where a reader can begin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Checkpoint {
+    /// The number of the chunk whose record starts there.
+    pub(super) chunk: usize,
+    /// The record's offset in the file.
+    pub(super) offset: u64,
+    /// That chunk's time; no chunk before it is later. (0 for the file's start: a bound
+    /// below every chunk's.)
+    pub(super) at_ns: u64,
 }
 
 /// Every chunk a task has written, in order. Written by the engine, read by any number of
@@ -80,7 +94,10 @@ impl OutputLog {
     /// `shared` is exceeded) once a spill file is attached.
     pub fn with_window(window_limit: usize, shared: Option<Arc<OutputBudget>>) -> Self {
         Self {
-            stored: Mutex::new(Stored { checkpoints: vec![(0, 0)], ..Stored::default() }),
+            stored: Mutex::new(Stored {
+                checkpoints: vec![Checkpoint::default()],
+                ..Stored::default()
+            }),
             progress: watch::Sender::new(Progress::default()),
             file: OnceLock::new(),
             window_limit,
@@ -109,14 +126,18 @@ impl OutputLog {
         }
     }
 
-    /// Appends a chunk and wakes the readers.
-    pub fn append(&self, chunk: Chunk) {
+    /// Appends a chunk and wakes the readers. A chunk earlier than the one before it (the
+    /// wall clock was set back, or the other descriptor's read came first) takes that one's
+    /// time: a log's times never decrease.
+    pub fn append(&self, mut chunk: Chunk) {
         if let Some(shared) = &self.shared {
             shared.used.fetch_add(chunk.data.len(), Ordering::Relaxed);
             shared.kept.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
         }
         let count = {
             let mut stored = self.lock();
+            chunk.at_ns = chunk.at_ns.max(stored.last_at_ns);
+            stored.last_at_ns = chunk.at_ns;
             stored.window_bytes += chunk.data.len();
             stored.total += chunk.data.len() as u64;
             stored.window.push_back(chunk);
@@ -184,14 +205,16 @@ impl OutputLog {
     /// and drops them from memory.
     pub(crate) fn commit_spill(&self, count: usize, length: u64) {
         let mut stored = self.lock();
+        let first_at_ns = stored.window.front().map_or(0, |chunk| chunk.at_ns);
         let freed: usize = stored.window.drain(..count).map(|chunk| chunk.data.len()).sum();
         stored.window_bytes -= freed;
         if let Some(shared) = &self.shared {
             shared.used.fetch_sub(freed, Ordering::Relaxed);
         }
-        let (last_chunk, last_offset) = *stored.checkpoints.last().expect("(0, 0) is first");
-        if stored.file_len - last_offset >= format::CHECKPOINT_EVERY && stored.first > last_chunk {
-            let checkpoint = (stored.first, stored.file_len);
+        let last = *stored.checkpoints.last().expect("the file's start is first");
+        if stored.file_len - last.offset >= format::CHECKPOINT_EVERY && stored.first > last.chunk {
+            let checkpoint =
+                Checkpoint { chunk: stored.first, offset: stored.file_len, at_ns: first_at_ns };
             stored.checkpoints.push(checkpoint);
         }
         stored.first += count;

@@ -1,13 +1,14 @@
-//! The spill file's format: records `[fd: 1 byte][length: 4 bytes LE][data]`, one per
-//! chunk, appended one after the other. Encoding and decoding are pure (no I/O) and
-//! unit-tested.
+//! The spill file's format: records `[fd: 1 byte][length: 4 bytes LE][read at: 8 bytes LE,
+//! nanoseconds since the Unix epoch][data]`, one per chunk, appended one after the other.
+//! Encoding and decoding are pure (no I/O) and unit-tested. (The file lives only as long
+//! as its task in one daemon: no other version of the format is ever read.)
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::chunk::{Chunk, OutputFd};
 
 /// Bytes of a record's header.
-pub(crate) const HEADER: usize = 5;
+pub(crate) const HEADER: usize = 13;
 /// File distance between two checkpoints.
 pub(crate) const CHECKPOINT_EVERY: u64 = 1 << 20;
 /// How much a reader reads from the file at once: at least one record of the largest chunk
@@ -44,6 +45,7 @@ fn encode_headers<'a>(chunks: impl IntoIterator<Item = &'a Chunk>, out: &mut Byt
         });
         let length = u32::try_from(chunk.data.len()).expect("a chunk is far below 4 GiB");
         out.put_u32_le(length);
+        out.put_u64_le(chunk.at_ns);
     }
 }
 
@@ -72,8 +74,9 @@ pub(crate) fn decode(mut block: Bytes) -> Option<(Vec<Chunk>, usize)> {
         if block.len() < HEADER + length {
             break;
         }
-        block.advance(HEADER);
-        chunks.push(Chunk { fd, data: block.split_to(length) });
+        block.advance(5);
+        let at_ns = block.get_u64_le();
+        chunks.push(Chunk { fd, data: block.split_to(length), at_ns });
         used += HEADER + length;
     }
     Some((chunks, used))
@@ -84,16 +87,19 @@ mod tests {
     use super::*;
 
     fn chunk(fd: OutputFd, data: &'static [u8]) -> Chunk {
-        Chunk { fd, data: Bytes::from_static(data) }
+        Chunk { fd, data: Bytes::from_static(data), at_ns: 1_764_633_600_123_456_789 }
     }
 
     #[test]
     fn records_round_trip_and_a_cut_record_waits() {
-        let chunks = [
+        let mut chunks = [
             chunk(OutputFd::Stdout, b"hello\n"),
             chunk(OutputFd::Stderr, b""),
             chunk(OutputFd::Stderr, b"err"),
         ];
+        for (chunk, later) in chunks.iter_mut().zip([0, 1, 1_000_000_007]) {
+            chunk.at_ns += later;
+        }
         let mut out = BytesMut::new();
         encode(&chunks, &mut out);
         let whole = out.freeze();
@@ -121,6 +127,6 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_record() {
-        assert!(decode(Bytes::from_static(b"\x07\0\0\0\0")).is_none());
+        assert!(decode(Bytes::from_static(&[7; HEADER])).is_none());
     }
 }

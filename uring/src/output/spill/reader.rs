@@ -111,8 +111,8 @@ mod tests {
     #[test]
     fn records_are_read_back_from_tmpfs_and_from_a_disk_alike() {
         let chunks = [
-            Chunk { fd: OutputFd::Stdout, data: Bytes::from(vec![b'a'; 40_000]) },
-            Chunk { fd: OutputFd::Stderr, data: Bytes::from_static(b"oops\n") },
+            Chunk { fd: OutputFd::Stdout, data: Bytes::from(vec![b'a'; 40_000]), at_ns: 1 },
+            Chunk { fd: OutputFd::Stderr, data: Bytes::from_static(b"oops\n"), at_ns: 2 },
         ];
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         for dir in ["/dev/shm", "/var/tmp"] {

@@ -65,6 +65,15 @@ impl SpillWriter {
         self.wake.notify_waiters();
     }
 
+    /// Closes the writer's own fd of the file, if it made one (the log's readers keep theirs):
+    /// at once, rather than when the engine's ring next submits the close a drop queues.
+    pub(crate) async fn close(self) {
+        if let Some(file) = self.file.into_inner() {
+            crate::stats::submitted();
+            let _ = file.close().await;
+        }
+    }
+
     /// Brings the log's memory window back under its budget by moving its oldest chunks to
     /// the file, unless the other pump is writing a batch now. While writes fail, waits and
     /// retries (the caller reads no more meanwhile) until one succeeds or the task ends.
