@@ -48,9 +48,19 @@ pub type Subscription = (Vec<Arc<TaskEvent>>, broadcast::Receiver<Arc<TaskEvent>
 /// The recent events and the channel of new ones.
 #[derive(Debug)]
 pub struct EventLog {
-    ring: Mutex<(VecDeque<Arc<TaskEvent>>, u64)>,
+    ring: Mutex<Ring>,
     capacity: usize,
-    live: broadcast::Sender<Arc<TaskEvent>>,
+}
+
+/// What the log's lock guards.
+#[derive(Debug)]
+struct Ring {
+    /// The kept events, oldest first.
+    events: VecDeque<Arc<TaskEvent>>,
+    /// The last event's `seq`.
+    seq: u64,
+    /// Where live events go; `None` once the log is closed.
+    live: Option<broadcast::Sender<Arc<TaskEvent>>>,
 }
 
 impl EventLog {
@@ -58,32 +68,49 @@ impl EventLog {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let (live, _) = broadcast::channel(capacity);
-        Self { ring: Mutex::new((VecDeque::with_capacity(capacity), 0)), capacity, live }
+        let ring = Ring { events: VecDeque::with_capacity(capacity), seq: 0, live: Some(live) };
+        Self { ring: Mutex::new(ring), capacity }
     }
 
     /// Records that `kind` happened to task `task_id` of `owner`, now.
     pub fn publish(&self, task_id: Uuid, owner: &str, kind: EventKind) {
-        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        ring.1 += 1;
-        let seq = ring.1;
+        let mut ring = self.lock();
+        ring.seq += 1;
+        let seq = ring.seq;
         let event =
             Arc::new(TaskEvent { seq, at: SystemTime::now(), task_id, owner: owner.into(), kind });
-        if ring.0.len() == self.capacity {
-            ring.0.pop_front();
+        if ring.events.len() == self.capacity {
+            ring.events.pop_front();
         }
-        ring.0.push_back(Arc::clone(&event));
+        ring.events.push_back(Arc::clone(&event));
         // No watcher is not an error.
-        let _ = self.live.send(event);
+        if let Some(live) = &ring.live {
+            let _ = live.send(event);
+        }
+    }
+
+    /// Ends every watcher's live part once it has read what was published so far (the
+    /// daemon is shutting down: a watch would otherwise never end). Later events are still
+    /// kept, for nobody.
+    pub fn close(&self) {
+        self.lock().live = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The kept events since `since` (none if `None`), and a receiver of every later one.
     pub fn subscribe(&self, since: Option<SystemTime>) -> Subscription {
-        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let ring = self.lock();
         let replay = match since {
-            Some(since) => ring.0.iter().filter(|event| event.at >= since).cloned().collect(),
+            Some(since) => ring.events.iter().filter(|event| event.at >= since).cloned().collect(),
             None => Vec::new(),
         };
-        (replay, self.live.subscribe())
+        // Once closed: a receiver whose sender is gone, which ends at once.
+        let live =
+            ring.live.as_ref().map_or_else(|| broadcast::channel(1).1, |live| live.subscribe());
+        (replay, live)
     }
 }
 
@@ -119,5 +146,18 @@ mod tests {
         }
         assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Lagged(6))));
         assert_eq!(live.try_recv().expect("the kept ones").seq, 7);
+    }
+
+    #[test]
+    fn a_closed_log_ends_its_watchers_after_what_they_have_not_read() {
+        let log = EventLog::new(4);
+        let (_, mut live) = log.subscribe(None);
+        log.publish(Uuid::new_v4(), "client1", EventKind::Created);
+        log.close();
+        assert_eq!(live.try_recv().expect("published before the close").seq, 1);
+        assert_eq!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed));
+        let (replayed, mut late) = log.subscribe(Some(SystemTime::UNIX_EPOCH));
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(late.try_recv(), Err(broadcast::error::TryRecvError::Closed));
     }
 }

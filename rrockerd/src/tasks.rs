@@ -582,6 +582,8 @@ impl TaskRegistry {
         futures_util::future::join_all(stops).await;
         let tasks: Vec<_> = self.lock().values().cloned().collect();
         futures_util::future::join_all(tasks.iter().map(|task| task.released())).await;
+        // Every task's end is published: watchers get it, then their streams end.
+        self.events.close();
     }
 
     async fn stop_task(

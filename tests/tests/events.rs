@@ -124,3 +124,28 @@ async fn the_cli_prints_events_as_lines_or_json_objects() {
         events.wait().expect("reaped");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_the_watches_after_the_tasks_ends() {
+    let mut daemon = Daemon::start();
+    let mut client = daemon.client("client1").await;
+    let mut events = watch(&mut client, None).await;
+    let id = start(&mut client, shell("exec sleep 600")).await;
+    assert_eq!(
+        kinds(&next(&mut events, 2).await, &id),
+        [TaskEventKind::Created, TaskEventKind::Started]
+    );
+    // The daemon's shutdown waits for the streams to end (else it closes them after a while
+    // and says so).
+    let stopping = std::thread::spawn(move || {
+        let status = daemon.terminate();
+        (status, daemon.log())
+    });
+    let ended = next(&mut events, 1).await;
+    assert_eq!(kinds(&ended, &id), [TaskEventKind::Ended]);
+    assert_eq!(ended[0].ended.as_ref().expect("status").state(), TaskState::Killed);
+    assert!(events.message().await.expect("a clean end").is_none(), "the watch ends");
+    let (status, log) = stopping.join().expect("the daemon stopped");
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("did not drain"), "{log}");
+}
