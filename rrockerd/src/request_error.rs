@@ -26,6 +26,12 @@ pub enum RequestError {
         /// The task's id.
         id: String,
     },
+    /// A signal to an exec whose command has already ended.
+    #[error("Exec {number} has already ended")]
+    ExecEnded {
+        /// The exec's number in its task.
+        number: u32,
+    },
     /// An attach that asks to write a task's stdin while another client writes it, or once
     /// it is closed.
     #[error(
@@ -124,6 +130,7 @@ impl RequestError {
         match self {
             Self::TaskNotFound { .. } => Code::NotFound,
             Self::AlreadyFinished { .. }
+            | Self::ExecEnded { .. }
             | Self::StillRunning { .. }
             | Self::StdinTaken { .. }
             | Self::StillReleasing { .. }

@@ -493,10 +493,7 @@ impl TaskRegistry {
     pub async fn signal_exec(&self, exec: &Exec, named: &str) -> Result<i32, RequestError> {
         let signal = validate::signal(named)?;
         if exec.progress().ended.is_some() {
-            return Err(RequestError::InvalidArgument(format!(
-                "Exec {} has already ended",
-                exec.number
-            )));
+            return Err(RequestError::ExecEnded { number: exec.number });
         }
         tracing::info!(exec = exec.number, signal, "signal sent to an exec");
         let (queued, value) = Control::Forward(signal).encode();
