@@ -149,3 +149,61 @@ async fn a_shutdown_ends_the_watches_after_the_tasks_ends() {
     assert!(status.success(), "{log}");
     assert!(!log.contains("did not drain"), "{log}");
 }
+
+/// Runs 2,000 tasks of `client`'s, eight at a time: 8,000 events (created, started, ended,
+/// and removed past the default --max-finished-tasks).
+async fn run_2000(client: &Client) {
+    let lanes = (0..8).map(|_| {
+        let mut client = client.clone();
+        async move {
+            for _ in 0..250 {
+                run(&mut client, "true").await;
+            }
+        }
+    });
+    futures_util::future::join_all(lanes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_that_stop_reading_cost_the_daemon_a_bounded_amount() {
+    let daemon = Daemon::start_with(&["--event-history", "100"]);
+    let client = daemon.client("client1").await;
+    // The same load twice: first to bring the daemon to its working size, then with 40
+    // watchers on connections of their own that never read. Each is sent 8,000 events
+    // (~0.8 MB): a daemon that kept them for the watchers would grow by 32 MB.
+    run_2000(&client).await;
+    let rss_before = rrocker_tests::status_kib(daemon.pid(), "VmRSS").expect("rss");
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut watcher = daemon.client("client1").await;
+        let events = watch(&mut watcher, None).await;
+        stalled.push((watcher, events));
+    }
+    run_2000(&client).await;
+    let rss_after = rrocker_tests::status_kib(daemon.pid(), "VmRSS").expect("rss");
+    eprintln!("40 stalled watchers, 8,000 events: daemon RSS {rss_before} -> {rss_after} KiB");
+    assert!(rss_after < rss_before + 8 * 1024, "RSS {rss_before} -> {rss_after} KiB");
+    // What a stalled watcher gets when it reads again: every event in order (6,000 at least
+    // are phase two's), or, past what the daemon holds for it, that it fell behind.
+    let (_, events) = &mut stalled[0];
+    let (mut first, mut last) = (None, 0);
+    loop {
+        match events.message().await {
+            Ok(Some(event)) => {
+                let first = *first.get_or_insert(event.seq);
+                if event.seq != first {
+                    assert_eq!(event.seq, last + 1, "in order, none missing");
+                }
+                last = event.seq;
+                if last - first + 1 == 6_000 {
+                    break;
+                }
+            }
+            Ok(None) => panic!("the watch ended"),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                break;
+            }
+        }
+    }
+}
