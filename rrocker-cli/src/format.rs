@@ -70,6 +70,7 @@ pub fn status_json(status: &TaskStatus) -> Value {
         "pid": (status.pid != 0).then_some(status.pid),
         "created_at_ms": status.created_at_ms,
         "finished_at_ms": (status.finished_at_ms != 0).then_some(status.finished_at_ms),
+        "timeout_ms": status.timeout_ms,
         "limits": status.limits.as_ref().map(limits_json),
         "defaulted_limits": status.defaulted_limits,
         "usage": status.usage.as_ref().map(usage_json),
@@ -206,6 +207,10 @@ pub fn verbose_lines(status: &TaskStatus) -> String {
     if status.finished_at_ms != 0 {
         let ran = span(status.finished_at_ms.saturating_sub(status.created_at_ms));
         lines.push_str(&format!("Finished: {} (ran {ran})\n", timestamp(status.finished_at_ms)));
+    }
+    if let Some(timeout) = status.timeout_ms {
+        let by = timestamp(status.created_at_ms.saturating_add(timeout));
+        lines.push_str(&format!("Timeout: {} (stops at {by})\n", span(timeout)));
     }
     if status.pid != 0 {
         lines.push_str(&format!("Pid: {} (on the daemon's host)\n", status.pid));

@@ -67,6 +67,9 @@ pub struct Task {
     pub has_stdin: bool,
     /// Whether its command runs on a pseudo-terminal.
     pub has_terminal: bool,
+    /// How long it may run from its start (its own timeout, or the daemon's
+    /// --max-task-duration), if it has a deadline.
+    pub deadline: Option<std::time::Duration>,
     /// Its stdin, while no client writes it (one at a time); `None` once closed.
     pub(crate) stdin: Mutex<Option<Sender<Bytes>>>,
     /// The commands run in it by Exec, first first.

@@ -251,6 +251,7 @@ impl TaskRegistry {
             sent_signals: AtomicU64::new(0),
             has_stdin,
             has_terminal: terminal.is_some(),
+            deadline,
             stdin: Mutex::new(spawned.stdin),
             execs: Mutex::new(Vec::new()),
         });

@@ -26,6 +26,7 @@ async fn run_timeout_stops_the_task_as_timed_out_within_its_grace() {
     let id = start(&mut client, request).await;
     let streamed = stream_all(&mut client, &id).await;
     let status = streamed.status.expect("status");
+    assert_eq!(status.timeout_ms, Some(500));
     assert_eq!(String::from_utf8_lossy(&streamed.stdout), "up\nbye\n");
     assert_eq!(
         (status.state(), status.reason(), status.exit_code, status.signal),
@@ -41,11 +42,16 @@ async fn the_daemons_longest_duration_caps_a_task_given_none_and_refuses_more() 
     let daemon = Daemon::start_with(&["--max-task-duration", "2s"]);
     let mut client = daemon.client("client1").await;
     let id = start(&mut client, shell("exec sleep 600")).await;
+    // The cap is the task's deadline, and query shows it.
+    let verbose = daemon.cli("client1").args(["query", "-v", &id]).output().expect("query");
+    let verbose = String::from_utf8_lossy(&verbose.stdout).into_owned();
+    assert!(verbose.contains("\nTimeout: 2.000s (stops at 20"), "{verbose}");
     let ended = client.wait(WaitRequest { task_id: id }).await.expect("wait").into_inner();
     assert_eq!(
         (ended.state(), ended.reason(), ended.signal),
         (TaskState::Killed, KillReason::TimedOut, Some(libc::SIGTERM))
     );
+    assert_eq!(ended.timeout_ms, Some(2000));
     let longer = StartRequest { timeout_ms: Some(3_600_000), ..shell("true") };
     let refused = client.start(longer).await.expect_err("over the cap");
     assert_eq!(refused.code(), Code::InvalidArgument);

@@ -495,6 +495,9 @@ fn status(snapshot: &Snapshot) -> proto::TaskStatus {
         image: task.image.clone(),
         seccomp: task.seccomp.clone(),
         tty: task.has_terminal,
+        timeout_ms: task
+            .deadline
+            .map(|deadline| u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX)),
         execs: task.execs().iter().map(|exec| exec_status(exec)).collect(),
         defaulted_limits: [
             (task.defaulted.memory, "memory"),
