@@ -127,8 +127,8 @@ impl OutputLog {
     }
 
     /// Appends a chunk and wakes the readers. A chunk earlier than the one before it (the
-    /// wall clock was set back, or the other descriptor's read came first) takes that one's
-    /// time: a log's times never decrease.
+    /// wall clock was set back, or the other descriptor's pump read it first and appended it
+    /// second) takes that one's time: a log's times never decrease.
     pub fn append(&self, mut chunk: Chunk) {
         if let Some(shared) = &self.shared {
             shared.used.fetch_add(chunk.data.len(), Ordering::Relaxed);
