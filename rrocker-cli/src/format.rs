@@ -368,43 +368,51 @@ pub fn timestamp(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// A task event as one line: its time (RFC 3339, milliseconds), the task, what happened.
-pub fn event_line(event: &TaskEvent) -> String {
+/// When a task event happened: RFC 3339 with milliseconds.
+fn event_time(event: &TaskEvent) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at_ms);
-    let time = humantime::format_rfc3339_millis(time);
-    let what = match event.kind() {
-        TaskEventKind::Created => "created".to_owned(),
-        TaskEventKind::Started => "started".to_owned(),
-        TaskEventKind::Ended => {
-            let ended = event.ended.clone().unwrap_or_default();
-            let mut words = vec![format!("ended {}", state_name(ended.state()).to_lowercase())];
-            words.extend(ended.exit_code.map(|code| format!("exit code {code}")));
-            words.extend(ended.signal.map(signal_name));
-            words.extend(reason_name(ended.reason()).map(|reason| format!("({reason})")));
-            words.join(" ")
-        }
-        TaskEventKind::Removed => format!("removed ({})", event.why),
-        TaskEventKind::Unspecified => "?".to_owned(),
-    };
-    format!("{time} task {} {what} owner={}", event.task_id, event.owner)
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// A task event as a JSON object.
-pub fn event_json(event: &TaskEvent) -> Value {
-    let kind = match event.kind() {
+/// What kind of event it is, in one word.
+fn event_kind_name(kind: TaskEventKind) -> &'static str {
+    match kind {
         TaskEventKind::Created => "created",
         TaskEventKind::Started => "started",
         TaskEventKind::Ended => "ended",
         TaskEventKind::Removed => "removed",
         TaskEventKind::Unspecified => "unspecified",
+    }
+}
+
+/// A task event as one line: its time (RFC 3339, milliseconds), the task, what happened.
+pub fn event_line(event: &TaskEvent) -> String {
+    let kind = event_kind_name(event.kind());
+    let what = match event.kind() {
+        TaskEventKind::Ended => {
+            let ended = event.ended.clone().unwrap_or_default();
+            let mut words = vec![format!("{kind} {}", state_name(ended.state()).to_lowercase())];
+            words.extend(ended.exit_code.map(|code| format!("exit code {code}")));
+            words.extend(ended.signal.map(signal_name));
+            words.extend(reason_name(ended.reason()).map(|reason| format!("({reason})")));
+            words.join(" ")
+        }
+        TaskEventKind::Removed => format!("{kind} ({})", event.why),
+        TaskEventKind::Unspecified => "?".to_owned(),
+        TaskEventKind::Created | TaskEventKind::Started => kind.to_owned(),
     };
+    format!("{} task {} {what} owner={}", event_time(event), event.task_id, event.owner)
+}
+
+/// A task event as a JSON object.
+pub fn event_json(event: &TaskEvent) -> Value {
     let ended = event.ended.as_ref().filter(|_| event.kind() == TaskEventKind::Ended);
     json!({
         "seq": event.seq,
-        "time": humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at_ms)).to_string(),
+        "time": event_time(event),
         "task_id": event.task_id,
         "owner": event.owner,
-        "event": kind,
+        "event": event_kind_name(event.kind()),
         "state": ended.map(|ended| state_name(ended.state()).to_lowercase()),
         "exit_code": ended.and_then(|ended| ended.exit_code),
         "signal": ended.and_then(|ended| ended.signal).map(signal_name),

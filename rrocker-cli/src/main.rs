@@ -422,9 +422,16 @@ struct Times {
 }
 
 impl Times {
-    /// `--since` and `--until` in nanoseconds since the Unix epoch; refused if the first is
-    /// after the second.
-    fn range(self) -> Result<(Option<u64>, Option<u64>), CliError> {
+    /// The Stream request of `stream` and `logs`: task `task_id`'s output, `descriptor`'s,
+    /// from its last `tail_lines`, between `--since` and `--until` (refused if the first is
+    /// after the second).
+    fn request(
+        self,
+        task_id: String,
+        descriptor: Descriptor,
+        tail_lines: Option<u64>,
+        no_follow: bool,
+    ) -> Result<StreamRequest, CliError> {
         if let (Some(since), Some(until)) = (self.since, self.until)
             && since > until
         {
@@ -433,7 +440,14 @@ impl Times {
             ));
         }
         let ns = rrocker_cli::timestamps::unix_ns;
-        Ok((self.since.map(ns), self.until.map(ns)))
+        Ok(StreamRequest {
+            task_id,
+            fd: descriptor.fd().into(),
+            tail_lines,
+            no_follow,
+            since_ns: self.since.map(ns),
+            until_ns: self.until.map(ns),
+        })
     }
 }
 
@@ -597,20 +611,13 @@ async fn act(options: &ConnectOptions, command: Command) -> Result<u8, CliError>
         }
         Command::Stream { id, descriptor, tail, no_follow, times } => {
             drop(stdout);
-            let (since_ns, until_ns) = times.range()?;
-            let fd = descriptor.fd().into();
-            let request =
-                StreamRequest { task_id: id, fd, tail_lines: tail, no_follow, since_ns, until_ns };
+            let request = times.request(id, descriptor, tail, no_follow)?;
             let shown = Shown { with_state: true, timestamps: times.timestamps };
             stream(options, request, shown).await?;
         }
         Command::Logs { id, descriptor, tail, follow, times } => {
             drop(stdout);
-            let (since_ns, until_ns) = times.range()?;
-            let fd = descriptor.fd().into();
-            let no_follow = !follow;
-            let request =
-                StreamRequest { task_id: id, fd, tail_lines: tail, no_follow, since_ns, until_ns };
+            let request = times.request(id, descriptor, tail, !follow)?;
             let shown = Shown { with_state: false, timestamps: times.timestamps };
             stream(options, request, shown).await?;
         }

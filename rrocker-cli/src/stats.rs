@@ -15,7 +15,7 @@ use rrocker_proto::v1::{ListRequest, QueryRequest, TaskState, TaskStatus};
 use tonic::transport::Channel;
 
 use crate::CliError;
-use crate::format::{bytes, command_line};
+use crate::format::{bytes, command_line, short_id};
 
 /// Time between samples.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -102,7 +102,7 @@ fn table((then, before): &Sample, (now, after): &Sample) -> String {
         };
         let memory = format!("{} / {limit_text}", bytes(usage.memory_current_bytes));
         let io = format!("{} / {}", bytes(usage.io_read_bytes), bytes(usage.io_write_bytes));
-        let id = task.task_id.get(..12).unwrap_or(&task.task_id);
+        let id = short_id(&task.task_id);
         lines.push(format!(
             "{id:<12}  {:>7.2}%  {memory:>24}  {share:>7}  {:>6}  {io:>21}  {}\n",
             cpu,

@@ -261,15 +261,14 @@ impl TaskService for Service {
         let task = self.registry.find(&caller, &request.get_ref().task_id)?;
         let held = self.hold_stream(&caller)?;
         let only = only_fd(request.get_ref().fd());
-        let follow = !request.get_ref().no_follow;
-        let StreamRequest { tail_lines, since_ns, until_ns, .. } = *request.get_ref();
+        let StreamRequest { tail_lines, no_follow, since_ns, until_ns, .. } = *request.get_ref();
         if let (Some(since), Some(until)) = (since_ns, until_ns)
             && since > until
         {
             let why = format!("Since ({since} ns) is after until ({until} ns): no output is both");
             return Err(RequestError::InvalidArgument(why).into());
         }
-        let view = View { only, tail_lines, follow, since_ns, until_ns };
+        let view = View { only, tail_lines, follow: !no_follow, since_ns, until_ns };
         Ok(Response::new(self.output_stream(task, view, held).await))
     }
 
